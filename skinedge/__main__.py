@@ -1,0 +1,5 @@
+"""``python -m skinedge`` = the ``skinedge`` command."""
+
+from skinedge.cli import main
+
+main()
