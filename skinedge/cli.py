@@ -129,68 +129,31 @@ def data_sheet(
 
 
 # ------------------------------------------------------- commands of later issues
-def _later(what: str) -> None:
-    raise NotYetAvailable(f"`skinedge {what}` is not yet available in skinedge {skinedge.__version__}")
+# Listed so that `--help` shows the whole surface; each is replaced by the real
+# command when its issue lands.
+LATER_COMMANDS = {
+    ("train", "seg"): "Train the U-Net segmenter (BCE + Dice, Adam 1e-4, 50 epochs, 256²).",
+    ("train", "sr"): "Train the SRGAN generator: --phase pretrain (MSE) | gan | both.",
+    (None, "eval"): "The paper's tables (segmentation, SR, combined) on a test split.",
+    (None, "export"): "Export both checkpoints to ONNX (MODELS/ with models.json).",
+    (None, "prune"): "Structured channel pruning of one network, fine-tune, re-export.",
+    (None, "calibrate"): "FP16 or INT8 (Q/DQ) variants from real calibration images, behind accuracy gates.",
+    (None, "build-engines"): "Build TensorRT engines from a models directory and a build profile.",
+    (None, "enhance"): "Segment and super-resolve image files.",
+    (None, "run"): "Live: camera or stream in, enhanced view out (window, file, web viewer).",
+    (None, "bench"): "Per-stage latency of the pipeline per backend and precision.",
+}
 
 
-@train_app.command("seg", **LATER)
-def train_seg() -> None:
-    """Train the U-Net segmenter (BCE + Dice, Adam 1e-4, 50 epochs, 256²)."""
-    _later("train seg")
+def _not_yet(words: str):
+    def command() -> None:
+        raise NotYetAvailable(f"`skinedge {words}` is not yet available in skinedge {skinedge.__version__}")
+    return command
 
 
-@train_app.command("sr", **LATER)
-def train_sr() -> None:
-    """Train the SRGAN generator: --phase pretrain (MSE) | gan | both."""
-    _later("train sr")
-
-
-@app.command("eval", **LATER)
-def evaluate() -> None:
-    """The paper's tables (segmentation, SR, combined) on a test split, as JSON/Markdown/HTML."""
-    _later("eval")
-
-
-@app.command("export", **LATER)
-def export() -> None:
-    """Export both checkpoints to ONNX (MODELS/ with models.json)."""
-    _later("export")
-
-
-@app.command("prune", **LATER)
-def prune() -> None:
-    """Structured channel pruning of one network, fine-tune, re-export."""
-    _later("prune")
-
-
-@app.command("calibrate", **LATER)
-def calibrate() -> None:
-    """FP16 or INT8 (Q/DQ) variants from real calibration images, behind accuracy gates."""
-    _later("calibrate")
-
-
-@app.command("build-engines", **LATER)
-def build_engines() -> None:
-    """Build TensorRT engines from a models directory and a build profile."""
-    _later("build-engines")
-
-
-@app.command("enhance", **LATER)
-def enhance() -> None:
-    """Segment and super-resolve image files."""
-    _later("enhance")
-
-
-@app.command("run", **LATER)
-def run() -> None:
-    """Live: camera or stream in, enhanced view out (window, file, web viewer)."""
-    _later("run")
-
-
-@app.command("bench", **LATER)
-def bench() -> None:
-    """Per-stage latency of the pipeline per backend and precision."""
-    _later("bench")
+for (group, name), summary in LATER_COMMANDS.items():
+    target = train_app if group == "train" else app
+    target.command(name, help=f"[not yet] {summary}", **LATER)(_not_yet(f"{group} {name}" if group else name))
 
 
 @app.command("demo")

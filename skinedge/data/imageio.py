@@ -33,7 +33,7 @@ def _describe_non_image(path: Path) -> str:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
         return "not an image file (unknown format)"
-    if text.isprintable() or all(c.isprintable() or c.isspace() for c in text):
+    if all(c.isprintable() or c.isspace() for c in text):
         return f"not an image: it is a text file (starts with {text[:24].strip()!r})"
     return "not an image file (unknown format)"
 
