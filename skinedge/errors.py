@@ -19,3 +19,7 @@ class NotYetAvailable(SkinedgeError):
     """A CLI command whose implementation has not landed yet."""
 
     exit_code = 2
+
+
+class MissingWeights(SkinedgeError):
+    """Pretrained weights that cannot be downloaded here and were not supplied."""

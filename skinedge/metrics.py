@@ -21,7 +21,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from skinedge.errors import SkinedgeError
+from skinedge.errors import MissingWeights
 from skinedge.filters import filter_separable, gaussian_kernel1d
 
 ISIC_JACCARD_THRESHOLD = 0.65
@@ -194,10 +194,6 @@ LPIPS_BACKBONES = {
     "vgg": "vgg16-397923af.pth",
     "squeeze": "squeezenet1_1-b8a52dc0.pth",
 }
-
-
-class MissingWeights(SkinedgeError):
-    """Pretrained weights that cannot be downloaded here and were not supplied."""
 
 
 def lpips_backbone_path(net: str = "alex") -> Path:

@@ -75,3 +75,14 @@ def test_any_size_works(size):
     s = render_sample(size, 0, 3)
     assert s.image.shape == (size, size, 3) and s.image.dtype == np.uint8
     assert s.mask.shape == (size, size) and s.mask.dtype == bool and s.mask.any()
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    write_synthetic(tmp_path, count=1, size=32, seed=0)
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = stat.S_IMODE((tmp_path / "manifest.json").stat().st_mode)
+    assert mode == 0o666 & ~umask

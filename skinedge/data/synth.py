@@ -12,9 +12,9 @@ shows the same scene), composited back to front:
    r(theta) = R (1 + sum_k a_k cos(k theta + phi_k)), stretched, rotated, with
    1-3 merged lobes and a soft rim.  Its colour mixes per-lesion pigments
    (light/dark brown, black, blue-grey, regression white, pink) in blotches and
-   toward the centre, with a pigment network (warped hexagonal pattern, fading
-   toward the rim) and dots/globules; it is laid over the skin with weight
-   ``alpha * contrast``;
+   toward the centre, over a pigment network (walls of warped Voronoi cells,
+   fading toward the rim), with dots/globules; it is laid over the skin with
+   weight ``alpha * contrast``;
 3. hairs: dark quadratic Bezier curves, anti-aliased on a 2x canvas;
 4. uneven illumination (gradient and off-centre fall-off), then gel bubbles
    and specular highlights;
@@ -24,11 +24,13 @@ shows the same scene), composited back to front:
 mask = (alpha >= 0.5) & (vignette visibility >= 0.5); hairs and bubbles never
 change it, as in ISIC ground truth.  All randomness comes from
 ``default_rng(SeedSequence([seed, index]))``; scene parameters are drawn the
-same way at every size, so only the final sensor noise depends on the size.
+same way at every size, so a (seed, index) shows the same scene at 64 and 512
+px (only sensor noise, and in rare edge cases the redraw check, differ).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,8 +45,15 @@ _TONES = np.array([[244, 208, 192], [228, 180, 156], [204, 146, 114],
                    [166, 110, 78], [104, 66, 46]], np.float32)
 _BASE_PIGMENTS = (("light_brown", 0.42), ("dark_brown", 0.40), ("black", 0.05),
                   ("pink_red", 0.08), ("blue_grey", 0.05))
-_EXTRA_PIGMENTS = (("light_brown", 0.25), ("dark_brown", 0.35), ("black", 0.15), ("blue_grey", 0.12),
-                   ("regression", 0.13))
+_EXTRA_PIGMENTS = (("light_brown", 0.25), ("dark_brown", 0.35), ("black", 0.15),
+                   ("blue_grey", 0.12), ("regression", 0.13))
+_PIGMENTS = {  # name: (multiplier of the skin tone, added RGB)
+    "light_brown": ((0.78, 0.60, 0.47), (0, 0, 0)), "dark_brown": ((0.46, 0.31, 0.23), (0, 0, 0)),
+    "black": ((0.08, 0.08, 0.08), (38, 28, 28)), "blue_grey": ((0.2, 0.22, 0.26), (67, 71, 79)),
+    "regression": ((0.5, 0.5, 0.5), (114, 106, 107)), "pink_red": ((0.92, 0.58, 0.6), (0, 0, 0)),
+}
+_HAIR_P = np.array([12.0] + [4.0] * 5 + [1.5] * 5 + [0.6] * 5)
+_HAIR_P /= _HAIR_P.sum()
 
 Rng = np.random.Generator
 
@@ -58,7 +67,7 @@ class SynthSample:
     info: dict
 
 
-def _smoothstep(e0: float, e1, x: np.ndarray) -> np.ndarray:
+def _smoothstep(e0: float, e1: float, x: np.ndarray) -> np.ndarray:
     """Soft 0->1 ramp between e0 and e1 (either order), for soft edges."""
     t = np.clip((x - e0) / (e1 - e0), 0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)
@@ -66,7 +75,8 @@ def _smoothstep(e0: float, e1, x: np.ndarray) -> np.ndarray:
 
 def _upsample(grid: np.ndarray, size: int) -> np.ndarray:
     """Resize a float grid to size x size with PIL bicubic (smooth, fast, anti-aliased)."""
-    return np.asarray(Image.fromarray(grid.astype(np.float32)).resize((size, size), Image.BICUBIC))
+    img = Image.fromarray(grid.astype(np.float32))
+    return np.asarray(img.resize((size, size), Image.Resampling.BICUBIC))
 
 
 def _fractal(rng: Rng, size: int, base: int, octaves: int, gain: float = 0.5) -> np.ndarray:
@@ -81,15 +91,15 @@ def _fractal(rng: Rng, size: int, base: int, octaves: int, gain: float = 0.5) ->
     return total / np.float32(np.sqrt(norm))
 
 
-def _supersampled(size: int, draw_fn) -> np.ndarray:
-    """Run draw_fn(draw, scale) on a 2x 'L' canvas and box-downsample: anti-aliased opacity in [0, 1]."""
+def _supersampled(size: int, draw_fn: Callable[[ImageDraw.ImageDraw, float], None]) -> np.ndarray:
+    """Run draw_fn(draw, scale) on a 2x 'L' canvas and box-downsample: anti-aliased opacity."""
     canvas = Image.new("L", (2 * size, 2 * size), 0)
     draw_fn(ImageDraw.Draw(canvas), 2.0 * size)
-    small = canvas.resize((size, size), Image.BOX)
+    small = canvas.resize((size, size), Image.Resampling.BOX)
     return np.asarray(small, dtype=np.float32) / 255.0
 
 
-def _skin(rng: Rng, size: int, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, list[int]]:
+def _skin(rng: Rng, size: int) -> tuple[np.ndarray, list[int]]:
     """Skin colour field: tone, pink cast, blotches, redness, pores and crease lines."""
     t = rng.beta(1.3, 2.0) * (len(_TONES) - 1)
     i = min(int(t), len(_TONES) - 2)
@@ -115,7 +125,8 @@ def _creases(rng: Rng, size: int) -> np.ndarray:
         ang = rng.uniform(0, np.pi) if fam == 0 else segs[0][0] + rng.uniform(0.8, 2.3)
         for _ in range(22):
             a = ang + rng.normal(0, 0.1)
-            segs.append((a, rng.uniform(-0.1, 1.1, 2), rng.uniform(0.15, 0.5), rng.normal(0, 0.01, 7)))
+            mid, length = rng.uniform(-0.1, 1.1, 2), rng.uniform(0.15, 0.5)
+            segs.append((a, mid, length, rng.normal(0, 0.01, 7)))
 
     def draw(d: ImageDraw.ImageDraw, s: float) -> None:
         for a, mid, length, wob in segs:
@@ -145,7 +156,8 @@ def _lobe_geometry(rng: Rng) -> dict:
     radius = float(np.sqrt(area / np.pi))
     if rng.random() < 0.12:  # shifted off-centre: often crosses the image border
         side = rng.uniform(0, 2 * np.pi)
-        centre = 0.5 + (0.5 - radius * rng.uniform(0.1, 0.8)) * np.array([np.cos(side), np.sin(side)])
+        reach = 0.5 - radius * rng.uniform(0.1, 0.8)
+        centre = 0.5 + reach * np.array([np.cos(side), np.sin(side)])
     else:
         centre = 0.5 + rng.normal(0, 0.06, 2)
     n_lobes = int(rng.choice([1, 2, 3], p=[0.7, 0.2, 0.1]))
@@ -154,31 +166,32 @@ def _lobe_geometry(rng: Rng) -> dict:
         a = rng.uniform(0, 2 * np.pi)
         off = radius * rng.uniform(0.4, 0.8) * np.array([np.cos(a), np.sin(a)])
         lobes.append((centre + off, radius * rng.uniform(0.45, 0.75), _radius_table(rng)))
-    return {"lobes": lobes, "stretch": float(rng.uniform(1.0, 1.7)), "rot": float(rng.uniform(0, np.pi)),
-            "edge": float(rng.uniform(0.03, 0.25) ** 1.3), "radius": radius}
+    return {"lobes": lobes, "stretch": float(rng.uniform(1.0, 1.7)),
+            "rot": float(rng.uniform(0, np.pi)), "edge": float(rng.uniform(0.03, 0.25) ** 1.3),
+            "radius": radius}
 
 
-def _to_frame(geo: dict, cx: float, cy: float, x: np.ndarray, y: np.ndarray):
-    """Rotate and (area-preservingly) stretch image coordinates into the lesion frame."""
-    c, s, e = np.cos(geo["rot"]), np.sin(geo["rot"]), np.sqrt(geo["stretch"])
-    return ((x - cx) * c + (y - cy) * s) / e, (-(x - cx) * s + (y - cy) * c) * e
-
-
-def _lesion_field(geo: dict, noise: np.ndarray, x: np.ndarray, y: np.ndarray):
-    """Opacity alpha (0.5 on the border) and relative depth s (0 centre, 1 rim) of the lesion."""
-    d_best = s_best = None
-    for (cx, cy), rad, table in geo["lobes"]:
-        u, v = _to_frame(geo, cx, cy, x, y)
+def _lesion_field(geo: dict, noise: np.ndarray, x: np.ndarray,
+                  y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Opacity alpha (0.5 on the border) and relative depth (0 centre, 1 rim) of the lesion."""
+    cos, sin, e = np.cos(geo["rot"]), np.sin(geo["rot"]), np.sqrt(geo["stretch"])
+    dist = depth = None
+    for (cx, cy), rad, table in geo["lobes"]:  # rotate, stretch (area-preserving), go polar
+        u, v = ((x - cx) * cos + (y - cy) * sin) / e, (-(x - cx) * sin + (y - cy) * cos) * e
         rho = np.hypot(u, v)
-        idx = ((np.arctan2(v, u) + np.pi) * (len(table) / (2 * np.pi))).astype(np.int32) % len(table)
-        edge_r = rad * table[idx]
-        d, s = rho - edge_r, rho / edge_r
-        d_best = d if d_best is None else np.minimum(d_best, d)
-        s_best = s if s_best is None else np.minimum(s_best, s)
+        edge_r = rad * table[_angle_index(np.arctan2(v, u), len(table))]
+        d, rel = rho - edge_r, rho / edge_r
+        dist = d if dist is None else np.minimum(dist, d)  # union of lobes
+        depth = rel if depth is None else np.minimum(depth, rel)
     r0 = geo["radius"]
-    d_best = d_best + 0.07 * r0 * noise
     width = r0 * geo["edge"] + 0.002
-    return _smoothstep(width, -width, d_best), np.clip(s_best + 0.05 * noise, 0.0, None)
+    alpha = _smoothstep(width, -width, dist + 0.07 * r0 * noise)
+    return alpha, np.clip(depth + 0.05 * noise, 0.0, None)
+
+
+def _angle_index(theta: np.ndarray, n: int) -> np.ndarray:
+    """Index into an n-entry r(theta) table for angles from arctan2 (any branch)."""
+    return ((theta + np.pi) * (n / (2 * np.pi))).astype(np.int32) % n
 
 
 def _vignette(rng: Rng, x: np.ndarray, y: np.ndarray) -> np.ndarray | None:
@@ -191,22 +204,14 @@ def _vignette(rng: Rng, x: np.ndarray, y: np.ndarray) -> np.ndarray | None:
 
 
 def _pigment(name: str, skin: np.ndarray) -> np.ndarray:
-    """RGB of a named pigment, relative to the mean skin tone where that is physical."""
-    table = {
-        "light_brown": skin * np.array([0.78, 0.60, 0.47]),
-        "dark_brown": skin * np.array([0.46, 0.31, 0.23]),
-        "black": np.array([38.0, 28, 28]) + 0.08 * skin,
-        "blue_grey": 0.6 * np.array([112.0, 118, 132]) + 0.4 * skin * np.array([0.5, 0.55, 0.66]),
-        "regression": 0.5 * np.array([228.0, 212, 214]) + 0.5 * skin,
-        "pink_red": skin * np.array([0.92, 0.58, 0.6]),
-    }
-    return table[name].astype(np.float32)
+    """RGB of a named pigment: a filter on the mean skin tone plus a fixed colour."""
+    mul, add = _PIGMENTS[name]
+    return (skin * np.array(mul) + np.array(add)).astype(np.float32)
 
 
-def _lesion_colour(rng: Rng, size: int, skin_mean: np.ndarray, depth: np.ndarray, net: np.ndarray | None):
+def _lesion_colour(rng: Rng, size: int, base: str, skin_mean: np.ndarray, depth: np.ndarray,
+                   net: np.ndarray | None) -> tuple[np.ndarray, list[str]]:
     """Variegated lesion colour: base pigment, its network, then blotches that partly hide it."""
-    names, probs = zip(*_BASE_PIGMENTS)
-    base = str(rng.choice(names, p=probs))
     col = np.broadcast_to(_pigment(base, skin_mean), (size, size, 3)).copy()
     if net is not None:
         col *= (1.0 - net)[..., None]
@@ -266,7 +271,7 @@ def _globules(rng: Rng, size: int, geo: dict) -> tuple[np.ndarray, int]:
     (cx, cy), rad, table = geo["lobes"][0]
     th, frac = rng.uniform(0, 2 * np.pi, n), np.sqrt(rng.uniform(0.0, 0.85, n))
     sizes, fills = rng.uniform(0.003, 0.011, n), rng.integers(150, 256, n)
-    rho = rad * frac * table[(th / (2 * np.pi) * len(table)).astype(int) % len(table)]
+    rho = rad * frac * table[_angle_index(th, len(table))]
     c, s, e = np.cos(geo["rot"]), np.sin(geo["rot"]), np.sqrt(geo["stretch"])
     u, v = rho * np.cos(th) * e, rho * np.sin(th) / e
     px, py = cx + u * c - v * s, cy + u * s + v * c
@@ -287,8 +292,9 @@ def _hairs(rng: Rng, size: int) -> tuple[np.ndarray, int]:
         length = rng.uniform(0.2, 1.1)
         mid = rng.uniform(0.0, 1.0, 2)
         dirv = np.array([np.cos(ang), np.sin(ang)]) * length / 2
-        bend = rng.normal(0, 0.25) * length * np.array([-dirv[1], dirv[0]]) / (length / 2)
-        specs.append((mid - dirv, mid + bend, mid + dirv, rng.uniform(0.8, 2.6) / 256, int(rng.integers(170, 256))))
+        bend = rng.normal(0, 0.25) * length * np.array([-np.sin(ang), np.cos(ang)])
+        width, fill = rng.uniform(0.8, 2.6) / 256, int(rng.integers(170, 256))
+        specs.append((mid - dirv, mid + bend, mid + dirv, width, fill))
     ts = np.linspace(0, 1, 24)[:, None]
 
     def draw(d: ImageDraw.ImageDraw, sc: float) -> None:
@@ -298,14 +304,11 @@ def _hairs(rng: Rng, size: int) -> tuple[np.ndarray, int]:
     return _supersampled(size, draw), n
 
 
-_HAIR_P = np.array([12.0] + [4.0] * 5 + [1.5] * 5 + [0.6] * 5)
-_HAIR_P /= _HAIR_P.sum()
-
-
-def _bubbles(rng: Rng, size: int) -> tuple[np.ndarray, int]:
+def _bubbles(rng: Rng, size: int) -> tuple[np.ndarray | None, int]:
     """Gel air bubbles (bright rim, faint fill) and specular glints, as a brightening layer."""
     n = int(rng.integers(1, 7)) if rng.random() < 0.3 else 0
-    specs = [(rng.uniform(0, 1, 2), rng.uniform(0.008, 0.05), rng.uniform(0.8, 1.25)) for _ in range(n)]
+    specs = [(rng.uniform(0, 1, 2), rng.uniform(0.008, 0.05), rng.uniform(0.8, 1.25))
+             for _ in range(n)]
 
     def draw(d: ImageDraw.ImageDraw, sc: float) -> None:
         for (a, b), r, e in specs:
@@ -322,13 +325,20 @@ def _illumination(rng: Rng, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     g = rng.normal(0, 0.12, 2)
     c = 0.5 + rng.normal(0, 0.15, 2)
     fall = rng.uniform(0.1, 0.6)
-    return np.clip(1.0 + g[0] * (x - 0.5) + g[1] * (y - 0.5) - fall * ((x - c[0]) ** 2 + (y - c[1]) ** 2), 0.35, 1.2)
+    light = 1.0 + g[0] * (x - 0.5) + g[1] * (y - 0.5) - fall * ((x - c[0]) ** 2 + (y - c[1]) ** 2)
+    return np.clip(light, 0.35, 1.2)
 
 
 def render_sample(size: int, seed: int, index: int) -> SynthSample:
-    """Image `index` of the set made with `seed`; the same (size, seed, index) always gives the same bytes."""
+    """Image `index` of the set made with `seed`.
+
+    The same (size, seed, index) always gives the same bytes; image i does not
+    depend on how many images are made.  Raises ValueError for a size outside
+    32..4096.
+    """
     if not isinstance(size, (int, np.integer)) or not _MIN_SIZE <= size <= _MAX_SIZE:
-        raise ValueError(f"size must be an integer from {_MIN_SIZE} to {_MAX_SIZE} pixels, got {size!r}")
+        raise ValueError(f"size must be an integer from {_MIN_SIZE} to {_MAX_SIZE} pixels, "
+                         f"got {size!r}")
     size = int(size)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(index)]))
     c = (np.arange(size, dtype=np.float32) + 0.5) / size
@@ -342,12 +352,16 @@ def render_sample(size: int, seed: int, index: int) -> SynthSample:
         seen = mask.size if vis is None else int((vis >= 0.5).sum())
         if 0.004 * seen < mask.sum() < 0.92 * seen and mask.sum() >= 4:
             break
+    else:  # pragma: no cover - needs ~100 unlucky draws in a row
+        raise RuntimeError(f"could not place a visible lesion for seed={seed} index={index}")
 
-    skin, tone = _skin(rng, size, x, y)
+    skin, tone = _skin(rng, size)
     skin_mean = np.array(tone, np.float32)
-    has_net = bool(rng.random() < 0.6)
+    names, probs = zip(*_BASE_PIGMENTS)
+    base = str(rng.choice(names, p=probs))
+    has_net = bool(rng.random() < (0.7 if base.endswith("brown") else 0.25))
     net = _network(rng, size, x, y, depth) if has_net else None
-    col, colours = _lesion_colour(rng, size, skin_mean, depth, net)
+    col, colours = _lesion_colour(rng, size, base, skin_mean, depth, net)
     n_glob = 0
     if rng.random() < 0.35:
         glob, n_glob = _globules(rng, size, geo)
@@ -370,14 +384,15 @@ def render_sample(size: int, seed: int, index: int) -> SynthSample:
     out = Image.fromarray(np.clip(img + 0.5, 0, 255).astype(np.uint8))
     if blur > 0:
         out = out.filter(ImageFilter.GaussianBlur(blur * size / 256))
-    noisy = np.asarray(out, np.float32) + sigma * rng.standard_normal((size, size, 3), dtype=np.float32)
+    grain = rng.standard_normal((size, size, 3), dtype=np.float32)
+    noisy = np.asarray(out, np.float32) + sigma * grain
     image = np.clip(noisy + 0.5, 0, 255).astype(np.uint8)
 
     info = {
         "generator_version": GENERATOR_VERSION, "skin_tone": tone,
         "lesion_area": float(mask.mean()), "contrast": round(contrast, 4), "hairs": n_hairs,
         "vignette": vis is not None,
-        "touches_border": bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any()),
+        "touches_border": bool(mask[[0, -1]].any() or mask[:, [0, -1]].any()),
         "colours": colours, "network": has_net, "globules": n_glob, "lobes": len(geo["lobes"]),
         "bubbles": n_bub, "edge_softness": round(geo["edge"], 4), "blur": round(blur, 4),
     }

@@ -1,0 +1,150 @@
+"""SRGAN for 4× lesion enhancement (paper §3.3.1, Ledig et al. 2017).
+
+Value ranges: the generator takes RGB in [0, 1] (N×3×h×w) and returns RGB in
+[0, 1] (N×3×4h×4w; no final tanh, values outside are clamped at inference).
+The discriminator returns one *logit* per image; its sigmoid is in the loss
+(BCE-with-logits), the same math as the paper's sigmoid + log-loss.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from skinedge.errors import MissingWeights
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+VGG19_BLOCK3_CONV3_RELU = 16  # torchvision vgg19.features[:16] ends with relu(conv3_3)
+
+
+class ResidualBlock(nn.Module):
+    """conv3×3-BN-PReLU-conv3×3-BN plus identity."""
+
+    def __init__(self, features: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(features, features, 3, padding=1), nn.BatchNorm2d(features), nn.PReLU(features),
+            nn.Conv2d(features, features, 3, padding=1), nn.BatchNorm2d(features),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class UpsampleBlock(nn.Module):
+    """conv3×3 to 4× channels, pixel shuffle ×2, PReLU."""
+
+    def __init__(self, features: int):
+        super().__init__()
+        self.conv = nn.Conv2d(features, features * 4, 3, padding=1)
+        self.shuffle = nn.PixelShuffle(2)
+        self.act = nn.PReLU(features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.shuffle(self.conv(x)))
+
+
+class Generator(nn.Module):
+    """SRResNet/SRGAN generator: 9×9 head + PReLU, ``blocks`` residual blocks,
+    conv-BN with the long skip, two ×2 pixel-shuffle blocks, 9×9 reconstruction.
+
+    Args:
+        blocks: residual blocks (16 in the paper; the demo uses fewer).
+        features: channels of the trunk (64 in the paper).
+        scale: 4 (two ×2 up-sampling blocks) or 2 (one).
+        bicubic_skip: NOT in the paper; output = bicubic(LR) + G(LR), which
+            makes the network learn only the missing detail. Off by default.
+    Fully convolutional: any input size works.
+    """
+
+    def __init__(self, blocks: int = 16, features: int = 64, scale: int = 4, bicubic_skip: bool = False):
+        super().__init__()
+        if scale not in (2, 4):
+            raise ValueError(f"scale must be 2 or 4, got {scale}")
+        self.scale = scale
+        self.bicubic_skip = bicubic_skip
+        self.head = nn.Sequential(nn.Conv2d(3, features, 9, padding=4), nn.PReLU(features))
+        self.trunk = nn.Sequential(*(ResidualBlock(features) for _ in range(blocks)))
+        self.trunk_tail = nn.Sequential(nn.Conv2d(features, features, 3, padding=1), nn.BatchNorm2d(features))
+        self.upsample = nn.Sequential(*(UpsampleBlock(features) for _ in range(scale // 2)))
+        self.tail = nn.Conv2d(features, 3, 9, padding=4)
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        head = self.head(lr)
+        out = self.tail(self.upsample(head + self.trunk_tail(self.trunk(head))))
+        if self.bicubic_skip:
+            out = out + F.interpolate(lr, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        return out
+
+
+def _disc_block(cin: int, cout: int, stride: int, bn: bool = True) -> list[nn.Module]:
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, stride=stride, padding=1)]
+    if bn:
+        layers.append(nn.BatchNorm2d(cout))
+    layers.append(nn.LeakyReLU(0.2, inplace=True))
+    return layers
+
+
+class Discriminator(nn.Module):
+    """8 conv layers (64→512 filters, stride 2 every other), BN, LeakyReLU(0.2),
+    dense 1024 + LeakyReLU, dense 1 → one logit per image.
+
+    An adaptive 6×6 average pool before the dense head (not in the paper) keeps
+    the dense layer at SRGAN's original size (96² crops → 6×6) for 256² crops
+    and lets any crop size through.
+    """
+
+    def __init__(self, features: int = 64):
+        super().__init__()
+        f = features
+        plan = [(3, f, 1), (f, f, 2), (f, 2 * f, 1), (2 * f, 2 * f, 2),
+                (2 * f, 4 * f, 1), (4 * f, 4 * f, 2), (4 * f, 8 * f, 1), (8 * f, 8 * f, 2)]
+        layers: list[nn.Module] = []
+        for i, (cin, cout, stride) in enumerate(plan):
+            layers += _disc_block(cin, cout, stride, bn=i > 0)
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(6)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(8 * f * 36, 1024),
+                                  nn.LeakyReLU(0.2, inplace=True), nn.Linear(1024, 1))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """image: N×3×H×W in [0, 1] → N logits."""
+        return self.head(self.pool(self.features(image))).squeeze(1)
+
+
+class VGGContent(nn.Module):
+    """VGG19 features up to block3_conv3 (after its ReLU) for the content loss.
+
+    Weights come from a local file (torchvision's ``vgg19-dcbb9e9d.pth`` or any
+    state dict of ``vgg19().features``): they cannot be downloaded here.
+    """
+
+    def __init__(self, weights: str | Path):
+        super().__init__()
+        import torchvision
+
+        path = Path(weights)
+        if not path.is_file():
+            raise MissingWeights(f"VGG19 weights not found: {path} (torchvision's vgg19-dcbb9e9d.pth; "
+                                 "or --vgg-weights none for a pixel MSE content loss)")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - an unreadable file is the user's to fix
+            raise MissingWeights(f"{path}: not a torch state dict ({type(exc).__name__})") from None
+        state = {k.removeprefix("features."): v for k, v in state.items() if not k.startswith("classifier.")}
+        features = torchvision.models.vgg19(weights=None).features
+        try:
+            features.load_state_dict(state)
+        except RuntimeError as exc:
+            raise MissingWeights(f"{path} is not a VGG19 state dict: {str(exc).splitlines()[0]}") from None
+        self.features = features[:VGG19_BLOCK3_CONV3_RELU].eval().requires_grad_(False)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """image: N×3×H×W RGB in [0, 1] → block3_conv3 activations."""
+        return self.features((image - self.mean) / self.std)
