@@ -7,6 +7,7 @@ bug and keeps its traceback.
 
 from __future__ import annotations
 
+import errno
 import sys
 from pathlib import Path
 from typing import Optional
@@ -28,6 +29,9 @@ train_app = typer.Typer(help="Train the segmenter (seg) or the SR generator (sr)
 app.add_typer(data_app, name="data")
 app.add_typer(train_app, name="train")
 
+# Environment problems the user fixes (space, permissions), not bugs.
+USER_OS_ERRORS = {errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS, errno.EDQUOT, errno.ENOTDIR,
+                  errno.EISDIR, errno.ENOENT}
 SPEC_HELP = ("dataset as KIND:PATH, KIND one of isic2018, ph2, derm7pt, folder, synthetic "
              "(e.g. isic2018:/data/ISIC2018)")
 LATER = {"context_settings": {"allow_extra_args": True, "ignore_unknown_options": True}}
@@ -128,13 +132,112 @@ def data_sheet(
     typer.echo(f"wrote {out} ({len(shown)} images)")
 
 
+# ------------------------------------------------------------------------- train
+RUN_HELP = "run folder: checkpoints <net>-last.pt (resumable) and <net>-best.pt, logs, split.json"
+SPLIT_HELP = "split file from `skinedge data split` (default: RUN/split.json, made if absent)"
+
+
+@train_app.command("seg")
+def train_seg_command(
+    data: str = typer.Option(..., "--data", help=SPEC_HELP),
+    out: Path = typer.Option(..., "--out", "-o", help=RUN_HELP),
+    split: Optional[Path] = typer.Option(None, "--split", help=SPLIT_HELP),
+    encoder: str = typer.Option("efficientnet-b3", "--encoder", help="smp encoder name"),
+    encoder_weights: str = typer.Option("none", "--encoder-weights", help="none | imagenet | PATH to an encoder state dict"),
+    dropout: float = typer.Option(0.2, "--dropout", help="spatial dropout in encoder skips and decoder blocks"),
+    size: int = typer.Option(256, "--size", help="input side (multiple of 32)"),
+    batch: int = typer.Option(16, "--batch"),
+    epochs: int = typer.Option(50, "--epochs"),
+    lr: float = typer.Option(1e-4, "--lr"),
+    seed: int = typer.Option(0, "--seed"),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="stop after N optimizer steps"),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="stop after N minutes"),
+    bn_batches: int = typer.Option(32, "--bn-batches", help="batches to re-estimate BN statistics before each validation (0: off)"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    resume: bool = typer.Option(False, "--resume", help="continue RUN/seg-last.pt"),
+) -> None:
+    """Train the U-Net segmenter (BCE + Dice, Adam 1e-4, batch 16, 50 epochs, 256², paper §4.2.1)."""
+    from skinedge.train.seg import SegConfig, train_seg
+
+    if size % 32:
+        raise SkinedgeError(f"--size must be a multiple of 32 (the U-Net downsamples 5 times), got {size}; "
+                            f"try {max(32, round(size / 32) * 32)}")
+    result = train_seg(SegConfig(data, out, split, encoder, encoder_weights, dropout, size, batch, epochs,
+                                 lr, seed, max_steps, max_minutes, device, resume, bn_batches))
+    _print_result("seg", result, out)
+
+
+@train_app.command("sr")
+def train_sr_command(
+    data: str = typer.Option(..., "--data", help=SPEC_HELP),
+    out: Path = typer.Option(..., "--out", "-o", help=RUN_HELP),
+    split: Optional[Path] = typer.Option(None, "--split", help=SPLIT_HELP),
+    phase: str = typer.Option("both", "--phase", help="pretrain (SRResNet, pixel loss) | gan | both"),
+    blocks: int = typer.Option(16, "--blocks", help="residual blocks"),
+    features: int = typer.Option(64, "--features", help="trunk channels"),
+    bicubic_skip: bool = typer.Option(False, "--bicubic-skip", help="NOT in the paper: output = bicubic(LR) + G(LR)"),
+    hr_size: int = typer.Option(256, "--hr-size", help="HR crop side (LR = HR / 4)"),
+    batch: int = typer.Option(8, "--batch"),
+    epochs: int = typer.Option(100, "--epochs", help="epochs per phase"),
+    lr: float = typer.Option(1e-4, "--lr"),
+    pixel_loss: str = typer.Option("mse", "--pixel-loss", help="mse | l1 (pretrain, and gan without VGG)"),
+    vgg_weights: str = typer.Option("none", "--vgg-weights", help="PATH to torchvision vgg19 weights, or none (pixel content loss)"),
+    degradation: str = typer.Option("default", "--degradation", help="default (blur+noise+JPEG) | bicubic"),
+    seed: int = typer.Option(0, "--seed"),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="stop each phase after N steps"),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="stop each phase after N minutes"),
+    val_limit: Optional[int] = typer.Option(None, "--val-limit", help="validate on at most N images"),
+    init: Optional[Path] = typer.Option(None, "--init", help="generator checkpoint to start the gan phase from"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    resume: bool = typer.Option(False, "--resume", help="continue RUN/sr-<phase>-last.pt"),
+) -> None:
+    """Train the SRGAN generator: pretrain (MSE) then GAN (content + 1e-3 adversarial), paper §4.2.2."""
+    from skinedge.train.sr import SRConfig, train_sr
+
+    results = train_sr(SRConfig(data, out, split, phase, blocks, features, 4, bicubic_skip, hr_size, batch,
+                                epochs, lr, pixel_loss, vgg_weights, 1e-3, degradation, seed, max_steps,
+                                max_minutes, device, resume, init, val_limit))
+    for name, result in results.items():
+        _print_result(f"sr-{name}", result, out)
+
+
+def _print_result(prefix: str, result: dict, out: Path) -> None:
+    best = result.get("best") or {}
+    shown = "  ".join(f"{k} {v:.4f}" for k, v in best.items() if isinstance(v, float))
+    typer.echo(f"{prefix}: {result.get('steps', 0)} steps; best validation: {shown or 'none'}")
+    typer.echo(f"checkpoints: {out / (prefix + '-best.pt')} (best), {out / (prefix + '-last.pt')} (resumable)")
+
+
+@app.command("eval")
+def evaluate_command(
+    data: str = typer.Option(..., "--data", help=SPEC_HELP),
+    seg: Path = typer.Option(..., "--seg", help="segmenter checkpoint (RUN/seg-best.pt)"),
+    sr: Path = typer.Option(..., "--sr", help="SR generator checkpoint (RUN/sr-gan-best.pt or sr-pretrain-best.pt)"),
+    out: Path = typer.Option(..., "--out", "-o", help="report folder: report.json, report.md, report.html"),
+    split: Optional[Path] = typer.Option(None, "--split", help="split file (default: the segmenter's, else a new seeded one)"),
+    degradation: str = typer.Option("default", "--degradation", help="default (blur+noise+JPEG) | bicubic"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="evaluate at most N test images"),
+    panels: int = typer.Option(6, "--panels", help="cases shown with image panels in report.html"),
+    max_side: int = typer.Option(1024, "--max-side", help="larger test images are first shrunk to this side"),
+    no_lpips: bool = typer.Option(False, "--no-lpips", help="skip LPIPS"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+) -> None:
+    """The paper's Tables 1-3 on the test split: JSON, Markdown and HTML with image panels."""
+    from skinedge.evaluate import EvalConfig, evaluate
+    from skinedge.report import markdown_tables, write_report
+
+    report = evaluate(EvalConfig(data, seg, sr, out, split, degradation, limit, panels, max_side, device,
+                                 not no_lpips))
+    paths = write_report(report, out)
+    for line in markdown_tables(report):
+        typer.echo(line)
+    typer.echo(f"\nreport: {paths['html']} (also {paths['md'].name}, {paths['json'].name}); {report['lpips']}")
+
+
 # ------------------------------------------------------- commands of later issues
 # Listed so that `--help` shows the whole surface; each is replaced by the real
 # command when its issue lands.
 LATER_COMMANDS = {
-    ("train", "seg"): "Train the U-Net segmenter (BCE + Dice, Adam 1e-4, 50 epochs, 256²).",
-    ("train", "sr"): "Train the SRGAN generator: --phase pretrain (MSE) | gan | both.",
-    (None, "eval"): "The paper's tables (segmentation, SR, combined) on a test split.",
     (None, "export"): "Export both checkpoints to ONNX (MODELS/ with models.json).",
     (None, "prune"): "Structured channel pruning of one network, fine-tune, re-export.",
     (None, "calibrate"): "FP16 or INT8 (Q/DQ) variants from real calibration images, behind accuracy gates.",
@@ -176,6 +279,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     except KeyboardInterrupt:
         print("skinedge: interrupted", file=sys.stderr)
         sys.exit(130)
+    except OSError as exc:
+        if exc.errno not in USER_OS_ERRORS:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"skinedge: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

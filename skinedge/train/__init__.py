@@ -1,0 +1,1 @@
+"""Training of the segmenter and the SR generator (PyTorch; not used by the runtime)."""
