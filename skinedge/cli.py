@@ -8,6 +8,7 @@ bug and keeps its traceback.
 from __future__ import annotations
 
 import errno
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -149,6 +150,7 @@ def train_seg_command(
     batch: int = typer.Option(16, "--batch"),
     epochs: int = typer.Option(50, "--epochs"),
     lr: float = typer.Option(1e-4, "--lr"),
+    schedule: str = typer.Option("constant", "--schedule", help="constant (paper) | cosine (decay to 1% over the run)"),
     seed: int = typer.Option(0, "--seed"),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="stop after N optimizer steps"),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="stop after N minutes"),
@@ -162,8 +164,10 @@ def train_seg_command(
     if size % 32:
         raise SkinedgeError(f"--size must be a multiple of 32 (the U-Net downsamples 5 times), got {size}; "
                             f"try {max(32, round(size / 32) * 32)}")
-    result = train_seg(SegConfig(data, out, split, encoder, encoder_weights, dropout, size, batch, epochs,
-                                 lr, seed, max_steps, max_minutes, device, resume, bn_batches))
+    result = train_seg(SegConfig(
+        data=data, out=out, split=split, encoder=encoder, encoder_weights=encoder_weights, dropout=dropout,
+        size=size, batch=batch, epochs=epochs, lr=lr, schedule=schedule, seed=seed, max_steps=max_steps,
+        max_minutes=max_minutes, device=device, resume=resume, bn_batches=bn_batches))
     _print_result("seg", result, out)
 
 
@@ -180,6 +184,7 @@ def train_sr_command(
     batch: int = typer.Option(8, "--batch"),
     epochs: int = typer.Option(100, "--epochs", help="epochs per phase"),
     lr: float = typer.Option(1e-4, "--lr"),
+    schedule: str = typer.Option("constant", "--schedule", help="constant (paper) | cosine (decay to 1% over the run)"),
     pixel_loss: str = typer.Option("mse", "--pixel-loss", help="mse | l1 (pretrain, and gan without VGG)"),
     vgg_weights: str = typer.Option("none", "--vgg-weights", help="PATH to torchvision vgg19 weights, or none (pixel content loss)"),
     degradation: str = typer.Option("default", "--degradation", help="default (blur+noise+JPEG) | bicubic"),
@@ -194,14 +199,19 @@ def train_sr_command(
     """Train the SRGAN generator: pretrain (MSE) then GAN (content + 1e-3 adversarial), paper §4.2.2."""
     from skinedge.train.sr import SRConfig, train_sr
 
-    results = train_sr(SRConfig(data, out, split, phase, blocks, features, 4, bicubic_skip, hr_size, batch,
-                                epochs, lr, pixel_loss, vgg_weights, 1e-3, degradation, seed, max_steps,
-                                max_minutes, device, resume, init, val_limit))
+    results = train_sr(SRConfig(
+        data=data, out=out, split=split, phase=phase, blocks=blocks, features=features,
+        bicubic_skip=bicubic_skip, hr_size=hr_size, batch=batch, epochs=epochs, lr=lr, schedule=schedule,
+        pixel_loss=pixel_loss, vgg_weights=vgg_weights, degradation=degradation, seed=seed,
+        max_steps=max_steps, max_minutes=max_minutes, device=device, resume=resume, init=init,
+        val_limit=val_limit))
     for name, result in results.items():
         _print_result(f"sr-{name}", result, out)
 
 
 def _print_result(prefix: str, result: dict, out: Path) -> None:
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for all
+        return
     best = result.get("best") or {}
     shown = "  ".join(f"{k} {v:.4f}" for k, v in best.items() if isinstance(v, float))
     typer.echo(f"{prefix}: {result.get('steps', 0)} steps; best validation: {shown or 'none'}")
@@ -262,11 +272,14 @@ for (group, name), summary in LATER_COMMANDS.items():
 @app.command("demo")
 def demo(
     out: Path = typer.Option(Path("demo-out"), "--out", "-o", help="folder for everything the demo makes"),
+    tiny: bool = typer.Option(False, "--tiny", help="a one-minute smoke run of every step (no quality expected)"),
 ) -> None:
-    """The whole chain on generated data, on the CPU."""
-    from skinedge.demo import run_demo
+    """The whole chain on generated data, on the CPU (about 10 minutes on 2 cores)."""
+    from skinedge.demo import FULL, TINY, run_demo
 
-    run_demo(out)
+    if (out / "run").exists():
+        raise SkinedgeError(f"{out} holds an earlier demo: remove it or pass --out NEW_FOLDER")
+    run_demo(out, TINY if tiny else FULL)
 
 
 def main(argv: Optional[list[str]] = None) -> None:

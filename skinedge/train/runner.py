@@ -9,6 +9,7 @@ leaves is always a consistent state; a second Ctrl-C aborts at once.
 from __future__ import annotations
 
 import json
+import math
 import signal
 import threading
 import time
@@ -19,6 +20,7 @@ from typing import Any, Callable
 
 import torch
 
+from skinedge.errors import SkinedgeError
 from skinedge.train.checkpoint import load_state, save_checkpoint
 from skinedge.train.loop import (Budget, Runtime, TrainingStopped, agree, barrier, epoch_batches,
                                  is_better, progress_bar, steps_per_epoch, unwrap)
@@ -52,6 +54,20 @@ class Phase:
     arch: dict
     sections: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
+    schedule: str = "constant"
+
+
+SCHEDULES = ("constant", "cosine")
+
+
+def apply_schedule(phase: Phase, step: int, total: int) -> None:
+    """Set every optimizer's learning rate for ``step`` (cosine: from the initial rate to 1% of it)."""
+    if phase.schedule == "constant":
+        return
+    factor = max(0.01, 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1))))
+    for opt in phase.optimizers.values():
+        for group in opt.param_groups:
+            group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
 
 
 @contextmanager
@@ -101,6 +117,8 @@ def run_phase(phase: Phase, rt: Runtime, out: Path, budget: Budget,
         progress: the ``progress`` section of a checkpoint to resume from
             (modules/optimizers already restored with :func:`restore`).
     """
+    if phase.schedule not in SCHEDULES:
+        raise SkinedgeError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {phase.schedule!r}")
     spe = steps_per_epoch(phase.n_items, phase.batch, rt)
     state = progress or {"epoch": 0, "step": 0, "best": None, "best_metrics": {}, "history": []}
     last, best = out / f"{phase.name}-last.pt", out / f"{phase.name}-best.pt"
@@ -119,6 +137,7 @@ def run_phase(phase: Phase, rt: Runtime, out: Path, budget: Budget,
             stopped = False
             for indices in epoch_batches(phase.n_items, phase.batch, state["epoch"], phase.seed, rt,
                                          skip=state["step"] - state["epoch"] * spe):
+                apply_schedule(phase, state["step"], total)
                 losses = phase.step(indices, state["epoch"], state["step"])
                 state["step"] += 1
                 update(state["step"], epoch=state["epoch"] + 1, **losses)

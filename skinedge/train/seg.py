@@ -38,6 +38,7 @@ class SegConfig:
     batch: int = 16
     epochs: int = 50
     lr: float = 1e-4
+    schedule: str = "constant"
     seed: int = 0
     max_steps: int | None = None
     max_minutes: float | None = None
@@ -107,7 +108,7 @@ def train_seg(cfg: SegConfig) -> dict:
               "mean": IMAGENET_MEAN.tolist(), "std": IMAGENET_STD.tolist(), "output": "logits (N×1×H×W)"}
         phase = Phase("seg", "seg", len(train), cfg.batch, cfg.epochs, step, validate, "dice",
                       {"model": model}, {"model": opt}, arch,
-                      {"config": cfg.to_json(), "data": data, "io": io}, cfg.seed)
+                      {"config": cfg.to_json(), "data": data, "io": io}, cfg.seed, cfg.schedule)
         progress = restore(phase, load_checkpoint(last_path, "seg"), last_path) if cfg.resume else None
         return run_phase(phase, rt, cfg.out, Budget(cfg.max_steps, cfg.max_minutes), progress)
     finally:

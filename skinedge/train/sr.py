@@ -49,6 +49,7 @@ class SRConfig:
     batch: int = 8
     epochs: int = 100
     lr: float = 1e-4
+    schedule: str = "constant"
     pixel_loss: str = "mse"
     vgg_weights: str = "none"
     adv_weight: float = 1e-3
@@ -164,7 +165,8 @@ def _phase(cfg: SRConfig, name: str, train: SRSamples, val: SRSamples, rt, data:
           "content_loss": "vgg19 block3_conv3" if cfg.vgg_weights != "none" else f"pixel {cfg.pixel_loss}"}
     return Phase(f"sr-{name}", "sr", len(train), cfg.batch, cfg.epochs, step, validate, "psnr_y",
                  modules, optimizers, cfg.arch(),
-                 {"config": {**cfg.to_json(), "phase": name}, "data": data, "io": io}, cfg.seed)
+                 {"config": {**cfg.to_json(), "phase": name}, "data": data, "io": io}, cfg.seed,
+                 cfg.schedule)
 
 
 def _init_generator(phase: Phase, cfg: SRConfig) -> None:
@@ -182,9 +184,9 @@ def train_sr(cfg: SRConfig) -> dict:
     """Train (or resume) the SR generator into ``cfg.out``; returns results per phase."""
     if cfg.phase not in PHASES:
         raise SkinedgeError(f"--phase must be one of {', '.join(PHASES)}, got {cfg.phase!r}")
-    if cfg.vgg_weights == "none":
-        print("content loss: pixel MSE (--vgg-weights none; the paper uses VGG19 block3_conv3 features)")
     rt = start_runtime(cfg.device)
+    if cfg.vgg_weights == "none" and rt.main and cfg.phase != "pretrain":
+        print("content loss: pixel MSE (--vgg-weights none; the paper uses VGG19 block3_conv3 features)")
     results = {}
     try:
         seed_everything(cfg.seed + rt.rank)
