@@ -46,6 +46,7 @@ class EvalConfig:
     max_side: int = 1024
     device: str = "auto"
     lpips: bool = True
+    context: int = 4
 
 
 @dataclass
@@ -140,7 +141,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         mask_lr = segment(seg_model, lr, seg_size, device)
         mask_hr = np.asarray(Image.fromarray(mask_lr.astype(np.uint8) * 255)
                              .resize(bic.shape[1::-1], Image.BILINEAR)) > 127
-        masked_lr = mask_image(lr, dilate(mask_lr, 1))
+        masked_lr = mask_image(lr, dilate(mask_lr, cfg.context))
         soft = feather(mask_hr, sigma=scale / 2)
         outputs = {
             "bicubic": bic,
@@ -160,7 +161,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         "dataset": cfg.data, "kind": dataset.kind, "test_images": len(test), "split": split_source,
         "with_masks": len(seg_rows), "scale": scale, "degradation": cfg.degradation,
         "checkpoints": {"seg": str(cfg.seg), "sr": str(cfg.sr)},
-        "sr_phase": sr_payload.get("config", {}).get("phase"),
+        "sr_phase": sr_payload.get("config", {}).get("phase"), "context_px": cfg.context,
         "lpips": lpips_note, "tables": tables, "cases": cases,
         "notes": [] if seg_rows else ["no ground-truth masks: Table 1 and lesion metrics are not computed"],
     }

@@ -81,7 +81,7 @@ def _header(report: dict) -> list[str]:
     return [f"- dataset: `{report['dataset']}` — {report['test_images']} test images "
             f"({report['with_masks']} with masks); split: {report['split']}",
             f"- LR: degradation `{report['degradation']}`, ×{report['scale']}; SR checkpoint phase: "
-            f"{report.get('sr_phase')}",
+            f"{report.get('sr_phase')}; masking keeps {report.get('context_px')} LR px of context",
             f"- checkpoints: seg `{report['checkpoints']['seg']}`, sr `{report['checkpoints']['sr']}`",
             f"- {report['lpips']}",
             "- protocol: docs/protocol.md; the paper's numbers come from its own data and protocol",

@@ -85,3 +85,17 @@ def test_split_and_sheet_commands(tmp_path, synth_dir):
     assert result.returncode == 0, result.stderr
     from PIL import Image
     assert Image.open(sheet).size == (256, 64 + 14)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "seg", "--data", "folder:/nowhere", "--out", "r", "--size", "100"], "--size must be a multiple of 32"),
+    (["train", "seg", "--data", "folder:/nowhere", "--out", "r"], "dataset folder not found"),
+    (["train", "sr", "--data", "folder:/nowhere", "--out", "r", "--phase", "warm"], "--phase must be one of"),
+    (["train", "seg", "--data", "folder:/nowhere", "--out", "r", "--resume"], "--resume: no seg-last.pt"),
+    (["eval", "--data", "folder:/x", "--seg", "no.pt", "--sr", "no.pt", "--out", "rep"], "checkpoint not found: no.pt"),
+])
+def test_training_and_eval_mistakes_are_one_line(tmp_path, argv, message):
+    result = skinedge_cli(*argv, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -61,10 +61,15 @@ def _load_encoder_weights(model: nn.Module, encoder_weights: str, encoder: str) 
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
         raise MissingWeights(f"{path}: not a torch state dict ({type(exc).__name__}: {exc})") from None
-    missing, unexpected = model.encoder.encoder.load_state_dict(state, strict=False)
-    if len(missing) > len(state) // 2 or not state:
-        raise MissingWeights(f"{path} does not fit the {encoder} encoder "
-                             f"({len(missing)} missing, {len(unexpected)} unexpected keys)")
+    if not isinstance(state, dict):
+        raise MissingWeights(f"{path}: holds a {type(state).__name__}, not a state dict")
+    encoder_module = model.encoder.encoder
+    target = encoder_module.state_dict()
+    fitting = {k: v for k, v in state.items() if k in target and target[k].shape == v.shape}
+    if len(fitting) < len(target) // 2:
+        raise MissingWeights(f"{path} does not fit the {encoder} encoder ({len(fitting)} of "
+                             f"{len(target)} tensors match by name and shape)")
+    encoder_module.load_state_dict(fitting, strict=False)
 
 
 def build_segmenter(encoder: str = DEFAULT_ENCODER, encoder_weights: str = "none",

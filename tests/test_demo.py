@@ -1,0 +1,22 @@
+"""`skinedge demo --tiny`: every step of the real demo, end to end, in a minute."""
+
+from __future__ import annotations
+
+import json
+
+from test_cli import skinedge_cli
+
+
+def test_tiny_demo_runs_every_step(tmp_path):
+    out = tmp_path / "demo"
+    result = skinedge_cli("demo", "--tiny", "--out", out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = result.stdout
+    assert "generated images (not patient data)" in text and "random initialisation" in text
+    for command in ("data synth", "data check", "data split", "train seg", "train sr", "eval"):
+        assert f"$ skinedge {command}" in text
+    report = json.loads((out / "report" / "report.json").read_text())
+    assert set(report["tables"]["methods"]) == {"bicubic", "srgan_only", "seg_bicubic", "skinsegmentsrgan"}
+    assert (out / "contact-sheet.png").is_file() and (out / "report" / "report.html").is_file()
+    again = skinedge_cli("demo", "--tiny", "--out", out)
+    assert again.returncode == 1 and "holds an earlier demo" in again.stderr
