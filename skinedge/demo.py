@@ -28,7 +28,7 @@ class DemoPlan:
     sr_hr: int
 
 
-FULL = DemoPlan(count=400, size=128, seg_epochs=5, sr_steps=300, sr_blocks=8, sr_hr=64)
+FULL = DemoPlan(count=400, size=128, seg_epochs=7, sr_steps=300, sr_blocks=8, sr_hr=64)
 TINY = DemoPlan(count=24, size=64, seg_epochs=1, sr_steps=2, sr_blocks=2, sr_hr=32)
 SEED = 0
 
@@ -48,7 +48,8 @@ def demo_steps(out: Path, plan: DemoPlan = FULL) -> list[tuple[str, list[str]]]:
          ["data", "sheet", spec, "--out", str(out / "contact-sheet.png")]),
         ("train the segmenter (EfficientNet-B3 U-Net, random init) for a fixed small budget",
          ["train", "seg", "--data", spec, "--out", str(run), "--size", str(plan.size), "--batch", "8",
-          "--lr", "1e-3", "--epochs", str(plan.seg_epochs), "--bn-batches", "16", "--device", "cpu",
+          "--lr", "1e-3", "--schedule", "cosine", "--epochs", str(plan.seg_epochs), "--bn-batches", "16",
+          "--device", "cpu",
           "--seed", str(SEED)]),
         (f"pre-train a reduced SR generator ({plan.sr_blocks} residual blocks, pixel L1 loss)",
          ["train", "sr", "--data", spec, "--out", str(run), "--phase", "pretrain", "--blocks",
