@@ -17,6 +17,7 @@ import typer
 
 import skinedge
 from skinedge.errors import NotYetAvailable, SkinedgeError
+from skinedge.progress import progress_bar
 
 app = typer.Typer(
     help="Find the skin lesion, show it sharper, in real time (SkinSegmentSRGAN).",
@@ -50,17 +51,6 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
     """skinedge: segmentation → masking → 4× super-resolution of skin lesions."""
 
 
-def _progress(total: int, label: str):
-    """A rich progress bar on stderr (stdout stays clean for reports)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                   TimeRemainingColumn(), console=Console(stderr=True), transient=True)
-    task = bar.add_task(label, total=total)
-    return bar, lambda done: bar.update(task, completed=done)
-
-
 # -------------------------------------------------------------------------- data
 @data_app.command("synth")
 def data_synth(
@@ -72,8 +62,7 @@ def data_synth(
     """Generate dermoscopy-like images with exact lesion masks (folder layout + manifest)."""
     from skinedge.data.generate import write_synthetic
 
-    bar, update = _progress(count, "generating")
-    with bar:
+    with progress_bar(count, "generating") as update:
         manifest = write_synthetic(out, count, size, seed, progress=update)
     areas = [item["info"].get("lesion_area", 0.0) for item in manifest["items"]]
     typer.echo(f"wrote {count} generated images {size}×{size} (seed {seed}) to {out}; "
@@ -91,8 +80,7 @@ def data_check(spec: str = typer.Argument(..., help=SPEC_HELP)) -> None:
     from skinedge.data.check import check_dataset, format_report
 
     dataset = open_dataset(spec)
-    bar, update = _progress(len(dataset), "checking")
-    with bar:
+    with progress_bar(len(dataset), "checking") as update:
         report = check_dataset(dataset, progress=update)
     for line in format_report(report):
         typer.echo(line)

@@ -12,7 +12,6 @@ import math
 import os
 import random
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -138,25 +137,6 @@ def check_finite(loss: torch.Tensor, step: int, last_checkpoint: str) -> None:
     if not torch.isfinite(loss).all():
         raise TrainingStopped(f"loss became {loss.item()} at step {step + 1}: stopped; the last good "
                               f"checkpoint is {last_checkpoint}. Try a lower learning rate.")
-
-
-@contextmanager
-def progress_bar(total: int, label: str, enabled: bool):
-    """A rich progress bar with loss and ETA on stderr; yields ``update(done, **fields)``."""
-    if not enabled:
-        yield lambda done, **fields: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
-                   console=Console(stderr=True), transient=True)
-    task = bar.add_task(label, total=total, info="")
-    with bar:
-        yield lambda done, **fields: bar.update(
-            task, completed=done, info="  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                                                 for k, v in fields.items()))
 
 
 class Budget:

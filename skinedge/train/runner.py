@@ -22,8 +22,9 @@ import torch
 
 from skinedge.errors import SkinedgeError
 from skinedge.train.checkpoint import load_state, save_checkpoint
+from skinedge.progress import progress_bar
 from skinedge.train.loop import (Budget, Runtime, TrainingStopped, agree, barrier, epoch_batches,
-                                 is_better, progress_bar, steps_per_epoch, unwrap)
+                                 is_better, steps_per_epoch, unwrap)
 
 
 @dataclass

@@ -8,7 +8,7 @@ statistics; the best checkpoint is the one with the highest validation Dice.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,31 +23,18 @@ from skinedge.train.loop import (Budget, check_finite, epoch_batches, seed_every
 from skinedge.train.losses import seg_loss
 from skinedge.train.runner import Phase, restore, run_phase
 from skinedge.train.samples import IMAGENET_MEAN, IMAGENET_STD, SegSamples
-from skinedge.train.setup import prepare_run
+from skinedge.train.setup import RunConfig, prepare_run
 
 
 @dataclass
-class SegConfig:
-    data: str
-    out: Path
-    split: Path | None = None
+class SegConfig(RunConfig):
+    """Paper defaults (§4.2.1) for the options a run does not share with SR."""
+
     encoder: str = DEFAULT_ENCODER
     encoder_weights: str = "none"
     dropout: float = DEFAULT_DROPOUT
     size: int = 256
-    batch: int = 16
-    epochs: int = 50
-    lr: float = 1e-4
-    schedule: str = "constant"
-    seed: int = 0
-    max_steps: int | None = None
-    max_minutes: float | None = None
-    device: str = "auto"
-    resume: bool = False
     bn_batches: int = 32
-
-    def to_json(self) -> dict:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
 
 
 @torch.no_grad()

@@ -3,12 +3,34 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from skinedge.atomic import write_json_atomic
 from skinedge.data import Dataset, open_dataset
 from skinedge.data.splits import Split, make_split, read_split, write_split
 from skinedge.errors import SkinedgeError
+
+
+@dataclass
+class RunConfig:
+    """Options every training run has (the seg and SR configs add their own)."""
+
+    data: str
+    out: Path
+    split: Path | None = None
+    batch: int = 16
+    epochs: int = 50
+    lr: float = 1e-4
+    schedule: str = "constant"
+    seed: int = 0
+    max_steps: int | None = None
+    max_minutes: float | None = None
+    device: str = "auto"
+    resume: bool = False
+
+    def to_json(self) -> dict:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
 
 
 def prepare_run(out: Path, data_spec: str, split_file: Path | None, seed: int, resume: bool,

@@ -13,7 +13,7 @@ PSNR-Y.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,40 +30,29 @@ from skinedge.train.loop import (Budget, check_finite, seed_everything, start_ru
 from skinedge.train.losses import adversarial_loss, discriminator_loss
 from skinedge.train.runner import Phase, restore, run_phase
 from skinedge.train.samples import SRSamples, to_unit
-from skinedge.train.setup import prepare_run
+from skinedge.train.setup import RunConfig, prepare_run
 
 PHASES = ("pretrain", "gan", "both")
 
 
 @dataclass
-class SRConfig:
-    data: str
-    out: Path
-    split: Path | None = None
+class SRConfig(RunConfig):
+    """Paper defaults (§4.2.2) for the options a run does not share with seg."""
+
+    batch: int = 8
+    epochs: int = 100
     phase: str = "both"
     blocks: int = 16
     features: int = 64
     scale: int = 4
     bicubic_skip: bool = False
     hr_size: int = 256
-    batch: int = 8
-    epochs: int = 100
-    lr: float = 1e-4
-    schedule: str = "constant"
     pixel_loss: str = "mse"
     vgg_weights: str = "none"
     adv_weight: float = 1e-3
     degradation: str = "default"
-    seed: int = 0
-    max_steps: int | None = None
-    max_minutes: float | None = None
-    device: str = "auto"
-    resume: bool = False
     init: Path | None = None
     val_limit: int | None = None
-
-    def to_json(self) -> dict:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
 
     def arch(self) -> dict:
         return {"blocks": self.blocks, "features": self.features, "scale": self.scale,
