@@ -55,7 +55,7 @@ def _open_pixels(path: Path) -> tuple[np.ndarray, str]:
         raise DataError(f"{path.name}: {_describe_non_image(path)}") from None
     except OSError as exc:  # PIL reports truncated/corrupt data as OSError
         reason = str(exc) or type(exc).__name__
-        if "truncated" in reason:
+        if "truncated" in reason.lower():
             reason = f"truncated or corrupt image data ({reason})"
         raise DataError(f"{path.name}: cannot decode: {reason}") from None
     except Image.DecompressionBombError as exc:
