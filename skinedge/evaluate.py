@@ -10,7 +10,6 @@ the ground-truth lesion.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from skinedge import metrics
 from skinedge.data import open_dataset
 from skinedge.data.degrade import bicubic_upscale, degrade, mod_crop
 from skinedge.data.splits import make_split, read_split
-from skinedge.errors import MissingWeights
+from skinedge.errors import MissingWeights, SkinedgeError
 from skinedge.runtime.composite import composite, dilate, feather, mask_image
 from skinedge.train.loop import pick_device
 from skinedge.train.samples import normalise_imagenet
@@ -128,6 +127,8 @@ def evaluate(cfg: EvalConfig) -> dict:
     dataset = open_dataset(cfg.data)
     ids, split_source = _test_ids(cfg, dataset, seg_payload)
     test = dataset.subset(ids[: cfg.limit] if cfg.limit else ids)
+    if len(test) == 0:
+        raise SkinedgeError(f"the test split of {cfg.data} is empty ({split_source}): nothing to evaluate")
     how = degradation_of(cfg.degradation, scale)
     use_lpips, lpips_note = _lpips_available(cfg.lpips)
     seg_rows, quality_rows, cases = [], {m: [] for m in METHODS}, []
@@ -166,6 +167,3 @@ def evaluate(cfg: EvalConfig) -> dict:
         "notes": [] if seg_rows else ["no ground-truth masks: Table 1 and lesion metrics are not computed"],
     }
 
-
-def finite(value: float) -> bool:
-    return isinstance(value, float) and math.isfinite(value)

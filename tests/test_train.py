@@ -178,3 +178,21 @@ def test_dataset_too_small_for_the_split(tmp_path):
         save(tmp_path / "data" / "masks" / f"x{n}.png", mask_u8(s.mask))
     with pytest.raises(DataError, match="too small to split"):
         train_seg(seg_config(f"folder:{tmp_path / 'data'}", tmp_path / "run"))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_train_both_networks_on_cuda(isic, tmp_path):
+    result = train_seg(seg_config(isic, tmp_path, device="cuda", epochs=1))
+    assert result["steps"] == 4
+    results = train_sr(sr_config(isic, tmp_path, device="cuda", phase="both", max_steps=2))
+    assert math.isfinite(results["gan"]["best"]["psnr_y"])
+    generator, _ = load_generator(tmp_path / "sr-gan-best.pt", device="cuda")
+    assert next(generator.parameters()).is_cuda
+
+
+def test_cuda_request_without_a_gpu_is_a_clear_error(isic, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(SkinedgeError, match="--device cuda: no CUDA GPU"):
+        train_seg(seg_config(isic, tmp_path, device="cuda"))
