@@ -26,15 +26,16 @@ from skinedge.data import open_dataset  # noqa: E402
 from skinedge.data.degrade import Degradation, bicubic_upscale, degrade  # noqa: E402
 from skinedge.data.generate import write_synthetic  # noqa: E402
 from skinedge.data.splits import make_split, write_split  # noqa: E402
-from skinedge.train.sr import SRConfig, load_generator, super_resolve, train_sr  # noqa: E402
+from skinedge.train.sr import SRConfig, degradation_of, load_generator, super_resolve, train_sr  # noqa: E402
 
 
-def held_out(generator_path: Path, dataset, ids: list[str], scale: int = 4) -> dict:
+def held_out(generator_path: Path, dataset, ids: list[str], how: Degradation) -> dict:
     """Whole test images: G(LR) and bicubic(LR) vs HR, PSNR-Y border 4, whole and inside the lesion."""
     generator, _ = load_generator(generator_path)
+    scale = how.scale
     rows = []
     for index, item in enumerate(dataset.subset(ids)):
-        lr = degrade(item.image, Degradation(scale=scale), seed=index)
+        lr = degrade(item.image, how, seed=index)
         sr, bic = super_resolve(generator, lr[None], "cpu")[0], bicubic_upscale(lr, scale)
         kw = dict(border=scale, y_channel=True)
         rows.append({"psnr_y": metrics.psnr(sr, item.image, **kw),
@@ -61,6 +62,7 @@ def main() -> None:
     ap.add_argument("--pixel-loss", default="l1")
     ap.add_argument("--blocks", type=int, default=16)
     ap.add_argument("--bicubic-skip", action="store_true")
+    ap.add_argument("--degradation", default="default", help="default (blur+noise+JPEG) | bicubic")
     ap.add_argument("--test-images", type=int, default=60)
     args = ap.parse_args()
 
@@ -73,6 +75,7 @@ def main() -> None:
     write_split(make_split(dataset, seed=0), split_file)
     base = dict(data=spec, split=split_file, phase="pretrain", blocks=args.blocks, hr_size=args.hr_size,
                 batch=args.batch, lr=args.lr, pixel_loss=args.pixel_loss, bicubic_skip=args.bicubic_skip,
+                degradation=args.degradation,
                 device="cpu", val_limit=24, epochs=10_000)
     probe = args.work / f"probe-{args.tag}"
     shutil.rmtree(probe, ignore_errors=True)
@@ -87,7 +90,7 @@ def main() -> None:
     train_minutes = (time.perf_counter() - started) / 60
     log = [json.loads(line) for line in (run / "sr-pretrain-log.jsonl").read_text().splitlines()]
     test_ids = make_split(dataset, seed=0).parts["test"][: args.test_images]
-    result = held_out(run / "sr-pretrain-best.pt", dataset, test_ids)
+    result = held_out(run / "sr-pretrain-best.pt", dataset, test_ids, degradation_of(args.degradation, 4))
     gain = result["lesion_psnr_y"] - result["bicubic_lesion_psnr_y"]
     summary = {"tag": args.tag, "args": {k: str(v) for k, v in vars(args).items()},
                "seconds_per_step_probe": round(per_step, 3), "steps": steps,
