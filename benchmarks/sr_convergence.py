@@ -37,13 +37,9 @@ def held_out(generator_path: Path, dataset, ids: list[str], how: Degradation) ->
     for index, item in enumerate(dataset.subset(ids)):
         lr = degrade(item.image, how, seed=index)
         sr, bic = super_resolve(generator, lr[None], "cpu")[0], bicubic_upscale(lr, scale)
-        kw = dict(border=scale, y_channel=True)
-        rows.append({"psnr_y": metrics.psnr(sr, item.image, **kw),
-                     "bicubic_psnr_y": metrics.psnr(bic, item.image, **kw),
-                     "lesion_psnr_y": metrics.psnr(sr, item.image, mask=item.mask, **kw),
-                     "bicubic_lesion_psnr_y": metrics.psnr(bic, item.image, mask=item.mask, **kw),
-                     "ssim_y": metrics.ssim(sr, item.image, **kw),
-                     "bicubic_ssim_y": metrics.ssim(bic, item.image, **kw)})
+        baseline = metrics.sr_scores(bic, item.image, scale, item.mask)
+        rows.append({**metrics.sr_scores(sr, item.image, scale, item.mask),
+                     **{f"bicubic_{k}": v for k, v in baseline.items()}})
     return metrics.mean_scores(rows)
 
 

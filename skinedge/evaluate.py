@@ -20,7 +20,7 @@ from PIL import Image
 
 from skinedge import metrics
 from skinedge.data import open_dataset
-from skinedge.data.degrade import bicubic_upscale, degrade, mod_crop
+from skinedge.data.degrade import bicubic_upscale, degrade, mod_crop, resize_mask
 from skinedge.data.splits import make_split, read_split
 from skinedge.errors import MissingWeights, SkinedgeError
 from skinedge.runtime.composite import composite, dilate, feather, mask_image
@@ -77,17 +77,13 @@ def _fit(image: np.ndarray, mask: np.ndarray | None, max_side: int, scale: int):
         size = (max(scale, round(w * f)), max(scale, round(h * f)))
         image = np.asarray(Image.fromarray(image).resize(size, Image.BICUBIC))
         if mask is not None:
-            mask = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(size, Image.BILINEAR)) > 127
+            mask = resize_mask(mask, *size)
     image = mod_crop(image, scale)
     return image, None if mask is None else mask[: image.shape[0], : image.shape[1]]
 
 
 def _quality(out: np.ndarray, hr: np.ndarray, truth: np.ndarray | None, scale: int, use_lpips: bool) -> dict:
-    row = {"psnr_y": metrics.psnr(out, hr, border=scale, y_channel=True),
-           "ssim_y": metrics.ssim(out, hr, border=scale, y_channel=True)}
-    if truth is not None:
-        row["lesion_psnr_y"] = metrics.psnr(out, hr, border=scale, y_channel=True, mask=truth)
-        row["lesion_ssim_y"] = metrics.ssim(out, hr, border=scale, y_channel=True, mask=truth)
+    row = metrics.sr_scores(out, hr, scale, truth)
     if use_lpips:
         row["lpips"] = metrics.lpips_distance(out, hr)
     return row
@@ -140,8 +136,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         lr = degrade(hr, how, seed=index)
         bic = bicubic_upscale(lr, scale)
         mask_lr = segment(seg_model, lr, seg_size, device)
-        mask_hr = np.asarray(Image.fromarray(mask_lr.astype(np.uint8) * 255)
-                             .resize(bic.shape[1::-1], Image.BILINEAR)) > 127
+        mask_hr = resize_mask(mask_lr, bic.shape[1], bic.shape[0])
         masked_lr = mask_image(lr, dilate(mask_lr, cfg.context))
         soft = feather(mask_hr, sigma=scale / 2)
         outputs = {

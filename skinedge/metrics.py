@@ -188,6 +188,17 @@ def ssim(a: np.ndarray, b: np.ndarray, data_range: float | None = None, border: 
     return float(np.mean([s[inner].mean() for s in maps]))
 
 
+def sr_scores(out: np.ndarray, hr: np.ndarray, scale: int, mask: np.ndarray | None = None) -> dict[str, float]:
+    """The SR protocol's scores of one output: PSNR/SSIM on Y with a border of ``scale``,
+    over the whole image and, given the lesion ``mask``, inside it."""
+    kw = {"border": scale, "y_channel": True}
+    row = {"psnr_y": psnr(out, hr, **kw), "ssim_y": ssim(out, hr, **kw)}
+    if mask is not None:
+        row["lesion_psnr_y"] = psnr(out, hr, mask=mask, **kw)
+        row["lesion_ssim_y"] = ssim(out, hr, mask=mask, **kw)
+    return row
+
+
 # ------------------------------------------------------------------------ LPIPS
 LPIPS_BACKBONES = {
     "alex": "alexnet-owt-7be5be79.pth",

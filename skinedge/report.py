@@ -111,7 +111,7 @@ def _panel(image: np.ndarray, box, outline: np.ndarray | None, colour) -> np.nda
     return crop
 
 
-def case_panels(case, scale: int) -> list[tuple[str, np.ndarray]]:
+def case_panels(case) -> list[tuple[str, np.ndarray]]:
     """(title, image) pairs of one case, all cropped to the same lesion-centred box."""
     box = _crop_box(case)
     lr_up = np.asarray(Image.fromarray(case.lr).resize(case.hr.shape[1::-1], Image.NEAREST))
@@ -172,7 +172,7 @@ def _html(report: dict, md: list[str]) -> str:
     parts.append("<h2>Cases (lesion-centred crops; green = true mask, magenta = predicted mask)</h2>")
     for case in report["cases"]:
         figures = "".join(f"<figure><img src='{_png_data_uri(img)}'><figcaption>{html.escape(title)}"
-                          f"</figcaption></figure>" for title, img in case_panels(case, report["scale"]))
+                          f"</figcaption></figure>" for title, img in case_panels(case))
         parts.append(f"<h3>{html.escape(case.id)}</h3><div class=row>{figures}</div>")
     style = ("body{font-family:sans-serif;margin:24px;color:#222}table{border-collapse:collapse;margin:8px 0}"
              "td,th{border:1px solid #bbb;padding:4px 8px;text-align:right}td:first-child,th:first-child"

@@ -33,4 +33,5 @@ def test_feather_keeps_mass_and_composite_blends_between_inputs():
     assert out[16, 16].tolist() == [250] * 3 and out[0, 0].tolist() == [10] * 3
     edge = out[16, 8, 0]
     assert 10 < edge < 250  # a gradual seam, no hard step
-    assert np.array_equal(composite(lesion, background, feather(mask, 0)), np.where(mask[..., None], lesion, background))
+    hard = np.where(mask[..., None], lesion, background)
+    assert np.array_equal(composite(lesion, background, feather(mask, 0)), hard)

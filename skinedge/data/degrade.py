@@ -59,6 +59,12 @@ def bicubic_resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((width, height), Image.BICUBIC))
 
 
+def resize_mask(mask: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resize a bool mask bilinearly and threshold at one half (smoother than nearest)."""
+    resized = Image.fromarray(mask.astype(np.uint8) * 255).resize((width, height), Image.BILINEAR)
+    return np.asarray(resized) > 127
+
+
 def bicubic_upscale(image: np.ndarray, scale: int) -> np.ndarray:
     """The bicubic baseline: ``scale``× up-sampling of a uint8 image."""
     h, w = image.shape[:2]

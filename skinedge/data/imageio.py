@@ -71,7 +71,7 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
         return arr
     if arr.dtype == bool:
         return arr.astype(np.uint8) * 255
-    if arr.dtype in (np.uint16, np.int32, np.int64, np.uint32) or arr.dtype.kind in "iu":
+    if arr.dtype.kind in "iu":
         # PIL gives 16-bit PNGs as I;16 or I (int32) with values up to 65535.
         hi = 65535.0 if arr.max(initial=0) > 255 or arr.dtype == np.uint16 else 255.0
         return np.clip(np.rint(arr.astype(np.float64) * (255.0 / hi)), 0, 255).astype(np.uint8)

@@ -14,11 +14,12 @@ import torch
 from PIL import Image
 
 from skinedge.data.dataset import Dataset, Item
-from skinedge.data.degrade import Degradation, degrade
+from skinedge.data.degrade import Degradation, degrade, resize_mask
 from skinedge.errors import DataError
+from skinedge.models import srgan
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+IMAGENET_MEAN = np.array(srgan.IMAGENET_MEAN, np.float32)
+IMAGENET_STD = np.array(srgan.IMAGENET_STD, np.float32)
 CACHE_BYTES = 1_500_000_000
 
 
@@ -50,10 +51,7 @@ def _rng(seed: int, epoch: int, index: int) -> np.random.Generator:
 
 def _resize_item(item: Item, size: int) -> Item:
     image = np.asarray(Image.fromarray(item.image).resize((size, size), Image.BILINEAR))
-    mask = None
-    if item.mask is not None:
-        m = Image.fromarray(item.mask.astype(np.uint8) * 255).resize((size, size), Image.BILINEAR)
-        mask = np.asarray(m) > 127
+    mask = None if item.mask is None else resize_mask(item.mask, size, size)
     return Item(item.id, image, mask, item.group, item.split, item.meta, item.notes)
 
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from skinedge import metrics
 from skinedge.models.unet import DEFAULT_DROPOUT, DEFAULT_ENCODER, build_segmenter
 from skinedge.train.batchnorm import recalibrate_batchnorm
-from skinedge.train.checkpoint import load_checkpoint
+from skinedge.train.checkpoint import load_checkpoint, load_state
 from skinedge.train.loop import (Budget, check_finite, epoch_batches, seed_everything, start_runtime,
                                  stop_runtime, unwrap, wrap_ddp)
 from skinedge.train.losses import seg_loss
@@ -38,19 +37,13 @@ class SegConfig(RunConfig):
 
 
 @torch.no_grad()
-def predict_logits(model: torch.nn.Module, images: torch.Tensor, batch: int = 8) -> torch.Tensor:
-    """Eval-mode logits for N×3×H×W normalised images, in chunks."""
-    model.eval()
-    return torch.cat([model(images[i:i + batch]) for i in range(0, len(images), batch)])
-
-
 def validate_seg(model: torch.nn.Module, samples: SegSamples, device: torch.device) -> dict[str, float]:
     """Mean per-image scores (Dice, IoU, ...) and loss on ``samples``, eval mode."""
     model.eval()
     per_image, losses = [], []
     for start in range(0, len(samples), 8):
         x, y = samples.batch(list(range(start, min(start + 8, len(samples)))))
-        logits = predict_logits(model, x.to(device))
+        logits = model(x.to(device))
         losses.append(float(seg_loss(logits, y.to(device))) * len(x))
         pred = (logits > 0).cpu().numpy()[:, 0]
         per_image += [metrics.segmentation_scores(t > 0.5, p) for t, p in zip(y.numpy()[:, 0], pred)]
@@ -104,14 +97,7 @@ def train_seg(cfg: SegConfig) -> dict:
 
 def load_segmenter(path: Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
     """Rebuild a segmenter from a checkpoint (eval mode); returns (model, checkpoint)."""
-    from skinedge.train.checkpoint import load_state
-
     payload = load_checkpoint(path, "seg")
     model = build_segmenter(payload["arch"]["encoder"], "none", payload["arch"]["dropout"])
     load_state(model, payload["state"]["model"], Path(path))
     return model.to(device).eval(), payload
-
-
-def logits_to_mask(logits: torch.Tensor) -> np.ndarray:
-    """N×1×H×W logits → N×H×W bool (sigmoid > 0.5 ⇔ logit > 0)."""
-    return (logits > 0).cpu().numpy()[:, 0]

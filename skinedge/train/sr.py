@@ -84,14 +84,8 @@ def validate_sr(generator: torch.nn.Module, samples: SRSamples, device: torch.de
         sr = super_resolve(generator, lr[None], device)[0]
         bic = bicubic_upscale(lr, scale)
         mask = samples.lesion_mask(index)
-        row = {"psnr_y": metrics.psnr(sr, hr, border=scale, y_channel=True),
-               "ssim_y": metrics.ssim(sr, hr, border=scale, y_channel=True),
-               "bicubic_psnr_y": metrics.psnr(bic, hr, border=scale, y_channel=True),
-               "bicubic_ssim_y": metrics.ssim(bic, hr, border=scale, y_channel=True)}
-        if mask is not None:
-            row["lesion_psnr_y"] = metrics.psnr(sr, hr, border=scale, y_channel=True, mask=mask)
-            row["bicubic_lesion_psnr_y"] = metrics.psnr(bic, hr, border=scale, y_channel=True, mask=mask)
-        rows.append(row)
+        baseline = metrics.sr_scores(bic, hr, scale, mask)
+        rows.append({**metrics.sr_scores(sr, hr, scale, mask), **{f"bicubic_{k}": v for k, v in baseline.items()}})
     keys = sorted({k for row in rows for k in row})
     return metrics.mean_scores([{k: row.get(k, float("nan")) for k in keys} for row in rows])
 
