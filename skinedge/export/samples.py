@@ -1,0 +1,110 @@
+"""Real images for parity checks, calibration and accuracy gates, prepared as the runtime does.
+
+No torch here: the segmenter's input is PIL-bilinear-resized and normalised with
+the mean/std from ``models.json``; the SR generator gets masked lesion crops
+(bicubic ×scale LR of a lesion-centred window, lesion mask dilated by the
+runtime's context), exactly what the pipeline feeds it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from skinedge.data import open_dataset
+from skinedge.data.dataset import Dataset, Item
+from skinedge.data.degrade import Degradation, degrade, mod_crop, resize_mask
+from skinedge.data.splits import make_split, read_split
+from skinedge.errors import DataError
+from skinedge.runtime.composite import dilate, mask_image
+
+SR_CONTEXT = 4  # LR pixels of context around the lesion mask (evaluate.py's default, see docs/protocol.md)
+SR_LR_SIDE = 64  # LR crop side for the SR gates and calibration (the runtime tiles at this size)
+
+
+def dataset_parts(spec: str, recorded: dict | None) -> tuple[Dataset, dict[str, list[str]], str]:
+    """The dataset and its train/val/test ids: the checkpoint's split when it was made for
+    this dataset, else a seeded split of it (seed 0, as ``eval`` does)."""
+    dataset = open_dataset(spec)
+    recorded = recorded or {}
+    split_file = recorded.get("split_file")
+    if recorded.get("spec") == spec and split_file and Path(split_file).is_file():
+        return dataset, read_split(Path(split_file)).parts, f"the checkpoint's split {split_file}"
+    split = make_split(dataset, seed=0)
+    return dataset, split.parts, f"{split.strategy} split of {spec}, seed 0"
+
+
+def seg_input(image: np.ndarray, size: int, mean, std) -> np.ndarray:
+    """uint8 H×W×3 RGB → 3×size×size float32, normalised (the segmenter's input)."""
+    small = np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR), np.float32) / 255.0
+    return np.ascontiguousarray(((small - np.asarray(mean, np.float32)) / np.asarray(std, np.float32))
+                                .transpose(2, 0, 1))
+
+
+@dataclass
+class LesionCrop:
+    """One SR sample: the masked LR crop the network sees, and the HR truth to score it."""
+
+    id: str
+    lr: np.ndarray  # h×w×3 uint8, background zeroed outside the dilated lesion mask
+    hr: np.ndarray  # (h·scale)×(w·scale)×3 uint8
+    mask: np.ndarray  # (h·scale)×(w·scale) bool lesion mask (where quality is scored)
+
+
+def _window(mask: np.ndarray | None, shape: tuple[int, int], side: int) -> tuple[int, int]:
+    """Top-left of a side×side window centred on the lesion (image centre without one)."""
+    h, w = shape
+    if mask is not None and mask.any():
+        ys, xs = np.nonzero(mask)
+        cy, cx = (ys.min() + ys.max()) // 2, (xs.min() + xs.max()) // 2
+    else:
+        cy, cx = h // 2, w // 2
+    return int(np.clip(cy - side // 2, 0, h - side)), int(np.clip(cx - side // 2, 0, w - side))
+
+
+def lesion_crop(item: Item, mask: np.ndarray, scale: int, lr_side: int = SR_LR_SIDE,
+                context: int = SR_CONTEXT) -> LesionCrop:
+    """Cut a lesion-centred HR window (≤ lr_side·scale), degrade it bicubically, mask it."""
+    image = mod_crop(item.image, scale)
+    mask = mask[: image.shape[0], : image.shape[1]]
+    side = min(lr_side * scale, image.shape[0] - image.shape[0] % scale, image.shape[1] - image.shape[1] % scale)
+    if side < 4 * scale:
+        raise DataError(f"{item.id} is {image.shape[1]}×{image.shape[0]}: too small for a ×{scale} crop")
+    top, left = _window(mask, image.shape[:2], side)
+    hr = np.ascontiguousarray(image[top:top + side, left:left + side])
+    hr_mask = mask[top:top + side, left:left + side]
+    lr = degrade(hr, Degradation.bicubic_only(scale))
+    lr_mask = resize_mask(hr_mask, lr.shape[1], lr.shape[0])
+    return LesionCrop(item.id, mask_image(lr, dilate(lr_mask, context)), hr, hr_mask)
+
+
+def image_stats(item: Item, mask: np.ndarray) -> tuple[float, float]:
+    """(lesion area fraction, lesion/background contrast in luminance/255): the strata keys."""
+    y = item.image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    area = float(mask.mean())
+    inside = y[mask].mean() if mask.any() else y.mean()
+    outside = y[~mask].mean() if (~mask).any() else y.mean()
+    return area, float(abs(inside - outside) / 255.0)
+
+
+def stratified_pick(stats: dict[str, tuple[float, float]], count: int, seed: int = 0) -> list[str]:
+    """Choose ``count`` ids spread over lesion size × contrast tertiles (3×3 strata), round-robin,
+    so calibration sees small and large, faint and dark lesions, not just the common case."""
+    ids = sorted(stats)
+    if len(ids) <= count:
+        return ids
+    area = np.array([stats[i][0] for i in ids])
+    contrast = np.array([stats[i][1] for i in ids])
+    edges = lambda v: np.quantile(v, [1 / 3, 2 / 3])  # noqa: E731
+    cell = np.digitize(area, edges(area)) * 3 + np.digitize(contrast, edges(contrast))
+    rng = np.random.default_rng(seed)
+    buckets = [list(rng.permutation([i for i, c in zip(ids, cell) if c == k])) for k in range(9)]
+    chosen: list[str] = []
+    while len(chosen) < count:
+        for bucket in buckets:
+            if bucket and len(chosen) < count:
+                chosen.append(str(bucket.pop()))
+    return sorted(chosen)

@@ -1,0 +1,96 @@
+"""The models directory's manifest, ``MODELS/models.json``: everything the runtime needs.
+
+``export`` writes it, ``prune`` and ``calibrate`` add variants, and the runtime
+(no torch, no onnx package) reads tensor names, shapes, normalisation and the
+scale from here instead of guessing them from the network files.
+
+Layout (one entry per network, ``seg`` and ``sr``)::
+
+    {"format": "skinedge-models", "format_version": 1,
+     "networks": {"seg": {"input": {...}, "output": {...}, "source": {...},
+                          "variants": {"fp32": {"file": "seg.onnx", "sha256": ..., "status": "ok"},
+                                       "int8": {..., "gate": {...}, "status": "failing"}}}}}
+
+A variant's ``status`` is ``ok`` or ``failing`` (kept only with ``--force``);
+the runtime refuses ``failing`` ones unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from skinedge.errors import SkinedgeError
+
+FORMAT = "skinedge-models"
+FORMAT_VERSION = 1
+MANIFEST = "models.json"
+NETWORKS = ("seg", "sr")
+PRECISIONS = ("fp32", "fp16", "int8", "int8-cpu")
+
+
+class ModelsError(SkinedgeError):
+    """A models directory that is missing, incomplete or not skinedge's."""
+
+
+def variant_name(precision: str, pruned: bool = False) -> str:
+    """``fp32``/``fp16``/``int8``/``int8-cpu``, prefixed ``pruned.`` for the pruned network."""
+    if precision not in PRECISIONS:
+        raise SkinedgeError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    return f"pruned.{precision}" if pruned else precision
+
+
+def variant_file(net: str, variant: str) -> str:
+    """File name of a variant: ``seg.onnx``, ``seg.fp16.onnx``, ``sr.pruned.int8.onnx``..."""
+    return ".".join([net, *(part for part in variant.split(".") if part != "fp32"), "onnx"])
+
+
+def load_models(models_dir: str | Path) -> dict[str, Any]:
+    """Read and sanity-check ``MODELS/models.json``.
+
+    Raises:
+        ModelsError: no such directory, no manifest, unreadable JSON, or not ours.
+    """
+    models_dir = Path(models_dir)
+    if not models_dir.is_dir():
+        raise ModelsError(f"models directory not found: {models_dir} (make one with `skinedge export`)")
+    path = models_dir / MANIFEST
+    if not path.is_file():
+        raise ModelsError(f"{models_dir} has no {MANIFEST}: it was not written by `skinedge export`")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelsError(f"{path}: unreadable ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ModelsError(f"{path}: not a skinedge models manifest (no '{FORMAT}' format tag)")
+    if manifest.get("format_version", 0) > FORMAT_VERSION:
+        raise ModelsError(f"{path}: written by a newer skinedge; upgrade skinedge")
+    for net in NETWORKS:
+        if net not in manifest.get("networks", {}):
+            raise ModelsError(f"{path}: no '{net}' network; re-run `skinedge export`")
+    return manifest
+
+
+def network(manifest: dict[str, Any], net: str) -> dict[str, Any]:
+    """The manifest entry of ``seg`` or ``sr``."""
+    if net not in NETWORKS:
+        raise SkinedgeError(f"unknown network {net!r}; choose seg or sr")
+    return manifest["networks"][net]
+
+
+def variant_path(models_dir: str | Path, manifest: dict[str, Any], net: str, variant: str,
+                 allow_failing: bool = False) -> Path:
+    """Path of one variant's ONNX file, checked to exist and to have passed its gate."""
+    entry = network(manifest, net)["variants"].get(variant)
+    if entry is None:
+        have = ", ".join(sorted(network(manifest, net)["variants"]))
+        raise ModelsError(f"{models_dir}: no {variant} variant of {net} (have: {have}); "
+                          f"make it with `skinedge calibrate` or `skinedge prune`")
+    if entry.get("status") != "ok" and not allow_failing:
+        raise ModelsError(f"{models_dir}: {net} {variant} failed its accuracy gate "
+                          f"({entry.get('gate', {}).get('reason', 'see models.json')}); it is not used")
+    path = Path(models_dir) / entry["file"]
+    if not path.is_file():
+        raise ModelsError(f"{path} is listed in {MANIFEST} but missing")
+    return path
