@@ -23,7 +23,7 @@ from skinedge.data.dataset import Item
 from skinedge.errors import DataError, SkinedgeError
 from skinedge.export import gates as G
 from skinedge.export.fp16 import convert_to_fp16
-from skinedge.export.int8 import CPU_U8S8, TENSORRT, Quantizer, fastest_cpu_form, scratch_dir
+from skinedge.export.int8 import CPU_U8S8, TENSORRT, Quantizer, latency_ms, scratch_dir
 from skinedge.export.onnx_io import load_onnx, save_onnx, session
 from skinedge.export.onnx_rules import check_tensorrt_qdq, quantized_layers
 from skinedge.export.samples import dataset_parts, image_stats, lesion_crop, seg_input, stratified_pick
@@ -133,7 +133,7 @@ def _measure(net: str, model: onnx.ModelProto, held: G.HeldOut, reference: dict 
 
 
 def _attempts(net: str, make: Callable[[list[str]], onnx.ModelProto], fp32: onnx.ModelProto, prep: Prepared,
-              reference: dict, cfg: CalibrateConfig, log) -> dict:
+              reference: dict, cfg: CalibrateConfig, log, label: str | None = None) -> dict:
     """Make the variant, gate it, and retry with the costliest layers left in float."""
     variant = make([])
     costs = G.layer_costs(fp32, variant, prep.calibration[:COST_SAMPLES])
@@ -145,19 +145,19 @@ def _attempts(net: str, make: Callable[[list[str]], onnx.ModelProto], fp32: onnx
         measured = _measure(net, variant, prep.held, reference)
         gate = G.judge(net, cfg.precision, reference, measured, cfg.gates)
         note = f"{len(keep_float)} layer(s) kept in float" if keep_float else "all layers converted"
-        log(f"  {net} {cfg.precision}: {note}: {'PASS' if gate['passed'] else 'FAIL ' + gate['reason']}")
+        log(f"  {net} {label or cfg.precision}: {note}: {'PASS' if gate['passed'] else 'FAIL ' + gate['reason']}")
         if gate["passed"]:
             break
     return {"model": variant, "gate": gate, "float_layers": keep_float, "layer_costs": costs[:10],
             "metrics": {k: v for k, v in measured.items() if k not in ("outputs", "masks")}}
 
 
-def _cpu_choice(trt_model: onnx.ModelProto, u8s8_model: onnx.ModelProto, sample: np.ndarray
-                ) -> tuple[onnx.ModelProto, dict]:
-    """The faster, on this CPU, of the TensorRT form and the U8-activation form."""
-    candidates = {"s8s8 (TensorRT form)": trt_model, "u8s8": u8s8_model}
-    best, timings = fastest_cpu_form(candidates, sample)
-    return candidates[best], {"form": best, "timings_ms": timings}
+def _cpu_choice(forms: dict[str, dict], sample: np.ndarray) -> tuple[dict, dict]:
+    """The fastest form on this CPU among those that pass their gate (among all if none does)."""
+    timings = {name: latency_ms(result["model"], sample) for name, result in forms.items()}
+    passing = [name for name, result in forms.items() if result["gate"]["passed"]] or list(forms)
+    best = min(passing, key=timings.get)
+    return forms[best], {"form": best, "timings_ms": timings, "passing": passing}
 
 
 def _write_variant(cfg: CalibrateConfig, manifest: dict, net: str, vname: str, result: dict, extra: dict) -> str:
@@ -232,18 +232,15 @@ def calibrate(cfg: CalibrateConfig, log=print) -> dict[str, Any]:
             if violations:
                 raise SkinedgeError(f"{net}: the INT8 model breaks TensorRT's Q/DQ rules: {violations[0]}")
             calibration_ref = {"calibration": report["calibration"]}
-            q, f = quantized_layers(trt["model"])
+            quantized, in_float = quantized_layers(trt["model"])
             rows["int8"] = _summary(trt, _write_variant(cfg, manifest, net, variant_name("int8", cfg.pruned), trt,
-                                                        {**calibration_ref, "quantized_convs": len(q)}))
-            cpu_model, choice = _cpu_choice(trt["model"], quantizer.quantize(CPU_U8S8, trt["float_layers"]),
-                                            prep.calibration[0])
-            measured = _measure(net, cpu_model, prep.held, reference)
-            cpu = {"model": cpu_model, "gate": G.judge(net, "int8", reference, measured, cfg.gates),
-                   "float_layers": trt["float_layers"], "layer_costs": trt["layer_costs"],
-                   "metrics": {k: v for k, v in measured.items() if k not in ("outputs", "masks")}}
-            log(f"  {net} int8-cpu: fastest here: {choice['form']} "
-                + ", ".join(f"{k} {v:.1f} ms" for k, v in choice["timings_ms"].items())
-                + f": {'PASS' if cpu['gate']['passed'] else 'FAIL ' + cpu['gate']['reason']}")
+                                                        {**calibration_ref, "quantized_convs": len(quantized),
+                                                         "float_convs": len(in_float)}))
+            u8 = _attempts(net, lambda keep: quantizer.quantize(CPU_U8S8, keep), fp32[net], prep, reference, cfg,
+                           log, "int8-cpu (u8s8)")
+            cpu, choice = _cpu_choice({"s8s8 (TensorRT form)": trt, "u8s8": u8}, prep.calibration[0])
+            log(f"  {net} int8-cpu: {choice['form']} is the fastest passing form here ("
+                + ", ".join(f"{k} {v:.1f} ms" for k, v in choice["timings_ms"].items()) + ")")
             rows["int8-cpu"] = _summary(cpu, _write_variant(cfg, manifest, net, variant_name("int8-cpu", cfg.pruned),
                                                             cpu, {**calibration_ref, "cpu_form": choice}))
             rows["int8-cpu"]["cpu_form"] = choice

@@ -126,8 +126,9 @@ def _with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     inferred = onnx.shape_inference.infer_shapes(model).graph
     dtypes = {v.name: v.type.tensor_type.elem_type for v in [*inferred.value_info, *inferred.output]}
     existing = {o.name for o in model.graph.output}
+    produced = {o for n in model.graph.node for o in n.output}
     for name in names:
-        if name not in existing and name in dtypes:
+        if name not in existing and name in dtypes and name in produced:
             model.graph.output.append(helper.make_tensor_value_info(name, dtypes[name], None))
     return model
 

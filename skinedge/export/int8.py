@@ -116,11 +116,5 @@ def latency_ms(model: onnx.ModelProto, sample: np.ndarray, repeats: int = 5) -> 
     return float(np.median(times))
 
 
-def fastest_cpu_form(candidates: dict[str, onnx.ModelProto], sample: np.ndarray) -> tuple[str, dict[str, float]]:
-    """Time every candidate here; return the fastest's name and all timings (ms)."""
-    timings = {name: latency_ms(model, sample) for name, model in candidates.items()}
-    return min(timings, key=timings.get), timings
-
-
 def scratch_dir() -> tempfile.TemporaryDirectory:
     return tempfile.TemporaryDirectory(prefix="skinedge-quant-")

@@ -1,0 +1,237 @@
+"""Export, FP16/INT8 calibration and accuracy gates on a small trained pair, through the real CLI entry."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from skinedge.cli import main
+from skinedge.data.generate import write_synthetic
+from skinedge.export import calibrate as calibrate_module
+from skinedge.export.fp16 import convert_to_fp16
+from skinedge.export.onnx_io import session
+from skinedge.export.onnx_rules import check_tensorrt_qdq, unsupported_ops
+from skinedge.export.profiles import load_profile
+from skinedge.runtime.models import load_models
+from skinedge.train.seg import SegConfig, train_seg
+from skinedge.train.sr import SRConfig, train_sr
+
+
+def cli(capsys, *argv) -> tuple[int, str, str]:
+    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
+    try:
+        main([str(a) for a in argv])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A segmenter (EfficientNet-B3, 64²) and an SR generator trained for a few steps on generated data."""
+    root = tmp_path_factory.mktemp("export")
+    write_synthetic(root / "data", count=30, size=96, seed=5)
+    spec = f"synthetic:{root / 'data'}"
+    train_seg(SegConfig(spec, root / "run", size=64, batch=4, epochs=1, device="cpu", bn_batches=2))
+    train_sr(SRConfig(spec, root / "run", phase="pretrain", blocks=2, features=16, hr_size=32, batch=2,
+                      max_steps=6, device="cpu", val_limit=2))
+    return root, spec
+
+
+@pytest.fixture(scope="module")
+def exported(trained):
+    root, spec = trained
+    models = root / "models"
+    with pytest.MonkeyPatch.context():
+        main_args = ["export", "--seg", root / "run" / "seg-best.pt", "--sr", root / "run" / "sr-pretrain-best.pt",
+                     "--out", models]
+        try:
+            main([str(a) for a in main_args])
+        except SystemExit as exc:
+            assert not exc.code
+    return root, spec, models
+
+
+def test_export_writes_checked_dynamic_models_matching_pytorch(exported):
+    root, spec, models = exported
+    manifest = load_models(models)
+    for net, (name, dynamic) in {"seg": ("image", {0}), "sr": ("lr", {0, 2, 3})}.items():
+        entry = manifest["networks"][net]
+        variant = entry["variants"]["fp32"]
+        model = onnx.load(models / variant["file"])
+        onnx.checker.check_model(model, full_check=True)
+        assert model.opset_import[0].version >= 17
+        assert not {"BatchNormalization", "Dropout"} & {n.op_type for n in model.graph.node}
+        assert unsupported_ops(model) == {}
+        dims = model.graph.input[0].type.tensor_type.shape.dim
+        assert model.graph.input[0].name == entry["input"]["name"] == name
+        assert {i for i, d in enumerate(dims) if d.dim_param} == dynamic
+        assert variant["parity"]["psnr_db"] > 60
+        assert len(entry["source"]["sha256"]) == 64 and entry["source"]["arch"]
+    seg = manifest["networks"]["seg"]
+    # An EfficientNet trained for a few steps amplifies float32 rounding (PyTorch itself is ~3e-4
+    # off in logits against float64 here), so the segmenter is held to mask agreement.
+    assert seg["variants"]["fp32"]["parity"]["mask_agreement"] > 0.999
+    assert manifest["networks"]["sr"]["variants"]["fp32"]["parity"]["max_abs"] < 1e-4
+    assert seg["input"]["shape"] == ["batch", 3, 64, 64] and len(seg["input"]["mean"]) == 3
+    assert manifest["networks"]["sr"]["scale"] == 4
+    # the dynamic axes really are dynamic: batch 2 of a 24×40 crop
+    out = session(models / "sr.onnx").run(None, {"lr": np.random.rand(2, 3, 24, 40).astype(np.float32)})[0]
+    assert out.shape == (2, 3, 96, 160) and out.min() >= 0 and out.max() <= 1
+
+
+def test_export_refuses_the_wrong_checkpoint_and_keeps_what_was_there(exported, capsys):
+    root, _, models = exported
+    before = (models / "seg.onnx").read_bytes()
+    code, _, err = cli(capsys, "export", "--seg", root / "run" / "sr-pretrain-best.pt",
+                       "--sr", root / "run" / "sr-pretrain-best.pt", "--out", models)
+    assert code == 1 and "not a segmenter" in err and len(err.strip().splitlines()) == 1
+    assert (models / "seg.onnx").read_bytes() == before
+
+
+def test_fp16_keeps_float32_io_and_reductions(exported, capsys):
+    root, spec, models = exported
+    work = root / "m-fp16"
+    shutil.copytree(models, work)
+    code, out, err = cli(capsys, "calibrate", "--models", work, "--precision", "fp16", "--data", spec)
+    assert code == 0, err
+    assert "| seg | fp16 | dice_drop |" in out and "| sr | fp16 | colour_shift |" in out
+    model = onnx.load(work / "seg.fp16.onnx")
+    assert model.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT
+    assert model.graph.output[0].type.tensor_type.elem_type == TensorProto.FLOAT
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    weights = {t.name: t for t in model.graph.initializer}
+    assert all(weights[c.input[1]].data_type == TensorProto.FLOAT16 for c in convs)
+    produced = {o: n for n in model.graph.node for o in n.output}
+    pools = [n for n in model.graph.node if n.op_type == "GlobalAveragePool"]
+    assert pools and all(produced[p.input[0]].op_type == "Cast" for p in pools)  # kept in FP32
+    entry = load_models(work)["networks"]["seg"]["variants"]["fp16"]
+    assert entry["status"] == "ok" and entry["gate"]["passed"]
+
+
+def test_int8_variants_follow_the_rules_and_record_their_calibration(exported, capsys):
+    root, spec, models = exported
+    work = root / "m-int8"
+    shutil.copytree(models, work)
+    code, out, err = cli(capsys, "calibrate", "--models", work, "--precision", "int8", "--data", spec,
+                         "--images", 6, "--method", "minmax")
+    assert code == 0, err
+    manifest = load_models(work)
+    split = json.loads((root / "run" / "split.json").read_text())["splits"]
+    for net in ("seg", "sr"):
+        trt = onnx.load(work / f"{net}.int8.onnx")
+        assert check_tensorrt_qdq(trt) == []
+        assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in trt.graph.node}
+        cpu = manifest["networks"][net]["variants"]["int8-cpu"]
+        assert cpu["status"] == "ok" and set(cpu["cpu_form"]["timings_ms"]) == {"s8s8 (TensorRT form)", "u8s8"}
+        assert (work / cpu["file"]).is_file()
+    record = json.loads((work / "calibration" / "int8-minmax.json").read_text())
+    ids = [r["id"] for r in record["images"]]
+    assert len(ids) == 6 and not set(ids) & set(split["test"])
+    assert all(len(r["sha256"]) == 64 for r in record["images"])
+    assert (work / "calibration" / "README.md").is_file()
+    assert manifest["networks"]["seg"]["variants"]["int8"]["calibration"]["set_sha256"] == record["set_sha256"]
+
+
+def test_gate_refuses_a_variant_calibrated_on_black_images(exported, capsys, monkeypatch):
+    root, spec, models = exported
+    work = root / "m-black"
+    shutil.copytree(models, work)
+    real_prepare = calibrate_module.prepare
+
+    def black_calibration(cfg, manifest, seg_fp32):
+        prepared, record = real_prepare(cfg, manifest, seg_fp32)
+        for net, prep in prepared.items():
+            prep.calibration = [np.zeros_like(prep.calibration[0])] * 2
+        return prepared, record
+
+    monkeypatch.setattr(calibrate_module, "prepare", black_calibration)
+    code, out, err = cli(capsys, "calibrate", "--models", work, "--precision", "int8", "--data", spec, "--net", "sr",
+                         "--images", 4, "--method", "minmax")
+    assert code == 1 and "failed its accuracy gate" in err
+    assert "FAIL" in out and not (work / "sr.int8.onnx").exists()
+    assert "int8" not in load_models(work)["networks"]["sr"]["variants"]
+    code, out, err = cli(capsys, "calibrate", "--models", work, "--precision", "int8", "--data", spec, "--net", "sr",
+                         "--images", 4, "--method", "minmax", "--force")
+    assert code == 0 and (work / "sr.int8.onnx").exists()
+    assert load_models(work)["networks"]["sr"]["variants"]["int8"]["status"] == "failing"
+
+
+def test_bad_inputs_are_one_line_errors(exported, capsys, tmp_path):
+    root, spec, models = exported
+    broken = tmp_path / "broken"
+    shutil.copytree(models, broken)
+    (broken / "sr.onnx").write_bytes(b"this is not onnx")
+    cases = [
+        (["calibrate", "--models", tmp_path / "none", "--precision", "int8", "--data", spec], "not found"),
+        (["calibrate", "--models", tmp_path, "--precision", "int8", "--data", spec], "no models.json"),
+        (["calibrate", "--models", models, "--precision", "int4", "--data", spec], "unknown precision"),
+        (["calibrate", "--models", models, "--precision", "int8", "--data", spec, "--images", 1], "at least 2"),
+        (["calibrate", "--models", broken, "--precision", "int8", "--data", spec, "--net", "sr"], "not an ONNX"),
+        (["calibrate", "--models", models, "--precision", "int8", "--data", spec, "--method", "mean"], "method"),
+    ]
+    for argv, expected in cases:
+        code, _, err = cli(capsys, *argv)
+        assert code == 1 and expected in err, (argv, err)
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_images_too_small_for_the_network_are_a_clear_error(exported, capsys, tmp_path):
+    _, _, models = exported
+    from PIL import Image
+
+    for folder in ("images", "masks"):
+        (tmp_path / "tiny" / folder).mkdir(parents=True)
+    for i in range(12):  # 8×8 images: too small for a ×4 lesion crop
+        Image.fromarray(np.full((8, 8, 3), 40 * (i % 5), np.uint8)).save(tmp_path / "tiny" / "images" / f"t{i}.png")
+        Image.fromarray(np.pad(np.full((4, 4), 255, np.uint8), 2)).save(tmp_path / "tiny" / "masks" / f"t{i}.png")
+    code, _, err = cli(capsys, "calibrate", "--models", models, "--precision", "int8", "--data",
+                       f"folder:{tmp_path / 'tiny'}", "--net", "sr", "--images", 2)
+    assert code == 1 and "too small" in err
+
+
+def test_shipped_profiles_load_and_bad_profiles_are_refused(tmp_path):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "export"
+    names = sorted(p.stem for p in root.glob("*.toml"))
+    assert names == ["cpu-int8", "desktop-fp16", "jetson-orin-int8"]
+    jetson = load_profile(root / "jetson-orin-int8.toml")
+    assert jetson.seg.precision == "int8" and jetson.sr.pruning_ratio > 0 and jetson.gates.int8_psnr_drop_db == 0.5
+    good = (root / "desktop-fp16.toml").read_text()
+    for bad, expected in [(good.replace('precision = "fp16"', 'precision = "int3"', 1), "precision"),
+                          (good.replace("pruning_ratio = 0.0", "pruning_ratio = 0.95", 1), "pruning_ratio"),
+                          (good.replace("fp16_dice_drop", "fp16_dice_dorp"), "unknown gate"),
+                          ("[seg\n", "TOML")]:
+        path = tmp_path / "bad.toml"
+        path.write_text(bad)
+        with pytest.raises(Exception, match=expected):
+            load_profile(path)
+
+
+def test_fp16_converter_on_a_graph_with_resize_and_a_reduction():
+    """Resize's float32 scales and a GlobalAveragePool island must survive conversion."""
+    w = numpy_helper.from_array(np.random.default_rng(0).normal(size=(4, 3, 3, 3)).astype(np.float32), "w")
+    scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("GlobalAveragePool", ["c"], ["g"], name="gap"),
+             helper.make_node("Mul", ["c", "g"], ["m"], name="mul"),
+             helper.make_node("Resize", ["m", "", "scales"], ["y"], mode="nearest", name="resize")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 16, 16])], [w, scales])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    half = convert_to_fp16(model)
+    onnx.checker.check_model(half, full_check=True)
+    x = np.random.default_rng(1).random((1, 3, 8, 8), dtype=np.float32)
+    ref = session(model).run(None, {"x": x})[0]
+    out = session(half).run(None, {"x": x})[0]
+    assert out.dtype == np.float32 and np.allclose(out, ref, rtol=1e-2, atol=1e-2)
+    assert {t.name: t.data_type for t in half.graph.initializer} == {"w": TensorProto.FLOAT16,
+                                                                    "scales": TensorProto.FLOAT}
