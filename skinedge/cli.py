@@ -248,6 +248,26 @@ def export_command(
     typer.echo(f"models: {out / 'seg.onnx'}, {out / 'sr.onnx'}, {out / 'models.json'}")
 
 
+@app.command("prune")
+def prune_command(
+    models: Path = typer.Option(..., "--models", help="models directory written by `skinedge export`"),
+    net: str = typer.Option(..., "--net", help="seg | sr"),
+    ratio: float = typer.Option(..., "--ratio", help="share of channels removed per layer group, in (0, 0.9]"),
+    data: str = typer.Option(..., "--data", help="fine-tune (train split) and measure (test split) on this; " + SPEC_HELP),
+    steps: int = typer.Option(200, "--steps", help="fine-tune steps after pruning (0: none)"),
+    batch: int = typer.Option(8, "--batch", help="fine-tune batch size"),
+    lr: float = typer.Option(1e-4, "--lr", help="fine-tune learning rate"),
+    distill: bool = typer.Option(True, "--distill/--no-distill", help="also learn the unpruned network's outputs"),
+    gate_limit: Optional[int] = typer.Option(None, "--gate-limit", help="measure accuracy on at most N test images"),
+) -> None:
+    """Structured channel pruning of one network, fine-tune, re-export (variant pruned.fp32)."""
+    from skinedge.export.pruning import PruneConfig, prune_models, prune_table
+
+    report = prune_models(PruneConfig(models, net, ratio, data, steps, batch, lr, distill, gate_limit), log=typer.echo)
+    typer.echo("\n" + prune_table(report))
+    typer.echo(f"pruned model: {models / report['file']} (calibrate it with `skinedge calibrate --pruned`)")
+
+
 @app.command("calibrate")
 def calibrate_command(
     models: Path = typer.Option(..., "--models", help="models directory written by `skinedge export`"),
@@ -287,7 +307,6 @@ def calibrate_command(
 # Listed so that `--help` shows the whole surface; each is replaced by the real
 # command when its issue lands.
 LATER_COMMANDS = {
-    (None, "prune"): "Structured channel pruning of one network, fine-tune, re-export.",
     (None, "build-engines"): "Build TensorRT engines from a models directory and a build profile.",
     (None, "enhance"): "Segment and super-resolve image files.",
     (None, "run"): "Live: camera or stream in, enhanced view out (window, file, web viewer).",

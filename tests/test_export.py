@@ -235,3 +235,65 @@ def test_fp16_converter_on_a_graph_with_resize_and_a_reduction():
     assert out.dtype == np.float32 and np.allclose(out, ref, rtol=1e-2, atol=1e-2)
     assert {t.name: t.data_type for t in half.graph.initializer} == {"w": TensorProto.FLOAT16,
                                                                     "scales": TensorProto.FLOAT}
+
+
+def test_prune_makes_a_smaller_runnable_network_that_calibrates(exported, capsys):
+    root, spec, models = exported
+    work = root / "m-pruned"
+    shutil.copytree(models, work)
+    code, out, err = cli(capsys, "prune", "--models", work, "--net", "sr", "--ratio", 0.5, "--data", spec,
+                         "--steps", 2, "--batch", 2)
+    assert code == 0, err
+    assert "| params |" in out and "| ORT CPU latency (ms) |" in out and "| psnr_y |" in out
+    entry = load_models(work)["networks"]["sr"]["variants"]["pruned.fp32"]
+    counts = entry["pruning"]["counts"]
+    assert counts["params_after"] < 0.5 * counts["params_before"] and counts["macs_after"] < counts["macs_before"]
+    pruned = onnx.load(work / "sr.pruned.onnx")
+    assert unsupported_ops(pruned) == {}
+    # the saved checkpoint rebuilds the pruned network, and it matches its ONNX file
+    import torch
+
+    from skinedge.train.sr import load_generator
+
+    generator, payload = load_generator(work / "sr.pruned.pt")
+    widths = [m.out_channels for m in generator.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(w % 8 == 0 for w in widths[:-1]) and widths[-1] == 3 and max(widths) < 64
+    x = np.random.default_rng(0).random((1, 3, 20, 28), dtype=np.float32)
+    with torch.no_grad():
+        expected = generator(torch.from_numpy(x)).clamp(0, 1).numpy()
+    assert np.abs(session(pruned).run(None, {"lr": x})[0] - expected).max() < 1e-4
+    code, out, err = cli(capsys, "calibrate", "--models", work, "--precision", "int8", "--data", spec, "--net", "sr",
+                         "--pruned", "--images", 4, "--method", "minmax")
+    assert code == 0, err
+    assert check_tensorrt_qdq(onnx.load(work / "sr.pruned.int8.onnx")) == []
+
+
+def test_prune_of_the_segmenter_handles_its_skip_concatenations(exported, capsys):
+    root, spec, models = exported
+    work = root / "m-pruned-seg"
+    shutil.copytree(models, work)
+    code, out, err = cli(capsys, "prune", "--models", work, "--net", "seg", "--ratio", 0.3, "--data", spec,
+                         "--steps", 1, "--batch", 2)
+    assert code == 0, err
+    entry = load_models(work)["networks"]["seg"]["variants"]["pruned.fp32"]
+    assert entry["pruning"]["counts"]["params_after"] < entry["pruning"]["counts"]["params_before"]
+    out = session(work / "seg.pruned.onnx").run(None, {"image": np.zeros((2, 3, 64, 64), np.float32)})[0]
+    assert out.shape == (2, 1, 64, 64)
+
+
+@pytest.mark.parametrize("ratio", [0, 0.95, -0.1])
+def test_prune_refuses_a_ratio_outside_the_range(exported, capsys, ratio):
+    _, spec, models = exported
+    code, _, err = cli(capsys, "prune", "--models", models, "--net", "sr", "--ratio", ratio, "--data", spec)
+    assert code == 1 and "--ratio must be in (0, 0.9]" in err and len(err.strip().splitlines()) == 1
+
+
+def test_prune_refuses_a_checkpoint_changed_since_export(exported, capsys, tmp_path):
+    root, spec, models = exported
+    work = tmp_path / "m"
+    shutil.copytree(models, work)
+    manifest = json.loads((work / "models.json").read_text())
+    manifest["networks"]["sr"]["source"]["sha256"] = "0" * 64
+    (work / "models.json").write_text(json.dumps(manifest))
+    code, _, err = cli(capsys, "prune", "--models", work, "--net", "sr", "--ratio", 0.5, "--data", spec)
+    assert code == 1 and "changed since" in err

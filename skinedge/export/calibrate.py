@@ -84,6 +84,22 @@ def _load(dataset, ids: list[str]) -> list[Item]:
     return list(dataset.subset(ids))
 
 
+def held_out(dataset, parts: dict[str, list[str]], limit: int | None, manifest: dict, masks: Masks
+             ) -> tuple[G.HeldOut, G.HeldOut]:
+    """The test split prepared for the segmenter's and the SR generator's gates."""
+    seg_io = network(manifest, "seg")["input"]
+    scale = int(network(manifest, "sr")["scale"])
+    test_ids = parts["test"][:limit] if limit else parts["test"]
+    if not test_ids:
+        raise DataError(f"{dataset.spec}: its test split is empty; the accuracy gates need held-out images")
+    items = [(item, masks(item)) for item in _load(dataset, test_ids)]
+    size = seg_io["shape"][2]
+    seg_held = G.HeldOut(np.stack([seg_input(i.image, size, seg_io["mean"], seg_io["std"]) for i, _ in items]),
+                         [G.seg_truth_at(i.mask, size) for i, _ in items], [], scale, test_ids)
+    sr_held = G.HeldOut(seg_held.seg_inputs[:0], [], [lesion_crop(i, m, scale) for i, m in items], scale, test_ids)
+    return seg_held, sr_held
+
+
 def prepare(cfg: CalibrateConfig, manifest: dict, seg_fp32: onnx.ModelProto) -> tuple[dict[str, Prepared], dict]:
     """Choose calibration images (train/val) and load the held-out set (test), for both networks."""
     seg_io = network(manifest, "seg")["input"]
@@ -94,27 +110,20 @@ def prepare(cfg: CalibrateConfig, manifest: dict, seg_fp32: onnx.ModelProto) -> 
         raise DataError(f"{cfg.data}: its train/val split has {len(pool)} image(s); calibration needs at least 2")
     if cfg.images < 2:
         raise SkinedgeError(f"--images must be at least 2 (got {cfg.images})")
-    if not parts["test"]:
-        raise DataError(f"{cfg.data}: its test split is empty; the accuracy gates need held-out images")
     rng = np.random.default_rng(cfg.seed)
     look = sorted(rng.choice(pool, size=min(len(pool), cfg.images * CANDIDATES_PER_PICK), replace=False).tolist())
     masks = Masks(seg_fp32, seg_io)
     candidates = {item.id: (item, masks(item)) for item in _load(dataset, look)}
     stats = {i: image_stats(item, mask) for i, (item, mask) in candidates.items()}
     chosen = stratified_pick(stats, cfg.images, cfg.seed)
-    test_ids = parts["test"][: cfg.gate_limit] if cfg.gate_limit else parts["test"]
-    held_items = [(item, masks(item)) for item in _load(dataset, test_ids)]
+    seg_held, sr_held = held_out(dataset, parts, cfg.gate_limit, manifest, masks)
     size = seg_io["shape"][2]
-    seg_held = G.HeldOut(np.stack([seg_input(i.image, size, seg_io["mean"], seg_io["std"]) for i, _ in held_items]),
-                         [G.seg_truth_at(i.mask, size) for i, _ in held_items], [], scale, test_ids)
-    sr_held = G.HeldOut(seg_held.seg_inputs[:0], [], [lesion_crop(i, m, scale) for i, m in held_items], scale,
-                        test_ids)
     record = {
         "dataset": cfg.data, "split": split_source, "pool": "train+val", "candidates_examined": len(candidates),
         "selection": f"stratified: 3 lesion-area × 3 contrast tertiles, round-robin, seed {cfg.seed}",
         "images": [{"id": i, "sha256": pixel_sha256(candidates[i][0]), "lesion_area": round(stats[i][0], 4),
                     "contrast": round(stats[i][1], 4)} for i in chosen],
-        "held_out": {"split": "test", "images": len(test_ids)},
+        "held_out": {"split": "test", "images": len(seg_held.ids)},
     }
     record["set_sha256"] = hashlib.sha256("".join(r["sha256"] for r in record["images"]).encode()).hexdigest()
     seg_cal = [seg_input(candidates[i][0].image, size, seg_io["mean"], seg_io["std"]) for i in chosen]
@@ -123,7 +132,7 @@ def prepare(cfg: CalibrateConfig, manifest: dict, seg_fp32: onnx.ModelProto) -> 
     return {"seg": Prepared(seg_cal, record, seg_held), "sr": Prepared(sr_cal, record, sr_held)}, record
 
 
-def _measure(net: str, model: onnx.ModelProto, held: G.HeldOut, reference: dict | None) -> dict:
+def measure(net: str, model: onnx.ModelProto, held: G.HeldOut, reference: dict | None) -> dict:
     if net == "seg":
         return G.seg_metrics(model, held, None if reference is None else reference["masks"])
     outputs = G.sr_outputs(model, held.crops)
@@ -142,7 +151,7 @@ def _attempts(net: str, make: Callable[[list[str]], onnx.ModelProto], fp32: onnx
     for attempt, keep_float in enumerate(tries):
         if attempt:
             variant = make(keep_float)
-        measured = _measure(net, variant, prep.held, reference)
+        measured = measure(net, variant, prep.held, reference)
         gate = G.judge(net, cfg.precision, reference, measured, cfg.gates)
         note = f"{len(keep_float)} layer(s) kept in float" if keep_float else "all layers converted"
         log(f"  {net} {label or cfg.precision}: {note}: {'PASS' if gate['passed'] else 'FAIL ' + gate['reason']}")
@@ -215,7 +224,7 @@ def calibrate(cfg: CalibrateConfig, log=print) -> dict[str, Any]:
                                  "set_sha256": record["set_sha256"]}
     for net in cfg.nets:
         prep = prepared[net]
-        reference = _measure(net, fp32[net], prep.held, None)
+        reference = measure(net, fp32[net], prep.held, None)
         log(f"{net}: FP32 on {len(prep.held.ids)} held-out images: "
             + ", ".join(f"{k} {v:.4f}" for k, v in reference.items() if isinstance(v, float)))
         rows = report["networks"][net] = {"fp32": {k: v for k, v in reference.items() if isinstance(v, float)}}

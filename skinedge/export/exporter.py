@@ -71,6 +71,19 @@ def to_onnx(module: nn.Module, example: torch.Tensor, names: tuple[str, str], dy
     return model
 
 
+def export_segmenter(model: nn.Module, size: int, what: str = "segmenter") -> onnx.ModelProto:
+    """The segmenter with a dynamic batch at its fixed size×size input."""
+    return to_onnx(model, torch.zeros(1, 3, size, size), (SEG_INPUT, SEG_OUTPUT),
+                   {SEG_INPUT: {0: "batch"}, SEG_OUTPUT: {0: "batch"}}, what)
+
+
+def export_generator(generator: nn.Module, what: str = "SR generator") -> onnx.ModelProto:
+    """The clamped generator with dynamic batch, height and width."""
+    return to_onnx(ClampedGenerator(generator), torch.zeros(1, 3, 16, 16), (SR_INPUT, SR_OUTPUT),
+                   {SR_INPUT: {0: "batch", 2: "height", 3: "width"},
+                    SR_OUTPUT: {0: "batch", 2: "out_height", 3: "out_width"}}, what)
+
+
 def parity(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
     """Max abs error and PSNR (data range 1) between two outputs in [0, 1]."""
     diff = reference.astype(np.float64) - candidate.astype(np.float64)
@@ -122,12 +135,9 @@ def export_models(cfg: ExportConfig, log=print) -> dict[str, Any]:
     mean, std = seg_payload["io"].get("mean", IMAGENET_MEAN), seg_payload["io"].get("std", IMAGENET_STD)
     spec, items = _parity_items(cfg, seg_payload)
 
-    seg_onnx = to_onnx(seg_model, torch.zeros(1, 3, size, size), (SEG_INPUT, SEG_OUTPUT),
-                       {SEG_INPUT: {0: "batch"}, SEG_OUTPUT: {0: "batch"}}, "segmenter")
+    seg_onnx = export_segmenter(seg_model, size)
     sr_module = ClampedGenerator(generator)
-    sr_onnx = to_onnx(sr_module, torch.zeros(1, 3, 16, 16), (SR_INPUT, SR_OUTPUT),
-                      {SR_INPUT: {0: "batch", 2: "height", 3: "width"},
-                       SR_OUTPUT: {0: "batch", 2: "out_height", 3: "out_width"}}, "SR generator")
+    sr_onnx = export_generator(generator)
 
     x = np.stack([seg_input(item.image, size, mean, std) for item in items])
     with torch.no_grad():

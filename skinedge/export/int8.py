@@ -16,6 +16,8 @@ from the same statistics.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import tempfile
 import time
@@ -91,13 +93,14 @@ class Quantizer:
         root = logging.getLogger()
         level, root.level = root.level, logging.ERROR  # ORT warns "consider pre-processing" on every call
         try:
-            quantize_static(
-                str(self.source), str(out), self.reader, quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=["Conv"] if flavour.conv_only else None, per_channel=True,
-                activation_type=QuantType.QInt8 if flavour.activation == "s8" else QuantType.QUInt8,
-                weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude),
-                calibrate_method=methods[self.method], extra_options=options,
-                calibration_cache_path=str(self.workdir / f"ranges-{self.method}-{flavour.conv_only}.json"))
+            with contextlib.redirect_stdout(io.StringIO()):  # ORT's histogram calibrators print progress
+                quantize_static(
+                    str(self.source), str(out), self.reader, quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=["Conv"] if flavour.conv_only else None, per_channel=True,
+                    activation_type=QuantType.QInt8 if flavour.activation == "s8" else QuantType.QUInt8,
+                    weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude),
+                    calibrate_method=methods[self.method], extra_options=options,
+                    calibration_cache_path=str(self.workdir / f"ranges-{self.method}-{flavour.conv_only}.json"))
         finally:
             root.level = level
         return onnx.load(str(out))

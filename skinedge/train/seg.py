@@ -99,5 +99,9 @@ def load_segmenter(path: Path, device: str | torch.device = "cpu") -> tuple[torc
     """Rebuild a segmenter from a checkpoint (eval mode); returns (model, checkpoint)."""
     payload = load_checkpoint(path, "seg")
     model = build_segmenter(payload["arch"]["encoder"], "none", payload["arch"]["dropout"])
+    if payload.get("pruned"):  # a pruned network: resize its layers to the recorded widths first
+        from skinedge.export.prune import apply_pruned_shapes
+
+        apply_pruned_shapes(model, payload["pruned"]["shapes"])
     load_state(model, payload["state"]["model"], Path(path))
     return model.to(device).eval(), payload

@@ -198,5 +198,9 @@ def load_generator(path: Path, device: str | torch.device = "cpu") -> tuple[torc
     """Rebuild an SR generator from a checkpoint (eval mode); returns (model, checkpoint)."""
     payload = load_checkpoint(path, "sr")
     model = Generator(**payload["arch"])
+    if payload.get("pruned"):  # a pruned network: resize its layers to the recorded widths first
+        from skinedge.export.prune import apply_pruned_shapes
+
+        apply_pruned_shapes(model, payload["pruned"]["shapes"])
     load_state(model, payload["state"]["model"], Path(path))
     return model.to(device).eval(), payload
