@@ -13,8 +13,13 @@ def test_tiny_demo_runs_every_step(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     text = result.stdout
     assert "generated images (not patient data)" in text and "random initialisation" in text
-    for command in ("data synth", "data check", "data split", "train seg", "train sr", "eval"):
+    for command in ("data synth", "data check", "data split", "train seg", "train sr", "eval", "export",
+                    "calibrate", "prune"):
         assert f"$ skinedge {command}" in text
+    assert "| network | variant | check | FP32 | variant | loss | limit | result |" in text
+    assert "| sr | int8 | colour_shift |" in text and "Pruning sr by 30%" in text
+    manifest = json.loads((out / "models" / "models.json").read_text())
+    assert {"fp32", "pruned.fp32"} <= set(manifest["networks"]["sr"]["variants"])
     report = json.loads((out / "report" / "report.json").read_text())
     assert set(report["tables"]["methods"]) == {"bicubic", "srgan_only", "seg_bicubic", "skinsegmentsrgan"}
     assert (out / "contact-sheet.png").is_file() and (out / "report" / "report.html").is_file()
