@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -49,13 +50,12 @@ def trained(tmp_path_factory):
 def exported(trained):
     root, spec = trained
     models = root / "models"
-    with pytest.MonkeyPatch.context():
-        main_args = ["export", "--seg", root / "run" / "seg-best.pt", "--sr", root / "run" / "sr-pretrain-best.pt",
-                     "--out", models]
-        try:
-            main([str(a) for a in main_args])
-        except SystemExit as exc:
-            assert not exc.code
+    argv = ["export", "--seg", root / "run" / "seg-best.pt", "--sr", root / "run" / "sr-pretrain-best.pt",
+            "--out", models]
+    try:
+        main([str(a) for a in argv])
+    except SystemExit as exc:
+        assert not exc.code
     return root, spec, models
 
 
@@ -198,8 +198,6 @@ def test_images_too_small_for_the_network_are_a_clear_error(exported, capsys, tm
 
 
 def test_shipped_profiles_load_and_bad_profiles_are_refused(tmp_path):
-    from pathlib import Path
-
     root = Path(__file__).resolve().parent.parent / "export"
     names = sorted(p.stem for p in root.glob("*.toml"))
     assert names == ["cpu-int8", "desktop-fp16", "jetson-orin-int8"]
@@ -297,3 +295,18 @@ def test_prune_refuses_a_checkpoint_changed_since_export(exported, capsys, tmp_p
     (work / "models.json").write_text(json.dumps(manifest))
     code, _, err = cli(capsys, "prune", "--models", work, "--net", "sr", "--ratio", 0.5, "--data", spec)
     assert code == 1 and "changed since" in err
+
+
+def test_calibrate_takes_its_gates_from_the_profile(exported, capsys, tmp_path):
+    root, spec, models = exported
+    work = tmp_path / "m"
+    shutil.copytree(models, work)
+    profile = (Path(__file__).resolve().parent.parent / "export" / "desktop-fp16.toml").read_text()
+    strict = tmp_path / "strict.toml"  # a PSNR "drop" of at most -1 dB cannot be met
+    strict.write_text(profile.replace("fp16_psnr_drop_db = 0.1", "fp16_psnr_drop_db = -1.0"))
+    code, out, err = cli(capsys, "calibrate", "--models", work, "--precision", "fp16", "--data", spec,
+                         "--net", "sr", "--profile", strict)
+    assert code == 1 and "| sr | fp16 | psnr_drop_db |" in out and "-1.0000 | FAIL |" in out
+    assert not (work / "sr.fp16.onnx").exists()
+    report = json.loads((work / "reports" / "calibrate-fp16.json").read_text())
+    assert report["gates"]["fp16_psnr_drop_db"] == -1.0 and report["networks"]["sr"]["fp16"]["worst_layers"]

@@ -26,7 +26,8 @@ from skinedge.export.fp16 import convert_to_fp16
 from skinedge.export.int8 import CPU_U8S8, TENSORRT, Quantizer, latency_ms, scratch_dir
 from skinedge.export.onnx_io import load_onnx, save_onnx, session
 from skinedge.export.onnx_rules import check_tensorrt_qdq, quantized_layers
-from skinedge.export.samples import dataset_parts, image_stats, lesion_crop, seg_input, stratified_pick
+from skinedge.export.samples import (dataset_parts, image_stats, lesion_crop, mask_from_logits, seg_input,
+                                     stratified_pick)
 from skinedge.runtime.models import MANIFEST, NETWORKS, load_models, network, variant_file, variant_name, variant_path
 
 FLOAT_FRACTIONS = (0.05, 0.15)  # mixed-precision retries: leave these shares of conv layers in float
@@ -74,14 +75,7 @@ class Masks:
             return item.mask
         size = self.io["shape"][2]
         x = seg_input(item.image, size, self.io["mean"], self.io["std"])[None]
-        logits = self.session.run(None, {self.io["name"]: x})[0][0, 0]
-        from PIL import Image
-
-        return np.asarray(Image.fromarray(logits).resize(item.image.shape[1::-1], Image.BILINEAR)) > 0
-
-
-def _load(dataset, ids: list[str]) -> list[Item]:
-    return list(dataset.subset(ids))
+        return mask_from_logits(self.session.run(None, {self.io["name"]: x})[0][0, 0], item.image.shape[:2])
 
 
 def held_out(dataset, parts: dict[str, list[str]], limit: int | None, manifest: dict, masks: Masks
@@ -92,7 +86,7 @@ def held_out(dataset, parts: dict[str, list[str]], limit: int | None, manifest: 
     test_ids = parts["test"][:limit] if limit else parts["test"]
     if not test_ids:
         raise DataError(f"{dataset.spec}: its test split is empty; the accuracy gates need held-out images")
-    items = [(item, masks(item)) for item in _load(dataset, test_ids)]
+    items = [(item, masks(item)) for item in dataset.subset(test_ids)]
     size = seg_io["shape"][2]
     seg_held = G.HeldOut(np.stack([seg_input(i.image, size, seg_io["mean"], seg_io["std"]) for i, _ in items]),
                          [G.seg_truth_at(i.mask, size) for i, _ in items], [], scale, test_ids)
@@ -113,7 +107,7 @@ def prepare(cfg: CalibrateConfig, manifest: dict, seg_fp32: onnx.ModelProto) -> 
     rng = np.random.default_rng(cfg.seed)
     look = sorted(rng.choice(pool, size=min(len(pool), cfg.images * CANDIDATES_PER_PICK), replace=False).tolist())
     masks = Masks(seg_fp32, seg_io)
-    candidates = {item.id: (item, masks(item)) for item in _load(dataset, look)}
+    candidates = {item.id: (item, masks(item)) for item in dataset.subset(look)}
     stats = {i: image_stats(item, mask) for i, (item, mask) in candidates.items()}
     chosen = stratified_pick(stats, cfg.images, cfg.seed)
     seg_held, sr_held = held_out(dataset, parts, cfg.gate_limit, manifest, masks)
@@ -161,12 +155,17 @@ def _attempts(net: str, make: Callable[[list[str]], onnx.ModelProto], fp32: onnx
             "metrics": {k: v for k, v in measured.items() if k not in ("outputs", "masks")}}
 
 
-def _cpu_choice(forms: dict[str, dict], sample: np.ndarray) -> tuple[dict, dict]:
-    """The fastest form on this CPU among those that pass their gate (among all if none does)."""
+def _cpu_choice(forms: dict[str, dict], fp32: onnx.ModelProto, sample: np.ndarray) -> tuple[dict, dict]:
+    """The fastest form on this CPU among those that pass their gate (among all if none does).
+
+    FP32 is timed too: on CPUs where no INT8 form beats it (seen here for the SR generator
+    on a VNNI Xeon), ``faster_than_fp32`` tells the runtime to prefer FP32."""
     timings = {name: latency_ms(result["model"], sample) for name, result in forms.items()}
     passing = [name for name, result in forms.items() if result["gate"]["passed"]] or list(forms)
     best = min(passing, key=timings.get)
-    return forms[best], {"form": best, "timings_ms": timings, "passing": passing}
+    fp32_ms = latency_ms(fp32, sample)
+    return forms[best], {"form": best, "timings_ms": timings, "passing": passing, "fp32_ms": fp32_ms,
+                         "faster_than_fp32": timings[best] < fp32_ms}
 
 
 def _write_variant(cfg: CalibrateConfig, manifest: dict, net: str, vname: str, result: dict, extra: dict) -> str:
@@ -247,9 +246,11 @@ def calibrate(cfg: CalibrateConfig, log=print) -> dict[str, Any]:
                                                          "float_convs": len(in_float)}))
             u8 = _attempts(net, lambda keep: quantizer.quantize(CPU_U8S8, keep), fp32[net], prep, reference, cfg,
                            log, "int8-cpu (u8s8)")
-            cpu, choice = _cpu_choice({"s8s8 (TensorRT form)": trt, "u8s8": u8}, prep.calibration[0])
+            cpu, choice = _cpu_choice({"s8s8 (TensorRT form)": trt, "u8s8": u8}, fp32[net], prep.calibration[0])
             log(f"  {net} int8-cpu: {choice['form']} is the fastest passing form here ("
-                + ", ".join(f"{k} {v:.1f} ms" for k, v in choice["timings_ms"].items()) + ")")
+                + ", ".join(f"{k} {v:.1f} ms" for k, v in choice["timings_ms"].items())
+                + f"; FP32 {choice['fp32_ms']:.1f} ms" + ("" if choice["faster_than_fp32"] else
+                                                           ": INT8 is not faster than FP32 on this CPU") + ")")
             rows["int8-cpu"] = _summary(cpu, _write_variant(cfg, manifest, net, variant_name("int8-cpu", cfg.pruned),
                                                             cpu, {**calibration_ref, "cpu_form": choice}))
             rows["int8-cpu"]["cpu_form"] = choice

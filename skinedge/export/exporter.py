@@ -27,7 +27,7 @@ from skinedge.atomic import write_json_atomic
 from skinedge.errors import SkinedgeError
 from skinedge.export.onnx_io import check_model, save_onnx, session, sha256_file
 from skinedge.export.onnx_rules import unsupported_ops
-from skinedge.export.samples import dataset_parts, lesion_crop, seg_input
+from skinedge.export.samples import dataset_parts, lesion_crop, mask_from_logits, seg_input
 from skinedge.models.srgan import IMAGENET_MEAN, IMAGENET_STD
 from skinedge.runtime.models import FORMAT, FORMAT_VERSION, MANIFEST, variant_file
 
@@ -151,7 +151,7 @@ def export_models(cfg: ExportConfig, log=print) -> dict[str, Any]:
     sr_session = session(sr_onnx)
     sr_rows = []
     for item, logits in zip(items, torch_logits):
-        mask = item.mask if item.mask is not None else _upsampled_mask(logits[0], item.image.shape[:2])
+        mask = item.mask if item.mask is not None else mask_from_logits(logits[0], item.image.shape[:2])
         crop = lesion_crop(item, mask, scale)
         lr = (crop.lr.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
         with torch.no_grad():
@@ -193,9 +193,3 @@ def export_models(cfg: ExportConfig, log=print) -> dict[str, Any]:
         f"PSNR {sr_parity['psnr_db']:.1f} dB")
     return manifest
 
-
-def _upsampled_mask(logits: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """A network-resolution logit map → bool mask at the image's size (for images without truth)."""
-    from PIL import Image
-
-    return np.asarray(Image.fromarray(logits.astype(np.float32)).resize(shape[::-1], Image.BILINEAR)) > 0

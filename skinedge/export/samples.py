@@ -44,6 +44,11 @@ def seg_input(image: np.ndarray, size: int, mean, std) -> np.ndarray:
                                 .transpose(2, 0, 1))
 
 
+def mask_from_logits(logits: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A network-resolution logit map → bool lesion mask at an image's size (bilinear, logit > 0)."""
+    return np.asarray(Image.fromarray(logits.astype(np.float32)).resize(shape[::-1], Image.BILINEAR)) > 0
+
+
 @dataclass
 class LesionCrop:
     """One SR sample: the masked LR crop the network sees, and the HR truth to score it."""

@@ -1,0 +1,35 @@
+"""The runtime runs inside the device: it must import without torch (and without onnx)."""
+
+from __future__ import annotations
+
+import pkgutil
+import subprocess
+import sys
+
+import skinedge.runtime
+
+BLOCKER = """
+import importlib, sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('torch', 'torchvision', 'onnx', 'segmentation_models_pytorch'):
+            raise ImportError('blocked: ' + name)
+sys.meta_path.insert(0, Block())
+for module in sys.argv[1:]:
+    importlib.import_module(module)
+print('ok')
+"""
+
+
+def test_every_runtime_module_imports_without_torch_or_onnx():
+    found = pkgutil.iter_modules(skinedge.runtime.__path__)
+    modules = ["skinedge.runtime"] + [f"skinedge.runtime.{m.name}" for m in found]
+    assert "skinedge.runtime.models" in modules
+    result = subprocess.run([sys.executable, "-c", BLOCKER, *modules], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+def test_the_blocker_really_blocks():
+    result = subprocess.run([sys.executable, "-c", BLOCKER, "skinedge.export.onnx_io"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode != 0 and "blocked: onnx" in result.stderr
