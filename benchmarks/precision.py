@@ -131,7 +131,7 @@ def main() -> None:
         started = time.perf_counter()
         spec, seg_ckpt, sr_ckpt = make_checkpoints(work)
         models = work / "models"
-        export_models(ExportConfig(seg_ckpt, sr_ckpt, models), log=quiet)
+        export_models(ExportConfig(seg_ckpt, sr_ckpt, models, overwrite=True), log=quiet)
         for net, ratio in (("sr", args.sr_ratio), ("seg", args.seg_ratio)):
             prune_models(PruneConfig(models, net, ratio, spec, steps=args.prune_steps, batch=4), log=quiet)
         gates = {}

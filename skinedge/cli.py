@@ -240,11 +240,12 @@ def export_command(
     out: Path = typer.Option(..., "--out", "-o", help="models directory: seg.onnx, sr.onnx, models.json"),
     data: Optional[str] = typer.Option(None, "--data", help="images for the parity check (default: the segmenter's training data); " + SPEC_HELP),
     images: int = typer.Option(8, "--images", help="images used for the parity check"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace models already in --out (and drop their variants)"),
 ) -> None:
     """Export both checkpoints to ONNX (MODELS/ with models.json), checked against PyTorch."""
     from skinedge.export.exporter import ExportConfig, export_models
 
-    export_models(ExportConfig(seg, sr, out, data, images), log=typer.echo)
+    export_models(ExportConfig(seg, sr, out, data, images, overwrite), log=typer.echo)
     typer.echo(f"models: {out / 'seg.onnx'}, {out / 'sr.onnx'}, {out / 'models.json'}")
 
 

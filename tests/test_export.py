@@ -90,8 +90,11 @@ def test_export_writes_checked_dynamic_models_matching_pytorch(exported):
 def test_export_refuses_the_wrong_checkpoint_and_keeps_what_was_there(exported, capsys):
     root, _, models = exported
     before = (models / "seg.onnx").read_bytes()
-    code, _, err = cli(capsys, "export", "--seg", root / "run" / "sr-pretrain-best.pt",
+    code, _, err = cli(capsys, "export", "--seg", root / "run" / "seg-best.pt",
                        "--sr", root / "run" / "sr-pretrain-best.pt", "--out", models)
+    assert code == 1 and "already holds exported models" in err
+    code, _, err = cli(capsys, "export", "--seg", root / "run" / "sr-pretrain-best.pt",
+                       "--sr", root / "run" / "sr-pretrain-best.pt", "--out", models, "--overwrite")
     assert code == 1 and "not a segmenter" in err and len(err.strip().splitlines()) == 1
     assert (models / "seg.onnx").read_bytes() == before
 
@@ -114,6 +117,11 @@ def test_fp16_keeps_float32_io_and_reductions(exported, capsys):
     assert pools and all(produced[p.input[0]].op_type == "Cast" for p in pools)  # kept in FP32
     entry = load_models(work)["networks"]["seg"]["variants"]["fp16"]
     assert entry["status"] == "ok" and entry["gate"]["passed"]
+    # a new export over it drops the variants made from the old FP32 models
+    code, _, err = cli(capsys, "export", "--seg", root / "run" / "seg-best.pt", "--sr",
+                       root / "run" / "sr-pretrain-best.pt", "--out", work, "--overwrite")
+    assert code == 0, err
+    assert not (work / "seg.fp16.onnx").exists() and set(load_models(work)["networks"]["seg"]["variants"]) == {"fp32"}
 
 
 def test_int8_variants_follow_the_rules_and_record_their_calibration(exported, capsys):

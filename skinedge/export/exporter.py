@@ -11,6 +11,7 @@ atomically and the manifest last, so a failed export leaves the previous models.
 from __future__ import annotations
 
 import io
+import json
 import math
 import warnings
 from dataclasses import dataclass
@@ -98,6 +99,7 @@ class ExportConfig:
     out: Path
     data: str | None = None  # parity images; default: the segmenter's training data
     images: int = 8
+    overwrite: bool = False
 
 
 def _source(path: Path, payload: dict) -> dict[str, Any]:
@@ -111,6 +113,21 @@ def _variant(out: Path, net: str, model: onnx.ModelProto, **extra) -> dict[str, 
     sha = save_onnx(model, out / name)
     return {"file": name, "sha256": sha, "bytes": (out / name).stat().st_size, "opset": OPSET,
             "precision": "fp32", "status": "ok", **extra}
+
+
+def _previous_variants(out: Path, overwrite: bool) -> list[Path]:
+    """Files derived from an earlier export in ``out`` (refused unless ``overwrite``)."""
+    if not (out / MANIFEST).is_file():
+        return []
+    if not overwrite:
+        raise SkinedgeError(f"{out} already holds exported models; pass --overwrite to replace them "
+                            "(their FP16/INT8/pruned variants are removed too) or choose another --out")
+    try:
+        old = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+        files = [v["file"] for n in old["networks"].values() for k, v in n["variants"].items() if k != "fp32"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return []
+    return [out / f for f in files if "/" not in f] + [out / f"{net}.pruned.pt" for net in ("seg", "sr")]
 
 
 def _parity_items(cfg: ExportConfig, seg_payload: dict):
@@ -129,6 +146,7 @@ def export_models(cfg: ExportConfig, log=print) -> dict[str, Any]:
     from skinedge.train.seg import load_segmenter
     from skinedge.train.sr import load_generator
 
+    stale = _previous_variants(cfg.out, cfg.overwrite)
     seg_model, seg_payload = load_segmenter(cfg.seg)
     generator, sr_payload = load_generator(cfg.sr)
     size, scale = int(seg_payload["io"]["size"]), int(sr_payload["arch"]["scale"])
@@ -187,6 +205,8 @@ def export_models(cfg: ExportConfig, log=print) -> dict[str, Any]:
         },
     }
     write_json_atomic(cfg.out / MANIFEST, manifest)
+    for path in stale:  # made from the previous FP32 models: keeping them would pair old variants with new models
+        path.unlink(missing_ok=True)
     log(f"seg.onnx: parity with PyTorch on {len(items)} images of {spec}: max abs {seg_parity['max_abs']:.2e} "
         f"(probabilities), PSNR {seg_parity['psnr_db']:.1f} dB, mask agreement {seg_parity['mask_agreement']:.4f}")
     log(f"sr.onnx:  parity with PyTorch on {len(sr_rows)} masked lesion crops: max abs {sr_parity['max_abs']:.2e}, "
