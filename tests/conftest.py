@@ -4,7 +4,10 @@ from pathlib import Path
 
 import pytest
 
+from skinedge.cli import main
 from skinedge.data.generate import write_synthetic
+from skinedge.train.seg import SegConfig, train_seg
+from skinedge.train.sr import SRConfig, train_sr
 
 
 @pytest.fixture(scope="session")
@@ -13,3 +16,28 @@ def synth_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synth") / "data"
     write_synthetic(out, count=24, size=96, seed=3)
     return out
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A segmenter (EfficientNet-B3, 64²) and an SR generator trained for a few steps on generated data."""
+    root = tmp_path_factory.mktemp("export")
+    write_synthetic(root / "data", count=30, size=96, seed=5)
+    spec = f"synthetic:{root / 'data'}"
+    train_seg(SegConfig(spec, root / "run", size=64, batch=4, epochs=1, device="cpu", bn_batches=2))
+    train_sr(SRConfig(spec, root / "run", phase="pretrain", blocks=2, features=16, hr_size=32, batch=2,
+                      max_steps=6, device="cpu", val_limit=2))
+    return root, spec
+
+
+@pytest.fixture(scope="session")
+def exported(trained):
+    root, spec = trained
+    models = root / "models"
+    argv = ["export", "--seg", root / "run" / "seg-best.pt", "--sr", root / "run" / "sr-pretrain-best.pt",
+            "--out", models]
+    try:
+        main([str(a) for a in argv])
+    except SystemExit as exc:
+        assert not exc.code
+    return root, spec, models

@@ -12,15 +12,12 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from skinedge.cli import main
-from skinedge.data.generate import write_synthetic
 from skinedge.export import calibrate as calibrate_module
 from skinedge.export.fp16 import convert_to_fp16
 from skinedge.export.onnx_io import session
 from skinedge.export.onnx_rules import check_tensorrt_qdq, unsupported_ops
 from skinedge.export.profiles import load_profile
 from skinedge.runtime.models import load_models
-from skinedge.train.seg import SegConfig, train_seg
-from skinedge.train.sr import SRConfig, train_sr
 
 
 def cli(capsys, *argv) -> tuple[int, str, str]:
@@ -32,31 +29,6 @@ def cli(capsys, *argv) -> tuple[int, str, str]:
         code = exc.code or 0
     out = capsys.readouterr()
     return code, out.out, out.err
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A segmenter (EfficientNet-B3, 64²) and an SR generator trained for a few steps on generated data."""
-    root = tmp_path_factory.mktemp("export")
-    write_synthetic(root / "data", count=30, size=96, seed=5)
-    spec = f"synthetic:{root / 'data'}"
-    train_seg(SegConfig(spec, root / "run", size=64, batch=4, epochs=1, device="cpu", bn_batches=2))
-    train_sr(SRConfig(spec, root / "run", phase="pretrain", blocks=2, features=16, hr_size=32, batch=2,
-                      max_steps=6, device="cpu", val_limit=2))
-    return root, spec
-
-
-@pytest.fixture(scope="module")
-def exported(trained):
-    root, spec = trained
-    models = root / "models"
-    argv = ["export", "--seg", root / "run" / "seg-best.pt", "--sr", root / "run" / "sr-pretrain-best.pt",
-            "--out", models]
-    try:
-        main([str(a) for a in argv])
-    except SystemExit as exc:
-        assert not exc.code
-    return root, spec, models
 
 
 def test_export_writes_checked_dynamic_models_matching_pytorch(exported):

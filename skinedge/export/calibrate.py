@@ -26,8 +26,8 @@ from skinedge.export.fp16 import convert_to_fp16
 from skinedge.export.int8 import CPU_U8S8, TENSORRT, Quantizer, latency_ms, scratch_dir
 from skinedge.export.onnx_io import load_onnx, save_onnx, session
 from skinedge.export.onnx_rules import check_tensorrt_qdq, quantized_layers
-from skinedge.export.samples import (dataset_parts, image_stats, lesion_crop, mask_from_logits, seg_input,
-                                     stratified_pick)
+from skinedge.export.samples import (SR_LR_SIDE, dataset_parts, image_stats, lesion_crop, mask_from_logits,
+                                     seg_input, stratified_pick)
 from skinedge.runtime.models import MANIFEST, NETWORKS, load_models, network, variant_file, variant_name, variant_path
 
 FLOAT_FRACTIONS = (0.05, 0.15)  # mixed-precision retries: leave these shares of conv layers in float
@@ -246,7 +246,9 @@ def calibrate(cfg: CalibrateConfig, log=print) -> dict[str, Any]:
                                                          "float_convs": len(in_float)}))
             u8 = _attempts(net, lambda keep: quantizer.quantize(CPU_U8S8, keep), fp32[net], prep, reference, cfg,
                            log, "int8-cpu (u8s8)")
-            cpu, choice = _cpu_choice({"s8s8 (TensorRT form)": trt, "u8s8": u8}, fp32[net], prep.calibration[0])
+            side = SR_LR_SIDE  # time SR at the runtime's tile size, not at the calibration crop's
+            sample = prep.calibration[0] if net == "seg" else np.resize(prep.calibration[0], (3, side, side))
+            cpu, choice = _cpu_choice({"s8s8 (TensorRT form)": trt, "u8s8": u8}, fp32[net], sample)
             log(f"  {net} int8-cpu: {choice['form']} is the fastest passing form here ("
                 + ", ".join(f"{k} {v:.1f} ms" for k, v in choice["timings_ms"].items())
                 + f"; FP32 {choice['fp32_ms']:.1f} ms" + ("" if choice["faster_than_fp32"] else

@@ -17,6 +17,7 @@ the runtime refuses ``failing`` ones unless told otherwise.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -80,8 +81,9 @@ def network(manifest: dict[str, Any], net: str) -> dict[str, Any]:
 
 
 def variant_path(models_dir: str | Path, manifest: dict[str, Any], net: str, variant: str,
-                 allow_failing: bool = False) -> Path:
-    """Path of one variant's ONNX file, checked to exist and to have passed its gate."""
+                 allow_failing: bool = False, verify: bool = False) -> Path:
+    """Path of one variant's ONNX file, checked to exist, to have passed its gate and
+    (``verify``) to be the file ``models.json`` describes."""
     entry = network(manifest, net)["variants"].get(variant)
     if entry is None:
         have = ", ".join(sorted(network(manifest, net)["variants"]))
@@ -93,4 +95,15 @@ def variant_path(models_dir: str | Path, manifest: dict[str, Any], net: str, var
     path = Path(models_dir) / entry["file"]
     if not path.is_file():
         raise ModelsError(f"{path} is listed in {MANIFEST} but missing")
+    if verify and entry.get("sha256") and _sha256(path) != entry["sha256"]:
+        raise ModelsError(f"{path} does not match {MANIFEST} (sha256 differs): it was changed or replaced "
+                          "after export; re-run `skinedge export`/`calibrate`")
     return path
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

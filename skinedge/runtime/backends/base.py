@@ -1,0 +1,74 @@
+"""The runner template every backend fills in."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+from skinedge.errors import SkinedgeError
+
+
+class Runner:
+    """``with Runner(loader) as r: outputs = r.infer({name: array})``.
+
+    Subclasses implement ``_activate_impl`` (build the session/engine from the
+    loader, return input names), ``_infer_impl`` and optionally
+    ``_deactivate_impl``. Outputs may be reused by the next ``infer`` call on
+    backends that say ``reuses_outputs = True``: copy them to keep them.
+    """
+
+    name = "runner"
+    reuses_outputs = False
+
+    def __init__(self, loader: Callable[[], Any] | Any):
+        self.loader = loader
+        self.active = False
+        self.input_names: list[str] = []
+        self.last_ms = 0.0
+
+    def _resolve(self) -> Any:
+        return self.loader() if callable(self.loader) else self.loader
+
+    def activate(self) -> "Runner":
+        if not self.active:
+            self.input_names = list(self._activate_impl(self._resolve()))
+            self.active = True
+        return self
+
+    def deactivate(self) -> None:
+        if self.active:
+            self._deactivate_impl()
+            self.active = False
+
+    def __enter__(self) -> "Runner":
+        return self.activate()
+
+    def __exit__(self, *exc) -> None:
+        self.deactivate()
+
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run once; ``feed`` must name every input, as float32 NCHW arrays."""
+        if not self.active:
+            raise SkinedgeError(f"{self.name} runner used before activate() (use `with runner:`)")
+        missing = [n for n in self.input_names if n not in feed]
+        if missing:
+            raise SkinedgeError(f"{self.name}: missing input(s) {missing}; this model takes {self.input_names}")
+        for n, value in feed.items():
+            if value.dtype != np.float32:
+                raise SkinedgeError(f"{self.name}: input {n!r} is {value.dtype}; expected float32")
+        start = time.perf_counter()
+        outputs = self._infer_impl(feed)
+        self.last_ms = (time.perf_counter() - start) * 1000
+        return outputs
+
+    # ---- what a backend implements
+    def _activate_impl(self, resolved: Any) -> list[str]:
+        raise NotImplementedError
+
+    def _infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def _deactivate_impl(self) -> None:
+        pass

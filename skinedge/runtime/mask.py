@@ -1,0 +1,86 @@
+"""From segmenter logits to the lesion mask, its ROI and its feathered edge (NumPy, both paths).
+
+All of this works at the segmenter's S×S resolution (256² at most, so it is
+cheap on a CPU, and on the GPU path it is the one small host round trip a
+frame needs), then maps the ROI to frame pixels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from skinedge.runtime.composite import dilate, feather
+from skinedge.runtime.reference import Roi
+
+
+@dataclass(frozen=True)
+class MaskSettings:
+    """How the raw segmentation becomes the mask the pipeline uses.
+
+    Attributes:
+        open_radius: small-blob removal: an opening (erode, then dilate) by this
+            many mask pixels removes specks narrower than 2r+1.
+        min_area: lesions smaller than this share of the frame count as none.
+        context_px: frame pixels of image kept around the lesion for SR (the
+            masking context of the evaluation protocol, docs/protocol.md).
+        margin_px: extra frame pixels around the lesion's box in the ROI.
+        feather_px: Gaussian sigma, in frame pixels, of the composite's edge.
+    """
+
+    open_radius: int = 1
+    min_area: float = 0.0005
+    context_px: int = 4
+    margin_px: int = 8
+    feather_px: float = 1.0
+
+
+@dataclass
+class LesionMask:
+    found: bool
+    mask: np.ndarray  # S×S uint8 0/1, cleaned and dilated by the context (what SR sees)
+    soft: np.ndarray  # S×S float32, feathered cleaned mask (where SR shows)
+    roi: Roi | None  # frame pixels
+    area: float  # lesion share of the frame (cleaned mask, before dilation)
+
+
+def erode(mask: np.ndarray, radius: int) -> np.ndarray:
+    return ~dilate(~mask, radius)
+
+
+def lesion_mask(logits: np.ndarray, frame_shape: tuple[int, int], settings: MaskSettings = MaskSettings()
+                ) -> LesionMask:
+    """Threshold (logit > 0), remove small blobs, dilate by the context, box it, feather it.
+
+    Args:
+        logits: S×S float32 segmenter output.
+        frame_shape: (H, W) of the frame the ROI refers to.
+    """
+    s = logits.shape[0]
+    h, w = frame_shape
+    raw = logits > 0
+    clean = dilate(erode(raw, settings.open_radius), settings.open_radius) if settings.open_radius else raw
+    area = float(clean.mean())
+    per_px = s / min(h, w)  # mask pixels per frame pixel (the larger of the two axes' densities)
+    sigma = max(0.5, settings.feather_px * per_px)
+    if area < settings.min_area:
+        empty = np.zeros((s, s), np.uint8)
+        return LesionMask(False, empty, np.zeros((s, s), np.float32), None, area)
+    grown = dilate(clean, max(1, math.ceil(settings.context_px * per_px)))
+    ys, xs = np.nonzero(grown)
+    x0 = max(0, math.floor(xs.min() * w / s) - settings.margin_px)
+    y0 = max(0, math.floor(ys.min() * h / s) - settings.margin_px)
+    x1 = min(w, math.ceil((xs.max() + 1) * w / s) + settings.margin_px)
+    y1 = min(h, math.ceil((ys.max() + 1) * h / s) + settings.margin_px)
+    return LesionMask(True, grown.astype(np.uint8), feather(clean, sigma), (x0, y0, x1 - x0, y1 - y0), area)
+
+
+def frame_mask(mask: np.ndarray, frame_shape: tuple[int, int]) -> np.ndarray:
+    """An S×S 0/1 mask at frame resolution (bilinear ≥ 0.5, the masked-ROI kernel's rule)."""
+    from skinedge.runtime.reference import _bilinear_coords, sample_bilinear
+
+    h, w = frame_shape
+    s = mask.shape[0]
+    return sample_bilinear(mask, _bilinear_coords(h, s), _bilinear_coords(w, s)) >= 0.5

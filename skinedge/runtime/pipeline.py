@@ -1,0 +1,106 @@
+"""One frame through the whole method (DESIGN.md §1), on any pair of runners.
+
+preprocess → seg → mask (threshold, small-blob removal, context, ROI) →
+masked ROI at native resolution → SR (tiled and batched when large) →
+composite (smooth up-scale of the background, feathered lesion blend).
+The pixel stages are the NumPy references of the CUDA kernels.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from skinedge.errors import SkinedgeError
+from skinedge.runtime import reference
+from skinedge.runtime.backends.base import Runner
+from skinedge.runtime.mask import LesionMask, MaskSettings, lesion_mask
+from skinedge.runtime.reference import Roi
+from skinedge.runtime.tiling import super_resolve_tiled
+
+MODES = ("roi", "full")
+MIN_SIDE = 16  # smaller frames carry no lesion worth enhancing
+
+
+@dataclass
+class FrameResult:
+    """The enhanced view and what the pipeline found.
+
+    ``image`` is uint8 BGR: the lesion ROI ×scale (``roi`` mode) or the whole
+    frame ×scale (``full`` mode, and whenever no lesion is found).
+    """
+
+    image: np.ndarray
+    found: bool
+    roi: Roi | None
+    lesion_area: float
+    mask: LesionMask
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    note: str = ""
+
+
+class Pipeline:
+    """``with Pipeline(seg_runner, sr_runner, manifest) as p: result = p(frame_bgr)``."""
+
+    def __init__(self, seg: Runner, sr: Runner, manifest: dict, mode: str = "roi",
+                 settings: MaskSettings = MaskSettings(), tile: int = 128, overlap: int = 8, max_batch: int = 4):
+        if mode not in MODES:
+            raise SkinedgeError(f"unknown mode {mode!r}; choose roi or full")
+        self.seg, self.sr, self.mode, self.settings = seg, sr, mode, settings
+        self.tile, self.overlap, self.max_batch = tile, overlap, max_batch
+        seg_net, sr_net = manifest["networks"]["seg"], manifest["networks"]["sr"]
+        self.seg_in, self.seg_out = seg_net["input"]["name"], seg_net["output"]["name"]
+        self.size = int(seg_net["input"]["shape"][2])
+        self.mean, self.std = seg_net["input"]["mean"], seg_net["input"]["std"]
+        self.sr_in, self.sr_out = sr_net["input"]["name"], sr_net["output"]["name"]
+        self.scale = int(sr_net["scale"])
+
+    def __enter__(self) -> "Pipeline":
+        self.seg.activate()
+        self.sr.activate()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.seg.deactivate()
+        self.sr.deactivate()
+
+    def _sr(self, batch: np.ndarray) -> np.ndarray:
+        return self.sr.infer({self.sr_in: batch})[self.sr_out]
+
+    def __call__(self, frame: np.ndarray) -> FrameResult:
+        """Enhance one uint8 BGR H×W×3 frame."""
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise SkinedgeError(f"a frame must be H×W×3 uint8 BGR, got {frame.shape} {frame.dtype}")
+        h, w = frame.shape[:2]
+        if min(h, w) < MIN_SIDE:
+            raise SkinedgeError(f"frame is {w}×{h}; skinedge needs at least {MIN_SIDE}×{MIN_SIDE} pixels")
+        t = {}
+        start = time.perf_counter()
+        x = reference.preprocess(frame, self.size, self.mean, self.std)
+        t["preprocess"] = _lap(start)
+        logits = self.seg.infer({self.seg_in: x})[self.seg_out][0, 0]
+        t["seg"] = _lap(start, t)
+        lm = lesion_mask(logits, (h, w), self.settings)
+        t["mask"] = _lap(start, t)
+        full = (0, 0, w * self.scale, h * self.scale)
+        if not lm.found:
+            image = reference.composite(frame, None, lm.soft, (0, 0, 0, 0), self.scale, full)
+            t["sr"], t["composite"] = 0.0, _lap(start, t)
+            t["total"] = sum(t.values())
+            return FrameResult(image, False, None, lm.area, lm, t, "no lesion found: smooth up-scale only")
+        lr = reference.masked_roi(frame, lm.mask, lm.roi)
+        sr = super_resolve_tiled(self._sr, lr, self.scale, self.tile, self.overlap, self.max_batch)
+        t["sr"] = _lap(start, t)
+        x0, y0, rw, rh = lm.roi
+        rect = full if self.mode == "full" else (x0 * self.scale, y0 * self.scale, rw * self.scale, rh * self.scale)
+        image = reference.composite(frame, sr, lm.soft, lm.roi, self.scale, rect)
+        t["composite"] = _lap(start, t)
+        t["total"] = sum(t.values())
+        return FrameResult(image, True, lm.roi, lm.area, lm, t)
+
+
+def _lap(start: float, done: dict | None = None) -> float:
+    """Milliseconds since ``start`` minus what earlier stages already took."""
+    return (time.perf_counter() - start) * 1000 - sum((done or {}).values())

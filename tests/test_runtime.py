@@ -1,0 +1,205 @@
+"""The lean runtime on the CPU: backends, the pipeline, tiling, `skinedge enhance` and its bad inputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from skinedge.data.imageio import read_rgb
+from skinedge.errors import SkinedgeError
+from skinedge.runtime import reference
+from skinedge.runtime.models import load_models
+from skinedge.runtime.pipeline import Pipeline
+from skinedge.runtime.select import choose_backend, open_runners
+from skinedge.runtime.tiling import super_resolve_tiled, tile_starts
+from test_export import cli
+
+
+def lesion_frame(root, index: int = 0) -> np.ndarray:
+    """A generated image with a lesion, as a uint8 BGR frame."""
+    paths = sorted((root / "data" / "images").glob("*.png"))
+    rgb, _ = read_rgb(paths[index])
+    return np.ascontiguousarray(rgb[:, :, ::-1])
+
+
+def run_pipeline(models, backend, frame, mode="roi", precision="auto", **kw):
+    manifest = load_models(models)
+    opened = open_runners(models, manifest, backend, precision)
+    with Pipeline(opened.seg, opened.sr, manifest, mode, **kw) as pipeline:
+        return pipeline(frame), opened
+
+
+def test_onnxruntime_and_torch_backends_give_the_same_picture(exported):
+    root, _, models = exported
+    frame = lesion_frame(root)
+    ort, opened = run_pipeline(models, "onnxruntime", frame, precision="fp32")
+    ref, _ = run_pipeline(models, "torch", frame)
+    assert opened.variants == {"seg": "fp32", "sr": "fp32"}
+    assert ort.found == ref.found and ort.roi == ref.roi
+    if ort.found:
+        assert ort.image.shape == (ort.roi[3] * 4, ort.roi[2] * 4, 3)
+        diff = np.abs(ort.image.astype(int) - ref.image.astype(int))
+        assert diff.max() <= 2 and diff.mean() < 0.05
+    assert set(ort.timings_ms) == {"preprocess", "seg", "mask", "sr", "composite", "total"}
+
+
+def test_full_mode_holds_the_roi_view_at_its_place(exported):
+    root, _, models = exported
+    frame = lesion_frame(root, 1)
+    roi, _ = run_pipeline(models, "onnxruntime", frame, "roi", "fp32", settings=_always_lesion())
+    full, _ = run_pipeline(models, "onnxruntime", frame, "full", "fp32", settings=_always_lesion())
+    assert full.image.shape == (frame.shape[0] * 4, frame.shape[1] * 4, 3)
+    x0, y0, w, h = roi.roi
+    np.testing.assert_array_equal(full.image[y0 * 4:(y0 + h) * 4, x0 * 4:(x0 + w) * 4], roi.image)
+
+
+def _always_lesion():
+    from skinedge.runtime.mask import MaskSettings
+
+    return MaskSettings(min_area=0.0)
+
+
+def test_no_lesion_passes_the_smooth_upscale_and_says_so(exported):
+    from skinedge.runtime.mask import MaskSettings
+
+    _, _, models = exported
+    frame = np.full((48, 64, 3), (120, 150, 200), np.uint8)
+    nothing = MaskSettings(min_area=2.0)  # no mask can cover more than the whole frame: never a lesion
+    result, _ = run_pipeline(models, "onnxruntime", frame, precision="fp32", settings=nothing)
+    assert not result.found and "no lesion" in result.note and result.roi is None
+    assert result.image.shape == (192, 256, 3) and result.timings_ms["sr"] == 0.0
+    expected = reference.composite(frame, None, result.mask.soft, (0, 0, 0, 0), 4, (0, 0, 256, 192))
+    np.testing.assert_array_equal(result.image, expected)
+
+
+def test_tiles_blend_back_into_exactly_the_untiled_result():
+    """With a per-pixel 'network' (nearest ×4), any tiling must reproduce the whole-image result."""
+    def nearest(batch):
+        return batch.repeat(4, axis=2).repeat(4, axis=3)
+
+    lr = np.random.default_rng(0).random((1, 3, 37, 53), dtype=np.float32)
+    whole = nearest(lr)
+    for tile, overlap in ((16, 4), (20, 6), (37, 8)):
+        out = super_resolve_tiled(nearest, lr, 4, tile, overlap, max_batch=3)
+        np.testing.assert_allclose(out, whole, atol=1e-5)
+    assert tile_starts(53, 16, 4) == [0, 12, 24, 36, 37]
+
+
+def test_auto_backend_here_is_onnxruntime_and_says_why(exported):
+    backend, why = choose_backend("auto", None)
+    if backend == "onnxruntime":
+        assert "CPU" in why
+    with pytest.raises(SkinedgeError, match="unknown backend"):
+        choose_backend("openvino", None)
+
+
+def test_auto_precision_takes_the_fastest_variant_the_gates_allow(exported, tmp_path):
+    _, _, models = exported
+    work = tmp_path / "m"
+    shutil.copytree(models, work)
+    manifest = json.loads((work / "models.json").read_text())
+    variants = manifest["networks"]["sr"]["variants"]
+    variants["int8-cpu"] = dict(variants["fp32"], status="ok", cpu_form={"faster_than_fp32": True})
+    variants["pruned.fp32"] = dict(variants["fp32"], status="failing")
+    (work / "models.json").write_text(json.dumps(manifest))
+    opened = open_runners(work, load_models(work), "onnxruntime", "auto")
+    assert opened.variants["sr"] == "int8-cpu"  # pruned one failed its gate: skipped
+    variants["int8-cpu"]["cpu_form"]["faster_than_fp32"] = False
+    (work / "models.json").write_text(json.dumps(manifest))
+    assert open_runners(work, load_models(work), "onnxruntime", "auto").variants["sr"] == "fp32"
+
+
+def make_bad_inputs(folder):
+    folder.mkdir()
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "notes.png").write_text("not an image")
+    Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(folder / "tiny.png")
+    Image.new("1", (20000, 20000)).save(folder / "huge.png")  # small file, 400 MP when decoded
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((40, 48)) * 65535).astype(np.uint16)).save(folder / "deep16.png")
+    Image.fromarray((rng.random((40, 48)) * 255).astype(np.uint8)).save(folder / "gray.png")
+    Image.fromarray((rng.random((40, 48, 4)) * 255).astype(np.uint8)).save(folder / "rgba.png")
+    whole = (folder / "rgba.png").read_bytes()
+    (folder / "corrupt.png").write_bytes(whole[: len(whole) // 2])  # a real PNG cut in half
+
+
+def test_enhance_processes_good_files_and_reports_each_bad_one(exported, capsys, tmp_path):
+    root, _, models = exported
+    make_bad_inputs(tmp_path / "in")
+    shutil.copy(sorted((root / "data" / "images").glob("*.png"))[0], tmp_path / "in" / "lesion.png")
+    out = tmp_path / "out"
+    code, text, err = cli(capsys, "enhance", tmp_path / "in", tmp_path / "nothing-*.png", "--models", models,
+                          "--out", out, "--backend", "onnxruntime")
+    assert code == 1 and "6 input(s) failed" in err and "Traceback" not in err + text
+    for bad, reason in [("empty", "empty file"), ("notes", "text file"), ("corrupt", "cannot decode"),
+                        ("tiny", "at least 16×16"), ("huge", "too large")]:
+        line = next(t for t in text.splitlines() if f"{bad}.png" in t)
+        assert line.startswith("FAIL") and reason in line, line
+        assert not list(out.glob(f"{bad}.*"))  # no partial outputs
+    assert "skip " in text and "nothing-*.png" in text
+    for good in ("lesion", "deep16", "gray", "rgba"):
+        for kind in ("enhanced", "mask", "panel"):
+            assert (out / f"{good}.{kind}.png").is_file(), (good, kind)
+    enhanced = np.asarray(Image.open(out / "gray.enhanced.png"))  # the ROI ×4, or all 48×40 of it ×4
+    assert enhanced.shape[2] == 3 and enhanced.shape[0] % 4 == enhanced.shape[1] % 4 == 0
+    assert enhanced.shape[0] <= 160 and enhanced.shape[1] <= 192
+    # running again does not overwrite without --overwrite
+    before = (out / "lesion.enhanced.png").read_bytes()
+    code, text, _ = cli(capsys, "enhance", tmp_path / "in" / "lesion.png", "--models", models, "--out", out,
+                        "--backend", "onnxruntime")
+    assert code == 1 and "already in" in text and (out / "lesion.enhanced.png").read_bytes() == before
+
+
+def test_enhance_refuses_a_tampered_model_and_a_gate_refused_precision(exported, capsys, tmp_path):
+    root, _, models = exported
+    image = sorted((root / "data" / "images").glob("*.png"))[0]
+    work = tmp_path / "m"
+    shutil.copytree(models, work)
+    manifest = json.loads((work / "models.json").read_text())
+    for net in ("seg", "sr"):
+        variants = manifest["networks"][net]["variants"]
+        variants["int8"] = dict(variants["fp32"], status="failing", gate={"reason": "psnr_drop_db 0.9 > 0.5"})
+    (work / "models.json").write_text(json.dumps(manifest))
+    code, _, err = cli(capsys, "enhance", image, "--models", work, "--out", tmp_path / "o", "--backend",
+                       "onnxruntime", "--precision", "int8")
+    assert code == 1 and "failed its accuracy gate" in err and "psnr_drop_db" in err
+    (work / "seg.onnx").write_bytes((work / "seg.onnx").read_bytes()[:-10] + b"0123456789")
+    code, _, err = cli(capsys, "enhance", image, "--models", work, "--out", tmp_path / "o", "--backend",
+                       "onnxruntime", "--precision", "fp32")
+    assert code == 1 and "does not match models.json" in err and len(err.strip().splitlines()) == 1
+
+
+CPU_PIPELINE_WITHOUT_TORCH = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('torch', 'torchvision', 'segmentation_models_pytorch', 'onnx'):
+            raise ImportError('blocked: ' + name)
+sys.meta_path.insert(0, Block())
+from pathlib import Path
+import numpy as np
+from skinedge.runtime.models import load_models
+from skinedge.runtime.pipeline import Pipeline
+from skinedge.runtime.select import open_runners
+models = Path(sys.argv[1])
+manifest = load_models(models)
+opened = open_runners(models, manifest, "auto", "auto")
+frame = np.random.default_rng(0).integers(0, 255, (64, 80, 3), dtype=np.uint8)
+with Pipeline(opened.seg, opened.sr, manifest) as pipeline:
+    result = pipeline(frame)
+print(opened.backend, result.image.shape, sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))
+"""
+
+
+def test_the_cpu_pipeline_runs_without_torch(exported):
+    _, _, models = exported
+    result = subprocess.run([sys.executable, "-c", CPU_PIPELINE_WITHOUT_TORCH, str(models)], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("onnxruntime") and result.stdout.strip().endswith("[]")
