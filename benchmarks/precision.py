@@ -76,6 +76,23 @@ def make_checkpoints(work: Path) -> tuple[str, Path, Path]:
     return spec, work / "seg.pt", work / "sr.pt"
 
 
+def prepare_models(work: Path, sr_ratio: float = 0.5, seg_ratio: float = 0.3, prune_steps: int = 30,
+                   calibration_images: int = 24) -> tuple[Path, dict]:
+    """Checkpoints → export → prune both → FP16, INT8, pruned INT8 (written even if a gate fails: ``force``)."""
+    quiet = lambda *a, **k: None  # noqa: E731
+    spec, seg_ckpt, sr_ckpt = make_checkpoints(work)
+    models = work / "models"
+    export_models(ExportConfig(seg_ckpt, sr_ckpt, models, overwrite=True), log=quiet)
+    for net, ratio in (("sr", sr_ratio), ("seg", seg_ratio)):
+        prune_models(PruneConfig(models, net, ratio, spec, steps=prune_steps, batch=4), log=quiet)
+    gates = {}
+    for precision, pruned in (("fp16", False), ("int8", False), ("int8", True)):
+        report = calibrate(CalibrateConfig(models, precision, spec, images=calibration_images,
+                                           method="entropy", pruned=pruned, force=True), log=quiet)
+        gates[f"{precision}{'-pruned' if pruned else ''}"] = report["networks"]
+    return models, gates
+
+
 def p50_ms(run, repeats: int) -> float:
     run()
     run()  # warm-up: allocators, kernel selection
@@ -124,21 +141,13 @@ def main() -> None:
     ap.add_argument("--calibration-images", type=int, default=24)
     ap.add_argument("--json", type=Path, default=Path(__file__).resolve().parent / "results" / "precision.json")
     args = ap.parse_args()
-    quiet = lambda *a, **k: None  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="skinedge-bench-") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
-        spec, seg_ckpt, sr_ckpt = make_checkpoints(work)
-        models = work / "models"
-        export_models(ExportConfig(seg_ckpt, sr_ckpt, models, overwrite=True), log=quiet)
-        for net, ratio in (("sr", args.sr_ratio), ("seg", args.seg_ratio)):
-            prune_models(PruneConfig(models, net, ratio, spec, steps=args.prune_steps, batch=4), log=quiet)
-        gates = {}
-        for precision, pruned in (("fp16", False), ("int8", False), ("int8", True)):
-            report = calibrate(CalibrateConfig(models, precision, spec, images=args.calibration_images,
-                                               method="entropy", pruned=pruned, force=True), log=quiet)
-            gates[f"{precision}{'-pruned' if pruned else ''}"] = report["networks"]
+        models, gates = prepare_models(work, args.sr_ratio, args.seg_ratio, args.prune_steps,
+                                       args.calibration_images)
+        seg_ckpt, sr_ckpt = work / "seg.pt", work / "sr.pt"
         prepared_s = time.perf_counter() - started
 
         manifest = load_models(models)

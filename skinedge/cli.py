@@ -269,6 +269,19 @@ def prune_command(
     typer.echo(f"pruned model: {models / report['file']} (calibrate it with `skinedge calibrate --pruned`)")
 
 
+@app.command("build-engines")
+def build_engines_cli(
+    models: Path = typer.Option(..., "--models", help="models directory (skinedge export/calibrate)"),
+    out: Path = typer.Option(..., "--out", "-o", help="folder for the engines, their manifests and the timing cache"),
+    profile: Optional[Path] = typer.Option(None, "--profile", help="build profile (export/*.toml); default: FP16 both"),
+    rebuild: bool = typer.Option(False, "--rebuild", help="rebuild even engines whose manifest matches"),
+) -> None:
+    """Build TensorRT engines from a models directory and a build profile (needs TensorRT 10.3+ and a GPU)."""
+    from skinedge.runtime.engines import build_engines_command
+
+    build_engines_command(models, out, profile, rebuild, log=typer.echo)
+
+
 @app.command("enhance")
 def enhance_command(
     inputs: list[str] = typer.Argument(..., help="image files, folders and globs"),
@@ -337,7 +350,6 @@ def calibrate_command(
 # Listed so that `--help` shows the whole surface; each is replaced by the real
 # command when its issue lands.
 LATER_COMMANDS = {
-    (None, "build-engines"): "Build TensorRT engines from a models directory and a build profile.",
     (None, "run"): "Live: camera or stream in, enhanced view out (window, file, web viewer).",
     (None, "bench"): "Per-stage latency of the pipeline per backend and precision.",
 }

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -203,3 +204,17 @@ def test_the_cpu_pipeline_runs_without_torch(exported):
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("onnxruntime") and result.stdout.strip().endswith("[]")
+
+
+def test_build_engines_without_tensorrt_exits_2_with_one_line(exported, capsys, tmp_path):
+    from skinedge.runtime.engines import tensorrt_available
+
+    if tensorrt_available():
+        pytest.skip("TensorRT is installed here")
+    _, _, models = exported
+    profile = (Path(__file__).resolve().parent.parent / "export" / "desktop-fp16.toml").read_text()
+    fp32 = tmp_path / "fp32.toml"  # this models dir has only FP32 files, and a 64² segmenter
+    fp32.write_text(profile.replace('"fp16"', '"fp32"').replace("3, 256, 256", "3, 64, 64"))
+    code, _, err = cli(capsys, "build-engines", "--models", models, "--profile", fp32, "--out", tmp_path / "engines")
+    assert code == 2 and "TensorRT" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "engines").exists() or not list((tmp_path / "engines").iterdir())

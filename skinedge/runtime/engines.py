@@ -1,0 +1,771 @@
+"""TensorRT engines: which variant to build, the build itself, names, sidecar manifests, load-or-rebuild.
+
+An engine is tied to one GPU and one TensorRT version (DESIGN.md §4), so every
+engine ``ENGINES/<net>.<variant>.trt<version>.<sm..-gpu>.engine`` gets a sidecar
+``<engine>.json`` (never a header glued to the engine: trtexec and DeepStream
+must still read the file) recording what it was built from and for. Loading an
+engine whose sidecar does not match the running system or the current ONNX file
+rebuilds it or says exactly what differs and how to rebuild.
+
+Precision lives in the ONNX file (FP16 weights, INT8 Q/DQ), so networks are
+built strongly typed with no precision flags: the subset of the API common to
+TensorRT 10.3 (JetPack 6) and 11.x.
+
+No torch, onnx or NumPy here; ``tensorrt`` and ``cuda.bindings`` are
+imported inside the functions that need them. The build
+profile (``export/*.toml``) is read here with ``tomllib`` rather than through
+``skinedge.export.profiles``, which imports onnx (via the accuracy gates): a
+Jetson runtime install has no onnx package.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+import tomllib
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import skinedge
+from skinedge.atomic import write_bytes_atomic, write_json_atomic
+from skinedge.errors import SkinedgeError
+from skinedge.runtime.models import NETWORKS, PRECISIONS, ModelsError, load_models, network
+
+FORMAT = "skinedge-engine"
+FORMAT_VERSION = 1
+INDEX = "engines.json"
+MIN_TENSORRT = (10, 3)
+TENSORRT_MISSING = ("TensorRT is not installed here: build-engines needs TensorRT 10.3+ "
+                    "(JetPack 6 or NVIDIA's tensorrt wheel)")
+TRT_PRECISIONS = ("fp32", "fp16", "int8")
+
+Shapes = dict[str, dict[str, list[int]]]  # input name -> {"min": [...], "opt": [...], "max": [...]}
+Builder = Callable[..., bytes]  # build_engine's signature
+
+
+class MissingTensorRT(SkinedgeError):
+    """TensorRT (or a recent enough one) is not importable here."""
+
+    exit_code = 2
+
+
+# ---------------------------------------------------------------- TensorRT presence, system
+
+
+def tensorrt_available() -> bool:
+    """True when ``import tensorrt`` works (says nothing about a GPU)."""
+    try:
+        import tensorrt  # noqa: F401
+    except Exception:  # noqa: BLE001 - a broken install (missing libnvinfer) raises OSError etc.
+        return False
+    return True
+
+
+def require_tensorrt():
+    """The ``tensorrt`` module, or :class:`MissingTensorRT` (exit 2) when absent or older than 10.3."""
+    try:
+        import tensorrt as trt
+    except Exception:  # noqa: BLE001
+        raise MissingTensorRT(TENSORRT_MISSING) from None
+    if _version_tuple(trt.__version__)[:2] < MIN_TENSORRT:
+        raise MissingTensorRT(f"TensorRT {trt.__version__} is too old: build-engines needs TensorRT 10.3+ "
+                              "(JetPack 6 or NVIDIA's tensorrt wheel)")
+    return trt
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", version)[:4])
+
+
+def system_info(device: int = 0) -> dict[str, Any]:
+    """``{"tensorrt_version", "gpu": {"name", "compute_capability"}}`` of this machine (CUDA device ``device``).
+
+    Raises:
+        MissingTensorRT: no TensorRT.
+        SkinedgeError: no CUDA driver or GPU.
+    """
+    trt = require_tensorrt()
+    try:
+        from cuda.bindings import driver
+    except ImportError:
+        raise SkinedgeError("cuda-python is not installed: pip install 'skinedge[gpu]' "
+                            "(cuda-python 12.x on JetPack 6)") from None
+    try:
+        _cu(driver.cuInit(0), "cuInit")
+        dev = _cu(driver.cuDeviceGet(device), "cuDeviceGet")
+        raw = _cu(driver.cuDeviceGetName(256, dev), "cuDeviceGetName")
+        attr = driver.CUdevice_attribute
+        major = _cu(driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev), "attr")
+        minor = _cu(driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev), "attr")
+    except SkinedgeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - no driver library: cuda.pathfinder raises its own error types
+        raise SkinedgeError(f"no usable CUDA GPU here ({str(exc).strip()[:160]})") from None
+    name = (raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)).split("\x00")[0].strip()
+    return {"tensorrt_version": str(trt.__version__), "gpu": {"name": name, "compute_capability": f"{major}.{minor}"}}
+
+
+def _cu(result, what: str):
+    """Unpack a ``cuda.bindings.driver`` call's ``(CUresult, value)``; raise on an error."""
+    err, *values = result
+    if int(err) != 0:
+        raise SkinedgeError(f"no usable CUDA GPU here ({what} failed: {getattr(err, 'name', err)})")
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+# ---------------------------------------------------------------- names, manifests
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9._]+", "-", text.lower()).strip("-.") or "unknown"
+
+
+def gpu_tag(gpu: dict[str, str]) -> str:
+    """``sm87-orin``, ``sm90-h100-80gb-hbm3``: compute capability + the GPU's name, filesystem safe."""
+    name = re.sub(r"^nvidia\s+", "", gpu.get("name", ""), flags=re.IGNORECASE)
+    return f"sm{_slug(str(gpu.get('compute_capability', '')).replace('.', ''))}-{_slug(name)}"
+
+
+def engine_name(net: str, variant: str, trt_version: str, gpu_tag: str) -> str:
+    """``sr.int8.trt10.3.0.sm87-orin.engine`` (jetson-inference's convention, filesystem safe).
+
+    The TensorRT version is cut to major.minor.patch in the name; the sidecar keeps the full one.
+    """
+    version = ".".join(str(p) for p in _version_tuple(trt_version)[:3]) or _slug(trt_version)
+    parts = [net, variant, f"trt{version}", gpu_tag]
+    return ".".join(_slug(p) for p in parts) + ".engine"
+
+
+def timing_cache_name(system: dict[str, Any]) -> str:
+    """One timing cache per TensorRT version and GPU: ``timing.trt10.3.0.sm87-orin.cache``."""
+    version = ".".join(str(p) for p in _version_tuple(system["tensorrt_version"])[:3])
+    return f"timing.trt{_slug(version)}.{gpu_tag(system['gpu'])}.cache"
+
+
+def sidecar_path(engine_path: str | Path) -> Path:
+    """``x.engine`` → ``x.engine.json``."""
+    engine_path = Path(engine_path)
+    return engine_path.with_name(engine_path.name + ".json")
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def make_manifest(*, net: str, variant: str, precision: str, onnx_file: str, onnx_sha256: str, shapes: Shapes,
+                  calibration_set_sha256: str | None, system: dict[str, Any], engine_file: str, engine_sha256: str,
+                  profile: str, profile_path: str | None = None, workspace_mib: int = 0,
+                  models_dir: str | None = None, build_seconds: float | None = None) -> dict[str, Any]:
+    """The sidecar manifest of one engine (what :func:`manifest_mismatches` checks)."""
+    return {
+        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "engine": {"file": engine_file, "sha256": engine_sha256},
+        "net": net, "variant": variant, "precision": precision,
+        "source": {"file": onnx_file, "sha256": onnx_sha256, "models_dir": models_dir},
+        "shapes": _norm_shapes(shapes),
+        "calibration_set_sha256": calibration_set_sha256,
+        "tensorrt_version": system["tensorrt_version"],
+        "gpu": {"name": system["gpu"]["name"], "compute_capability": system["gpu"]["compute_capability"]},
+        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "build_seconds": None if build_seconds is None else round(build_seconds, 2),
+        "skinedge_version": skinedge.__version__,
+        "profile": profile, "profile_path": profile_path, "workspace_mib": workspace_mib,
+    }
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SkinedgeError(f"{path} is missing: without its sidecar manifest an engine cannot be checked") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SkinedgeError(f"{path}: unreadable engine manifest ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise SkinedgeError(f"{path}: not a skinedge engine manifest")
+    return data
+
+
+def _norm_shapes(shapes: Shapes) -> Shapes:
+    return {name: {k: [int(v) for v in s[k]] for k in ("min", "opt", "max")} for name, s in sorted(shapes.items())}
+
+
+def _short(sha: str | None) -> str:
+    return "none" if not sha else sha[:12] + "…"
+
+
+def manifest_mismatches(manifest: dict[str, Any], system: dict[str, Any], onnx_sha256: str | None,
+                        expected: dict[str, Any] | None = None) -> list[str]:
+    """Why an engine cannot be used here, one readable line per difference; empty = compatible.
+
+    Args:
+        manifest: the engine's sidecar.
+        system: :func:`system_info` of this machine.
+        onnx_sha256: the source ONNX file's sha256 now (None: not checked).
+        expected: fields the engine must also have, any of ``variant``, ``precision``, ``shapes``,
+            ``calibration_set_sha256`` (what models.json or the build profile asks for now).
+    """
+    if manifest.get("format") != FORMAT:
+        return ["not a skinedge engine manifest"]
+    if manifest.get("format_version", 0) > FORMAT_VERSION:
+        return ["manifest written by a newer skinedge"]
+    out = []
+    built, here = manifest.get("tensorrt_version"), system.get("tensorrt_version")
+    if built != here:
+        out.append(f"TensorRT version: engine built with {built}, this system has {here}")
+    gpu_built, gpu_here = manifest.get("gpu", {}), system.get("gpu", {})
+    if gpu_built.get("name") != gpu_here.get("name"):
+        out.append(f"GPU: engine built on {gpu_built.get('name')!r}, this system has {gpu_here.get('name')!r}")
+    if gpu_built.get("compute_capability") != gpu_here.get("compute_capability"):
+        out.append(f"compute capability: engine built for {gpu_built.get('compute_capability')}, "
+                   f"this GPU is {gpu_here.get('compute_capability')}")
+    source = manifest.get("source", {})
+    if onnx_sha256 is not None and source.get("sha256") != onnx_sha256:
+        out.append(f"source ONNX: {source.get('file')} changed since the engine was built "
+                   f"(sha256 {_short(source.get('sha256'))} then, {_short(onnx_sha256)} now)")
+    for key, label in (("variant", "variant"), ("precision", "precision"),
+                       ("calibration_set_sha256", "calibration set")):
+        if expected and key in expected and manifest.get(key) != expected[key]:
+            have, want = manifest.get(key), expected[key]
+            if key == "calibration_set_sha256":
+                have, want = _short(have), _short(want)
+            out.append(f"{label}: engine has {have}, wanted {want}")
+    if expected and "shapes" in expected:
+        have, want = manifest.get("shapes", {}), _norm_shapes(expected["shapes"])
+        if have != want:
+            out.append(f"input shapes: engine built for {_fmt_shapes(have)}, wanted {_fmt_shapes(want)}")
+    return out
+
+
+def _fmt_shapes(shapes: Shapes) -> str:
+    return "; ".join(f"{name} " + " / ".join("x".join(map(str, s[k])) for k in ("min", "opt", "max"))
+                     for name, s in shapes.items()) or "none"
+
+
+# ---------------------------------------------------------------- build profiles
+
+
+@dataclass(frozen=True)
+class NetShapes:
+    precision: str
+    pruning_ratio: float
+    min: tuple[int, ...]
+    opt: tuple[int, ...]
+    max: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class BuildProfile:
+    """The part of a build profile (``export/*.toml``) that build-engines reads."""
+
+    name: str
+    path: Path | None
+    workspace_mib: int
+    nets: dict[str, NetShapes] = field(default_factory=dict)
+
+
+def read_profile(path: str | Path) -> BuildProfile:
+    """Read ``[target]`` and ``[seg]``/``[sr]`` of a profile; the same checks as ``skinedge.export.profiles``."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SkinedgeError(f"profile not found: {path} (see export/*.toml)") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise SkinedgeError(f"{path}: not a readable TOML profile ({exc})") from None
+    nets = {}
+    for name in NETWORKS:
+        section = data.get(name)
+        if not isinstance(section, dict):
+            raise SkinedgeError(f"{path}: no [{name}] section")
+        try:
+            net = NetShapes(str(section["precision"]), float(section.get("pruning_ratio", 0.0)),
+                            *(tuple(int(v) for v in section[k]) for k in ("min", "opt", "max")))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SkinedgeError(f"{path}: [{name}] needs precision and min/opt/max shapes ({exc})") from None
+        if net.precision not in PRECISIONS:
+            raise SkinedgeError(f"{path}: [{name}] precision {net.precision!r} is not one of {', '.join(PRECISIONS)}")
+        if not 0.0 <= net.pruning_ratio <= 0.9:
+            raise SkinedgeError(f"{path}: [{name}] pruning_ratio must be in [0, 0.9], got {net.pruning_ratio}")
+        if not (len(net.min) == len(net.opt) == len(net.max) == 4
+                and all(a <= b <= c for a, b, c in zip(net.min, net.opt, net.max))):
+            raise SkinedgeError(f"{path}: [{name}] shapes must be N,C,H,W with min <= opt <= max")
+        nets[name] = net
+    target = data.get("target", {})
+    try:
+        workspace = int(target.get("workspace_mib", 1024))
+    except (TypeError, ValueError):
+        raise SkinedgeError(f"{path}: [target] workspace_mib must be an integer") from None
+    return BuildProfile(str(target.get("name", path.stem)), path, workspace, nets)
+
+
+def default_profile(manifest: dict[str, Any]) -> BuildProfile:
+    """FP16 for both: seg [1..4]×3×S×S (S from models.json), sr 1×3×16² / 1×3×64² / 4×3×128²."""
+    size = int(network(manifest, "seg")["input"]["shape"][-1])
+    return BuildProfile("default-fp16", None, 1024, {
+        "seg": NetShapes("fp16", 0.0, (1, 3, size, size), (1, 3, size, size), (4, 3, size, size)),
+        "sr": NetShapes("fp16", 0.0, (1, 3, 16, 16), (1, 3, 64, 64), (4, 3, 128, 128))})
+
+
+# ---------------------------------------------------------------- what to build
+
+
+def select_variant(manifest: dict[str, Any], net: str, want: NetShapes, profile_name: str = "profile") -> str:
+    """The models.json variant a profile asks TensorRT to build for ``net`` (pure: no files read).
+
+    ``fp32``/``fp16``/``int8``, prefixed ``pruned.`` when the profile prunes
+    (``pruning_ratio > 0``) and a pruned variant of that precision exists.
+
+    Raises:
+        SkinedgeError: a CPU profile (``int8-cpu``), an unknown precision, a missing or ``failing`` variant.
+    """
+    if want.precision == "int8-cpu":
+        raise SkinedgeError(f"{profile_name} is a CPU profile ({net} precision int8-cpu, for ONNX Runtime): "
+                            "build-engines is for TensorRT; use an fp16/int8 profile such as "
+                            "export/desktop-fp16.toml or export/jetson-orin-int8.toml")
+    if want.precision not in TRT_PRECISIONS:
+        raise SkinedgeError(f"{profile_name}: [{net}] precision {want.precision!r} cannot be built with TensorRT; "
+                            f"choose one of {', '.join(TRT_PRECISIONS)}")
+    variants = network(manifest, net)["variants"]
+    variant = want.precision
+    if want.pruning_ratio > 0 and f"pruned.{want.precision}" in variants:
+        variant = f"pruned.{want.precision}"
+    entry = variants.get(variant)
+    if entry is None:
+        how = ("skinedge export" if variant == "fp32" else
+               f"skinedge calibrate --models MODELS --precision {want.precision} --data SPEC")
+        raise ModelsError(f"models.json has no {variant} variant of {net} (have: {', '.join(sorted(variants))}); "
+                          f"make it with `{how}`")
+    if entry.get("status") != "ok":
+        reason = entry.get("gate", {}).get("reason") or "see models.json"
+        raise SkinedgeError(f"{net} {variant} failed its accuracy gate ({reason}): build-engines refuses it; "
+                            "re-run `skinedge calibrate` (other method/more images) or use another precision")
+    return variant
+
+
+def resolve_shapes(manifest: dict[str, Any], net: str, want: NetShapes, profile_name: str = "profile") -> Shapes:
+    """The optimization profile of ``net``'s input: the profile's min/opt/max, checked against models.json.
+
+    Every dimension models.json fixes (the channels; the segmenter's H×W) must be
+    what the profile says; a contradiction is an error, never silently changed.
+    """
+    spec = network(manifest, net)["input"]
+    fixed = spec["shape"]
+    shapes = {"min": list(want.min), "opt": list(want.opt), "max": list(want.max)}
+    for which, shape in shapes.items():
+        if len(shape) != len(fixed):
+            raise SkinedgeError(f"{profile_name}: [{net}] {which} shape {shape} has {len(shape)} dimensions; "
+                                f"models.json's {net} input is {fixed}")
+        for axis, (dim, model_dim) in enumerate(zip(shape, fixed)):
+            if isinstance(model_dim, int) and dim != model_dim:
+                what = (f"the segmenter takes {fixed[-2]}x{fixed[-1]} inputs (models.json)" if net == "seg"
+                        and axis >= 2 else f"models.json fixes dimension {axis} of {net}'s input at {model_dim}")
+                raise SkinedgeError(f"{profile_name}: [{net}] {which} shape {shape} contradicts the models: {what}")
+    return {spec["name"]: shapes}
+
+
+@dataclass(frozen=True)
+class EnginePlan:
+    """One engine to build or reuse."""
+
+    net: str
+    variant: str
+    precision: str
+    onnx_path: Path
+    onnx_sha256: str
+    shapes: Shapes
+    calibration_set_sha256: str | None
+    name: str
+
+    def expected(self) -> dict[str, Any]:
+        return {"variant": self.variant, "precision": self.precision, "shapes": self.shapes,
+                "calibration_set_sha256": self.calibration_set_sha256}
+
+
+def _variant_facts(models_dir: Path, manifest: dict[str, Any], net: str, variant: str) -> tuple[Path, str, str,
+                                                                                                 str | None]:
+    """(ONNX path, its sha256 checked against models.json, precision, calibration-set sha256)."""
+    entry = network(manifest, net)["variants"][variant]
+    path = models_dir / entry["file"]
+    if not path.is_file():
+        raise ModelsError(f"{path} is listed in models.json but missing")
+    sha = sha256_file(path)
+    if entry.get("sha256") and sha != entry["sha256"]:
+        raise ModelsError(f"models.json does not match {entry['file']} (sha256 {_short(entry['sha256'])} in "
+                          f"models.json, {_short(sha)} on disk): the file was changed or replaced after "
+                          "`skinedge export`/`calibrate`/`prune` wrote it; re-run that command")
+    precision = str(entry.get("precision") or variant.split(".")[-1])
+    calibration = entry.get("calibration") or {}
+    return path, sha, precision, calibration.get("set_sha256") if precision == "int8" else None
+
+
+def plan_engines(models_dir: str | Path, manifest: dict[str, Any], profile: BuildProfile,
+                 system: dict[str, Any]) -> list[EnginePlan]:
+    """What build-engines will make for this models directory, profile and system (no TensorRT needed)."""
+    models_dir = Path(models_dir)
+    plans = []
+    for net in NETWORKS:
+        want = profile.nets[net]
+        variant = select_variant(manifest, net, want, profile.name)
+        shapes = resolve_shapes(manifest, net, want, profile.name)
+        path, sha, precision, calibration = _variant_facts(models_dir, manifest, net, variant)
+        name = engine_name(net, variant, system["tensorrt_version"], gpu_tag(system["gpu"]))
+        plans.append(EnginePlan(net, variant, precision, path, sha, shapes, calibration, name))
+    return plans
+
+
+# ---------------------------------------------------------------- TensorRT build
+
+_LOGGER = None
+_LOGGER_LOCK = threading.Lock()
+
+
+def trt_logger():
+    """One process-wide TensorRT logger (TensorRT wants the same one for builders and runtimes).
+
+    Warnings and errors go to stderr; the last errors are kept for error messages.
+    """
+    global _LOGGER
+    with _LOGGER_LOCK:
+        if _LOGGER is None:
+            trt = require_tensorrt()
+
+            class _Logger(trt.ILogger):
+                def __init__(self):
+                    trt.ILogger.__init__(self)
+                    self.errors: deque[str] = deque(maxlen=8)
+                    sev = trt.ILogger.Severity
+                    self._errors = (sev.INTERNAL_ERROR, sev.ERROR)
+                    self._shown = (sev.INTERNAL_ERROR, sev.ERROR, sev.WARNING)
+
+                def log(self, severity, msg):
+                    if severity in self._errors:
+                        self.errors.append(str(msg).strip())
+                    if severity in self._shown:
+                        import sys
+
+                        print(f"TensorRT: {msg}", file=sys.stderr, flush=True)
+
+            _LOGGER = _Logger()
+        return _LOGGER
+
+
+def _progress_monitor(trt, log: Callable[[str], None], start: float):
+    """An ``IProgressMonitor`` printing top-level phases and, at most every 5 s, the step in progress."""
+
+    class Monitor(trt.IProgressMonitor):
+        def __init__(self):
+            trt.IProgressMonitor.__init__(self)
+            self.lock = threading.Lock()
+            self.phases: dict[str, tuple[str | None, int]] = {}
+            self.last = 0.0
+
+        def phase_start(self, phase_name, parent_phase, num_steps):
+            with self.lock:
+                self.phases[phase_name] = (parent_phase, num_steps)
+                if parent_phase is None:
+                    log(f"  [{time.monotonic() - start:5.0f}s] {phase_name}")
+
+        def step_complete(self, phase_name, step):
+            with self.lock:
+                now = time.monotonic()
+                if now - self.last >= 5.0:
+                    self.last = now
+                    _, steps = self.phases.get(phase_name, (None, 0))
+                    log(f"  [{now - start:5.0f}s] {phase_name}: {step + 1}/{steps}")
+            return True
+
+        def phase_finish(self, phase_name):
+            with self.lock:
+                self.phases.pop(phase_name, None)
+
+    return Monitor()
+
+
+class _Heartbeat:
+    """Fallback progress when TensorRT has no IProgressMonitor: a line every ``every`` seconds."""
+
+    def __init__(self, log: Callable[[str], None], start: float, every: float = 10.0):
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(log, start, every), daemon=True)
+
+    def _run(self, log, start, every):
+        while not self.done.wait(every):
+            log(f"  still building... {time.monotonic() - start:.0f}s")
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.thread.join(timeout=1.0)
+
+
+def build_engine(onnx_path: str | Path, shapes: dict[str, tuple], workspace_mib: int,
+                 timing_cache_path: str | Path | None, log: Callable[[str], None] = print) -> bytes:
+    """Build one serialized engine from an ONNX file: strongly typed, one optimization profile.
+
+    Args:
+        shapes: input name -> (min, opt, max) shapes, or -> {"min", "opt", "max"}.
+        workspace_mib: the builder's workspace pool limit (0: TensorRT's default).
+        timing_cache_path: loaded if present, written back (atomically) after the build; one
+            file per TensorRT version and GPU (:func:`timing_cache_name`). None: no cache.
+
+    Raises:
+        MissingTensorRT: no TensorRT here.
+        SkinedgeError: the parser rejects the file (every parser error is in the message), a
+            shape is missing for an input, or the build fails.
+    """
+    trt = require_tensorrt()
+    onnx_path = Path(onnx_path)
+    logger = trt_logger()
+    builder = trt.Builder(logger)
+    net = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    parser = trt.OnnxParser(net, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = [str(parser.get_error(i)).strip() for i in range(parser.num_errors)]
+        raise SkinedgeError(f"TensorRT cannot parse {onnx_path.name}: " + " | ".join(errors or ["no detail given"]))
+
+    config = builder.create_builder_config()
+    if workspace_mib > 0:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mib) << 20)
+    profile = builder.create_optimization_profile()
+    for i in range(net.num_inputs):
+        name = net.get_input(i).name
+        if name not in shapes:
+            raise SkinedgeError(f"{onnx_path.name}: no shape range given for input {name!r} "
+                                f"(given: {', '.join(shapes) or 'none'})")
+        s = shapes[name]
+        lo, opt, hi = (s["min"], s["opt"], s["max"]) if isinstance(s, dict) else s
+        profile.set_shape(name, tuple(lo), tuple(opt), tuple(hi))
+    config.add_optimization_profile(profile)
+
+    cache_path = Path(timing_cache_path) if timing_cache_path else None
+    if cache_path is not None:
+        blob = cache_path.read_bytes() if cache_path.is_file() else b""
+        cache = config.create_timing_cache(blob)
+        if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+            log(f"  timing cache {cache_path.name} does not fit this TensorRT/GPU: starting a fresh one")
+            config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
+        elif blob:
+            log(f"  timing cache: {cache_path.name} ({len(blob) // 1024} KiB)")
+
+    start = time.monotonic()
+    logger.errors.clear()
+    log(f"  building {onnx_path.name} with TensorRT {trt.__version__} (minutes on a Jetson; progress below)")
+    if hasattr(trt, "IProgressMonitor"):
+        monitor = _progress_monitor(trt, log, start)
+        config.progress_monitor = monitor
+        serialized = builder.build_serialized_network(net, config)
+    else:
+        with _Heartbeat(log, start):
+            serialized = builder.build_serialized_network(net, config)
+    if serialized is None:
+        detail = " | ".join(logger.errors) or "see the TensorRT messages above"
+        raise SkinedgeError(f"TensorRT could not build an engine from {onnx_path.name}: {detail}")
+    engine = bytes(serialized)
+    log(f"  built in {time.monotonic() - start:.0f}s ({len(engine) / 2**20:.1f} MiB)")
+
+    if cache_path is not None:
+        cache = config.get_timing_cache()
+        if cache is not None:
+            write_bytes_atomic(cache_path, bytes(cache.serialize()))
+    return engine
+
+
+# ---------------------------------------------------------------- build-engines
+
+
+def _build_and_write(plan: EnginePlan, out_dir: Path, system: dict[str, Any], *, workspace_mib: int,
+                     profile: str, profile_path: str | None, models_dir: Path, builder: Builder,
+                     log: Callable[[str], None]) -> tuple[bytes, dict[str, Any]]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    blob = builder(plan.onnx_path, {k: (v["min"], v["opt"], v["max"]) for k, v in plan.shapes.items()},
+                   workspace_mib, out_dir / timing_cache_name(system), log)
+    engine_path = out_dir / plan.name
+    manifest = make_manifest(
+        net=plan.net, variant=plan.variant, precision=plan.precision, onnx_file=plan.onnx_path.name,
+        onnx_sha256=plan.onnx_sha256, shapes=plan.shapes, calibration_set_sha256=plan.calibration_set_sha256,
+        system=system, engine_file=plan.name, engine_sha256=hashlib.sha256(blob).hexdigest(), profile=profile,
+        profile_path=profile_path, workspace_mib=workspace_mib, models_dir=str(models_dir.resolve()),
+        build_seconds=time.monotonic() - start)
+    # engine first, then its sidecar: a crash in between leaves an old sidecar whose engine sha256
+    # no longer matches, so the next run rebuilds instead of trusting a stale pair
+    write_bytes_atomic(engine_path, blob)
+    write_json_atomic(sidecar_path(engine_path), manifest)
+    return blob, manifest
+
+
+def _reuse_problems(engine_path: Path, plan: EnginePlan, system: dict[str, Any]) -> list[str]:
+    """Why an existing engine cannot be reused (empty: reuse it)."""
+    if not engine_path.is_file():
+        return ["no engine yet"]
+    try:
+        manifest = read_manifest(sidecar_path(engine_path))
+    except SkinedgeError as exc:
+        return [str(exc)]
+    problems = manifest_mismatches(manifest, system, plan.onnx_sha256, plan.expected())
+    if not problems and manifest.get("engine", {}).get("sha256") != sha256_file(engine_path):
+        problems.append("the engine file changed since its sidecar was written")
+    return problems
+
+
+def build_engines(models_dir: str | Path, out_dir: str | Path, profile_path: str | Path | None = None,
+                  log: Callable[[str], None] = print, rebuild: bool = False, *,
+                  system: dict[str, Any] | None = None, builder: Builder | None = None) -> dict[str, Any]:
+    """Build (or reuse) the seg and sr engines of a models directory for this GPU and TensorRT.
+
+    Args:
+        profile_path: an ``export/*.toml`` profile; None: FP16 for both (:func:`default_profile`).
+        rebuild: build even when an engine with a matching sidecar is there.
+        system, builder: stand-ins for :func:`system_info` and :func:`build_engine` (tests, other builders).
+
+    Returns:
+        ``{"profile", "out", "engines": {net: {"engine", "manifest", "variant", "built", "reasons"}}}``;
+        ``OUT/engines.json`` records the same (which engine serves which network).
+
+    Raises:
+        SkinedgeError: bad profile, CPU profile, missing/failing variant, models.json not matching a file.
+        MissingTensorRT: no TensorRT here (exit code 2).
+    """
+    models_dir, out_dir = Path(models_dir), Path(out_dir)
+    manifest = load_models(models_dir)
+    profile = read_profile(profile_path) if profile_path is not None else default_profile(manifest)
+    for net in NETWORKS:  # CPU profile, failing variants, shape contradictions: before anything slow
+        select_variant(manifest, net, profile.nets[net], profile.name)
+        resolve_shapes(manifest, net, profile.nets[net], profile.name)
+    if builder is None:
+        require_tensorrt()
+        builder = build_engine
+    system = system or system_info()
+    plans = plan_engines(models_dir, manifest, profile, system)
+    log(f"build-engines: profile {profile.name}, TensorRT {system['tensorrt_version']}, "
+        f"{system['gpu']['name']} (sm {system['gpu']['compute_capability']}) → {out_dir}")
+    result: dict[str, Any] = {"profile": profile.name, "out": str(out_dir), "engines": {}}
+    for plan in plans:
+        engine_path = out_dir / plan.name
+        reasons = ["--rebuild"] if rebuild else _reuse_problems(engine_path, plan, system)
+        if not reasons:
+            log(f"{plan.net}: {plan.name} is up to date (sidecar matches); reused")
+        else:
+            log(f"{plan.net}: building {plan.name} from {plan.onnx_path.name} ({'; '.join(reasons)})")
+            _build_and_write(plan, out_dir, system, workspace_mib=profile.workspace_mib, profile=profile.name,
+                             profile_path=str(profile.path) if profile.path else None, models_dir=models_dir,
+                             builder=builder, log=log)
+        result["engines"][plan.net] = {"engine": str(engine_path), "manifest": str(sidecar_path(engine_path)),
+                                       "variant": plan.variant, "built": bool(reasons), "reasons": reasons}
+    write_json_atomic(out_dir / INDEX, {
+        "format": "skinedge-engines", "format_version": 1, "profile": profile.name,
+        "models_dir": str(models_dir.resolve()), "tensorrt_version": system["tensorrt_version"],
+        "gpu": system["gpu"], "networks": {p.net: {"engine": p.name, "variant": p.variant} for p in plans}})
+    return result
+
+
+def build_engines_command(models: str | Path, out: str | Path, profile: str | Path | None = None,
+                          rebuild: bool = False, log: Callable[[str], None] = print) -> int:
+    """``skinedge build-engines``: returns 0; user mistakes raise SkinedgeError (MissingTensorRT exits 2)."""
+    result = build_engines(models, out, profile, log=log, rebuild=rebuild)
+    for net, row in result["engines"].items():
+        log(f"{net}: {row['engine']} ({'built' if row['built'] else 'reused'}, {row['variant']})")
+    return 0
+
+
+def rebuild_command(manifest: dict[str, Any], engine_dir: Path, models_dir: str | Path | None) -> str:
+    models = models_dir or manifest.get("source", {}).get("models_dir") or "MODELS"
+    profile = f" --profile {manifest['profile_path']}" if manifest.get("profile_path") else ""
+    return f"skinedge build-engines --models {models}{profile} --out {engine_dir}"
+
+
+def find_engine(engines_dir: str | Path, net: str, variant: str | None = None) -> Path:
+    """The engine serving ``net`` in ``engines_dir``: the one ``engines.json`` names, or (``variant`` given)
+    the engine of that variant (newest sidecar first)."""
+    engines_dir = Path(engines_dir)
+    if variant in (None, "auto"):
+        try:
+            index = json.loads((engines_dir / INDEX).read_text(encoding="utf-8"))
+            return engines_dir / index["networks"][net]["engine"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise SkinedgeError(f"{engines_dir} has no {net} engine listed in {INDEX}; "
+                                "build them with `skinedge build-engines --models MODELS --out "
+                                f"{engines_dir}`") from None
+    found = []
+    for side in engines_dir.glob("*.engine.json"):
+        try:
+            m = read_manifest(side)
+        except SkinedgeError:
+            continue
+        if m.get("net") == net and m.get("variant") == variant:
+            found.append((m.get("built_at", ""), side))
+    if not found:
+        raise SkinedgeError(f"{engines_dir} has no {variant} engine of {net}; build it with "
+                            f"`skinedge build-engines --models MODELS --profile PROFILE --out {engines_dir}`")
+    side = max(found)[1]
+    return side.with_name(side.name[:-len(".json")])
+
+
+# ---------------------------------------------------------------- load
+
+
+def load_engine(engine_path: str | Path, models_dir: str | Path | None = None, rebuild: bool = False,
+                log: Callable[[str], None] = print, *, system: dict[str, Any] | None = None,
+                builder: Builder | None = None) -> bytes:
+    """A serialized engine checked against its sidecar, this system and (``models_dir``) the current ONNX file.
+
+    A mismatch rebuilds it (``rebuild``, needs ``models_dir``; the new engine is named for
+    this system and lands beside the old one) or raises SkinedgeError naming every
+    difference and the command that rebuilds it.
+    """
+    engine_path = Path(engine_path)
+    engine_dir = engine_path.parent
+    if not engine_path.is_file():
+        raise SkinedgeError(f"engine not found: {engine_path} (build it with `skinedge build-engines "
+                            f"--models MODELS --out {engine_dir}`)")
+    manifest = read_manifest(sidecar_path(engine_path))
+    system = system or system_info()
+    net, variant = manifest.get("net"), manifest.get("variant")
+    onnx_sha, expected, plan = None, None, None
+    if models_dir is not None:
+        models = load_models(models_dir)
+        if net not in NETWORKS or variant not in network(models, net)["variants"]:
+            raise SkinedgeError(f"{engine_path.name} was built from {net} {variant}, which {models_dir}/models.json "
+                                f"does not have; rebuild: `{rebuild_command(manifest, engine_dir, models_dir)}`")
+        entry = network(models, net)["variants"][variant]
+        if entry.get("status") != "ok":
+            raise SkinedgeError(f"{net} {variant} is marked failing in models.json (its accuracy gate): "
+                                "its engine is not used")
+        path, onnx_sha, precision, calibration = _variant_facts(Path(models_dir), models, net, variant)
+        expected = {"variant": variant, "precision": precision, "calibration_set_sha256": calibration}
+        plan = EnginePlan(net, variant, precision, path, onnx_sha, manifest.get("shapes", {}), calibration,
+                          engine_name(net, variant, system["tensorrt_version"], gpu_tag(system["gpu"])))
+    problems = manifest_mismatches(manifest, system, onnx_sha, expected)
+    blob = engine_path.read_bytes()
+    if manifest.get("engine", {}).get("sha256") != hashlib.sha256(blob).hexdigest():
+        problems.append("the engine file changed since its sidecar manifest was written")
+    if not problems:
+        return blob
+    if not rebuild or plan is None:
+        how = rebuild_command(manifest, engine_dir, models_dir)
+        raise SkinedgeError(f"{engine_path.name} cannot be used here: {'; '.join(problems)}. Rebuild it: `{how}`"
+                            + ("" if models_dir is not None else " (or load it with the models directory and "
+                               "rebuild=True)"))
+    if builder is None:
+        require_tensorrt()
+        builder = build_engine
+    log(f"{net}: rebuilding {plan.name} ({'; '.join(problems)})")
+    blob, _ = _build_and_write(plan, engine_dir, system, workspace_mib=int(manifest.get("workspace_mib") or 0),
+                               profile=str(manifest.get("profile") or "rebuild"),
+                               profile_path=manifest.get("profile_path"), models_dir=Path(models_dir),
+                               builder=builder, log=log)
+    return blob
