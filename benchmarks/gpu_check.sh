@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One short check on a GPU machine (< 8 minutes): the GPU-marked tests, then the kernel benchmark.
+# One short check on a GPU machine (< 10 minutes): the GPU-marked tests, the kernel benchmark, then the GPU
+# pipeline benchmark.
 #
 #   bash benchmarks/gpu_check.sh            (from anywhere; PYTHON=... picks the interpreter)
 #
@@ -37,9 +38,14 @@ echo "== kernel benchmark"
 timeout 150 "$PY" benchmarks/gpu_kernels.py --json "$LOGS/gpu_kernels.json" 2>&1 | tee "$LOGS/gpu_kernels.log"
 bench=${PIPESTATUS[0]}
 
+echo "== GPU pipeline benchmark"
+timeout 240 "$PY" benchmarks/gpu_pipeline.py --json "$LOGS/gpu_pipeline.json" 2>&1 | tee "$LOGS/gpu_pipeline.log"
+pipe=${PIPESTATUS[0]}
+
 verdict() { if [ "$1" -eq 0 ]; then echo pass; elif [ "$1" -eq 124 ]; then echo "FAIL (timeout)"; else echo "FAIL (rc $1)"; fi; }
 echo "== summary"
 echo "nvidia-smi:        $(verdict "$smi")"
 echo "pytest gpu/trt:    $(verdict "$tests")  $(grep -E '[0-9]+ (passed|failed|skipped|error)' "$LOGS/gpu_pytest.log" | tail -1)"
 echo "kernel benchmark:  $(verdict "$bench")"
-[ "$smi" -eq 0 ] && [ "$tests" -eq 0 ] && [ "$bench" -eq 0 ]
+echo "pipeline bench:    $(verdict "$pipe")"
+[ "$smi" -eq 0 ] && [ "$tests" -eq 0 ] && [ "$bench" -eq 0 ] && [ "$pipe" -eq 0 ]

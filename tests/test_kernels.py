@@ -14,7 +14,6 @@ Tolerances: preprocess ≤ 1e-4 abs, masked_roi exact (≤ 1e-6), composite ≤ 
 
 from __future__ import annotations
 
-import ctypes
 import re
 import shutil
 import subprocess
@@ -22,6 +21,9 @@ import subprocess
 import numpy as np
 import pytest
 
+from fake_cuda import FakeDriver as _FakeDriver
+from fake_cuda import HostRunner as _HostRunner
+from fake_cuda import install as install_fake_driver
 from skinedge.runtime import cuda_kernels as ck
 from skinedge.runtime.reference import composite, masked_roi, preprocess, resample_matrix, resample_taps
 
@@ -274,86 +276,6 @@ def _check_composite(runner, shape, s, roi, scale, view, with_sr):
 
 # ====================================================================== 2. the kernels on the CPU (C++ shim)
 
-_SHIM = r"""
-#include <algorithm>
-#include <cmath>
-#include <cstddef>
-#define __global__
-#define __device__
-#define __forceinline__ inline
-using std::min;
-struct Dim3 { int x, y, z; };
-static Dim3 blockIdx, threadIdx, blockDim;
-"""
-_CTYPES = {np.uint64: ctypes.c_void_p, np.int32: ctypes.c_int, np.float32: ctypes.c_float}
-
-
-def _host_wrapper(name: str, source: str) -> str:
-    match = re.search(r'extern "C" __global__ void (\w+)\((.*?)\)\s*\{', source, re.S)
-    assert match and match.group(1) == name
-    params = [" ".join(p.split()) for p in match.group(2).split(",")]
-    names = ", ".join(re.findall(r"\w+", p)[-1] for p in params)
-    bx, by, _ = ck.BLOCK
-    return (f'extern "C" void host_{name}(int grid_x, int grid_y, {", ".join(params)}) {{\n'
-            f"  blockDim = {{{bx}, {by}, 1}};\n"
-            "  for (int gy = 0; gy < grid_y; ++gy) for (int gx = 0; gx < grid_x; ++gx)\n"
-            f"  for (int ty = 0; ty < {by}; ++ty) for (int tx = 0; tx < {bx}; ++tx) {{\n"
-            "    blockIdx = {gx, gy, 0}; threadIdx = {tx, ty, 0};\n"
-            f"    {name}({names});\n  }}\n}}\n")
-
-
-class _HostRunner:
-    """Runs the .cu kernels on the CPU, through the same argument builders as :class:`Kernels`."""
-
-    def __init__(self, folder):
-        self.fn = {}
-        for name, source in ck.kernel_sources().items():
-            cpp, lib = folder / f"{name}.cpp", folder / f"lib{name}.so"
-            cpp.write_text(_SHIM + source + "\n" + _host_wrapper(name, source))
-            subprocess.run(["g++", "-O2", "-std=c++17", "-ffp-contract=off", "-fno-fast-math", "-shared", "-fPIC",
-                            str(cpp), "-o", str(lib)], check=True, capture_output=True, timeout=120)
-            fn = getattr(ctypes.CDLL(str(lib)), f"host_{name}")
-            fn.argtypes = [ctypes.c_int, ctypes.c_int] + [_CTYPES[t] for t in ck._SIGNATURES[name]]
-            fn.restype = None
-            self.fn[name] = fn
-
-    def preprocess(self, frame, size, mean, std, pad=0):
-        h, w = frame.shape[:2]
-        buffer = np.full((h, w + pad, 3), 255, np.uint8)  # pitched: the padding must never be read
-        buffer[:, :w] = frame
-        keep = []
-
-        def tables(n_in, n_out):
-            index, weight = resample_taps(n_in, n_out)
-            keep.extend([index, weight])
-            return index.ctypes.data, weight.ctypes.data, index.shape[1]
-
-        oh, ow = (size, size) if isinstance(size, int) else size
-        out = np.full((1, 3, oh, ow), np.nan, np.float32)
-        grid, args = ck.preprocess_args(tables, buffer.ctypes.data, h, w, out.ctypes.data, size, mean, std,
-                                        pitch=buffer.strides[0])
-        self.fn["preprocess"](*grid, *args)
-        return out
-
-    def masked_roi(self, frame, mask, roi):
-        h, w = frame.shape[:2]
-        out = np.full((1, 3, roi[3], roi[2]), np.nan, np.float32)
-        mask = np.ascontiguousarray(mask, np.uint8)
-        grid, args = ck.masked_roi_args(frame.ctypes.data, h, w, mask.ctypes.data, mask.shape[0], roi, out.ctypes.data)
-        self.fn["masked_roi"](*grid, *args)
-        return out
-
-    def composite(self, frame, sr, soft, roi, scale, out_rect):
-        h, w = frame.shape[:2]
-        out = np.zeros((out_rect[3], out_rect[2], 3), np.uint8)
-        soft = np.ascontiguousarray(soft, np.float32)
-        sr_ptr = None if sr is None else np.ascontiguousarray(sr, np.float32).ctypes.data
-        grid, args = ck.composite_args(frame.ctypes.data, h, w, sr_ptr, soft.ctypes.data, soft.shape[0], roi, scale,
-                                       out_rect, out.ctypes.data)
-        self.fn["composite"](*grid, *args)
-        return out
-
-
 @pytest.fixture(scope="module")
 def host(tmp_path_factory):
     if shutil.which("g++") is None:
@@ -376,98 +298,11 @@ def test_host_composite_matches_reference(host, shape, s, roi, scale, view, with
     _check_composite(host, shape, s, roi, scale, view, with_sr)
 
 
-class _FakeDriver:
-    """Just enough of ``cuda.bindings.driver`` for :class:`Kernels` and :class:`_GpuRunner`, on host memory.
-
-    "Device" pointers are host addresses; ``cuLaunchKernel`` reads the parameter block the way the driver does
-    (an array of pointers to the values, typed by the kernel's signature) and runs the host-built kernel.
-    """
-
-    class CUresult(int):
-        pass
-
-    CUresult.CUDA_SUCCESS = CUresult(0)
-    CUresult.CUDA_ERROR_UNSUPPORTED_PTX_VERSION = CUresult(222)
-
-    class CUstream:
-        def __init__(self, handle=0):
-            self.handle = int(handle)
-
-        def __int__(self):
-            return self.handle
-
-    def __init__(self, host_fns):
-        self.host_fns, self.memory, self.launches, self.freed, self.unloaded = host_fns, {}, [], [], []
-        self.ok = self.CUresult.CUDA_SUCCESS
-
-    def cuGetErrorName(self, err):
-        return self.ok, b"FAKE_ERROR"
-
-    def cuGetErrorString(self, err):
-        return self.ok, b"fake"
-
-    def cuModuleLoadData(self, image):
-        text = ctypes.string_at(image).decode()
-        return self.ok, re.search(r"\.entry (\w+)", text).group(1)
-
-    def cuModuleGetFunction(self, module, name):
-        assert name.decode() == module
-        return self.ok, module
-
-    def cuMemAlloc(self, nbytes):
-        buffer = np.zeros(nbytes, np.uint8)
-        self.memory[buffer.ctypes.data] = buffer
-        return self.ok, buffer.ctypes.data
-
-    def cuMemcpyHtoD(self, dst, src, nbytes):
-        ctypes.memmove(int(dst), src, nbytes)
-        return (self.ok,)
-
-    def cuMemcpyHtoDAsync(self, dst, src, nbytes, stream):
-        assert isinstance(stream, self.CUstream)
-        return self.cuMemcpyHtoD(dst, src, nbytes)
-
-    def cuMemcpyDtoH(self, dst, src, nbytes):
-        ctypes.memmove(dst, int(src), nbytes)
-        return (self.ok,)
-
-    def cuStreamSynchronize(self, stream):
-        return (self.ok,)
-
-    def cuMemFree(self, ptr):
-        self.freed.append(int(ptr))
-        return (self.ok,)
-
-    def cuModuleUnload(self, module):
-        self.unloaded.append(module)
-        return (self.ok,)
-
-    def cuLaunchKernel(self, f, gx, gy, gz, bx, by, bz, shared, stream, params, extra):
-        assert (gz, bx, by, bz, shared, extra) == (1, *ck.BLOCK, 0, 0) and isinstance(stream, self.CUstream)
-        types = ck._SIGNATURES[f]
-        pointers = (ctypes.c_uint64 * len(types)).from_address(params)
-        cvalue = {np.uint64: ctypes.c_uint64, np.int32: ctypes.c_int32, np.float32: ctypes.c_float}
-        values = [cvalue[t].from_address(pointers[i]).value for i, t in enumerate(types)]
-        self.launches.append((f, int(stream)))
-        self.host_fns[f](gx, gy, *values)
-        return (self.ok,)
-
-
 @pytest.fixture()
 def fake_gpu(host, monkeypatch):
     """:class:`Kernels` and the GPU tests' runner on a fake driver that runs the kernels on the CPU."""
-    import sys
-    import types
-
     fake = _FakeDriver(host.fn)
-    try:
-        import cuda.bindings as bindings
-    except Exception:
-        bindings = types.ModuleType("cuda.bindings")
-        monkeypatch.setitem(sys.modules, "cuda", types.ModuleType("cuda"))
-        monkeypatch.setitem(sys.modules, "cuda.bindings", bindings)
-    monkeypatch.setattr(bindings, "driver", fake, raising=False)
-    monkeypatch.setattr(ck, "cached_ptx", lambda name, arch, cache_dir=None: f"// {arch}\n.entry {name}(".encode())
+    install_fake_driver(monkeypatch, fake)
     kernels = ck.Kernels(stream=7, arch="sm_87")
     runner = _GpuRunner(kernels, fake.CUstream(7))
     yield runner, fake
