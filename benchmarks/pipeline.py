@@ -42,7 +42,8 @@ def rss_mb() -> float:
 
 def frames(work: Path, count: int = 16) -> list[np.ndarray]:
     write_synthetic(work / "frames", count=count, size=256, seed=123)
-    return [np.ascontiguousarray(read_rgb(p)[0][:, :, ::-1]) for p in sorted((work / "frames" / "images").glob("*.png"))]
+    paths = sorted((work / "frames" / "images").glob("*.png"))
+    return [np.ascontiguousarray(read_rgb(p)[0][:, :, ::-1]) for p in paths]
 
 
 def time_backend(models: Path, manifest: dict, backend: str, precision: str, batch: list[np.ndarray], repeats: int):
@@ -70,6 +71,7 @@ def rss_run(models: Path, manifest: dict, batch: list[np.ndarray], count: int) -
             pipeline(batch[i % len(batch)])
             if (i + 1) % 50 == 0:
                 samples.append((i + 1, round(rss_mb(), 1)))
+                print(f"  {i + 1} frames, RSS {samples[-1][1]} MB", file=sys.stderr, flush=True)
     after_warmup = [mb for n, mb in samples if n >= 100]
     spread = (max(after_warmup) - min(after_warmup)) / min(after_warmup) if after_warmup else float("nan")
     return {"samples_mb": samples, "spread_after_100_frames": spread, "flat_within_5pct": spread <= 0.05}
@@ -93,7 +95,9 @@ def main() -> None:
         manifest = load_models(models)
         batch = frames(work)
         torch_side = time_backend(models, manifest, "torch", "fp32", batch, args.repeats)
+        print(f"torch: p50 total {torch_side['p50_ms']['total']:.0f} ms", file=sys.stderr, flush=True)
         ort_side = time_backend(models, manifest, "onnxruntime", "auto", batch, args.repeats)
+        print(f"onnxruntime: p50 total {ort_side['p50_ms']['total']:.0f} ms", file=sys.stderr, flush=True)
         memory = rss_run(models, manifest, batch, args.frames)
     speedup = torch_side["p50_ms"]["total"] / ort_side["p50_ms"]["total"]
     result = {"command": "python benchmarks/pipeline.py " + " ".join(f"--{k} {v}" for k, v in vars(args).items()

@@ -303,7 +303,7 @@ def enhance_command(
     opened = open_runners(models, manifest, backend, precision, engines)
     typer.echo(f"backend {opened.backend} ({opened.why}); seg {opened.variants['seg']}, sr {opened.variants['sr']}")
     total = len(expand_inputs(inputs)[0])
-    with Pipeline(opened.seg, opened.sr, manifest, mode) as pipeline, \
+    with Pipeline(opened.seg, opened.sr, manifest, mode, tile=opened.tile, max_batch=opened.max_batch) as pipeline, \
             progress_bar(total, "enhance", enabled=total > 3) as update:
         summary = enhance_files(inputs, pipeline, out, overwrite, log=typer.echo, progress=update)
     typer.echo(f"{len(summary.done)} enhanced, {len(summary.failed)} failed; outputs in {out}/")

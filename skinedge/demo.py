@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import typer
 
@@ -39,8 +40,8 @@ GATED = "calibrate"
 SEED = 0
 
 
-def demo_steps(out: Path, plan: DemoPlan = FULL) -> list[tuple[str, list[str]]]:
-    """(what it shows, CLI argv) for each stage the demo runs, in order."""
+def demo_steps(out: Path, plan: DemoPlan = FULL) -> list[tuple[str, list[str] | Callable[[], None]]]:
+    """(what it shows, CLI argv or a small in-process step) for each stage the demo runs, in order."""
     data, run, models = out / "data", out / "run", out / "models"
     spec = f"synthetic:{data}"
     images = str(plan.calibration_images)
@@ -80,7 +81,36 @@ def demo_steps(out: Path, plan: DemoPlan = FULL) -> list[tuple[str, list[str]]]:
         ("INT8 of the pruned SR generator, gated",
          ["calibrate", "--models", str(models), "--precision", "int8", "--data", spec, "--net", "sr", "--pruned",
           "--images", images, "--method", "entropy"]),
+        ("list the held-out test images", lambda: write_heldout_list(data, run / "split.json", out / "heldout.txt")),
+        ("enhance the held-out images with the INT8 models on ONNX Runtime (the lean runtime, no torch)",
+         ["enhance", f"@{out / 'heldout.txt'}", "--models", str(models), "--out", str(out / "report" / "enhanced"),
+          "--backend", "onnxruntime", "--precision", "int8-cpu"]),
+        ("link the enhanced panels from the report", lambda: link_gallery(out / "report")),
     ]
+
+
+def write_heldout_list(data: Path, split_file: Path, out: Path) -> None:
+    """The test split's image files, one per line (an ``@LIST`` for ``skinedge enhance``)."""
+    from skinedge.atomic import write_bytes_atomic
+    from skinedge.data.splits import read_split
+
+    ids = read_split(split_file).parts["test"]
+    write_bytes_atomic(out, "".join(f"{data / 'images' / (i + '.png')}\n" for i in ids).encode())
+    typer.echo(f"wrote {out} ({len(ids)} images)")
+
+
+def link_gallery(report: Path) -> None:
+    """Add a link to ``enhanced/index.html`` at the end of ``report.html``."""
+    from skinedge.atomic import write_bytes_atomic
+
+    page = report / "report.html"
+    text = page.read_text(encoding="utf-8")
+    link = ("<h2>Enhanced by the runtime</h2><p><a href='enhanced/index.html'>Panels of every held-out image</a>"
+            ": INT8 models on ONNX Runtime, plain ×4 up-scale beside skinedge's output.</p>")
+    if "enhanced/index.html" not in text:
+        text = text.replace("</body>", link + "</body>") if "</body>" in text else text + link
+        write_bytes_atomic(page, text.encode("utf-8"))
+    typer.echo(f"report: {page} links {report / 'enhanced' / 'index.html'}")
 
 
 def run_demo(out: Path, plan: DemoPlan = FULL) -> None:
@@ -91,6 +121,10 @@ def run_demo(out: Path, plan: DemoPlan = FULL) -> None:
                "networks, when trained, start from random initialisation (no pretrained weights).")
     started = time.perf_counter()
     for number, (what, argv) in enumerate(demo_steps(out, plan), start=1):
+        if callable(argv):
+            typer.echo(f"\n[{number}] {what}")
+            argv()
+            continue
         typer.echo(f"\n[{number}] {what}\n$ skinedge {' '.join(argv)}")
         try:
             code = app(args=argv, prog_name="skinedge", standalone_mode=False)
@@ -106,4 +140,5 @@ def run_demo(out: Path, plan: DemoPlan = FULL) -> None:
     typer.echo("reminder: generated data and random-initialised networks, trained for minutes on a CPU; "
                "the numbers show the chain works, not what the paper's models reach.")
     typer.echo(f"models: {out / 'models' / 'models.json'}; gate reports in {out / 'models' / 'reports'}/")
-    typer.echo("not yet in the demo: TensorRT engines, enhance and bench (they land with the next issues).")
+    typer.echo(f"enhanced held-out images: {out / 'report' / 'enhanced' / 'index.html'}")
+    typer.echo("not in the demo: TensorRT engines (they need a GPU), live run and bench (next issue).")

@@ -89,7 +89,8 @@ def test_tiles_blend_back_into_exactly_the_untiled_result():
     for tile, overlap in ((16, 4), (20, 6), (37, 8)):
         out = super_resolve_tiled(nearest, lr, 4, tile, overlap, max_batch=3)
         np.testing.assert_allclose(out, whole, atol=1e-5)
-    assert tile_starts(53, 16, 4) == [0, 12, 24, 36, 37]
+    assert tile_starts(53, 16, 4) == [0, 9, 18, 28, 37] and tile_starts(256, 128, 8) == [0, 64, 128]
+    assert tile_starts(240, 128, 16) == [0, 112]
 
 
 def test_auto_backend_here_is_onnxruntime_and_says_why(exported):

@@ -9,6 +9,7 @@ never replace an existing file unless asked.
 from __future__ import annotations
 
 import glob
+import html
 import io
 import time
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ class Summary:
 def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
     """Files, folders and globs → image paths (in order, without repeats) and the inputs that matched nothing."""
     paths, problems, seen = [], [], set()
+    inputs = _with_lists(inputs, problems)
     for text in inputs:
         path = Path(text)
         if path.is_dir():
@@ -53,6 +55,22 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[tuple[str, str]]]
                 seen.add(p.resolve())
                 paths.append(p)
     return paths, problems
+
+
+def _with_lists(inputs: list[str], problems: list[tuple[str, str]]) -> list[str]:
+    """Expand ``@LIST`` arguments: a text file with one input per line (blank lines and # comments skipped)."""
+    out = []
+    for text in inputs:
+        if not text.startswith("@"):
+            out.append(text)
+            continue
+        try:
+            lines = Path(text[1:]).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append((text, f"cannot read the list ({exc.strerror if isinstance(exc, OSError) else exc})"))
+            continue
+        out += [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    return out
 
 
 def read_frame(path: Path) -> np.ndarray:
@@ -126,4 +144,24 @@ def enhance_files(inputs: list[str], pipeline: Pipeline, out: Path, overwrite: b
                 f"({elapsed:.0f} ms)")
         if progress is not None:
             progress(index + 1)
+    if summary.done:
+        write_bytes_atomic(out / "index.html", gallery(summary).encode("utf-8"))
     return summary
+
+
+def gallery(summary: Summary) -> str:
+    """A plain HTML page of every panel (plain up-scale | enhanced) with what the pipeline found."""
+    rows = []
+    for row in summary.done:
+        name = Path(row["output"]).name.replace(".enhanced.png", ".panel.png")
+        what = (f"lesion {row['lesion_area']:.1%} of the image, ROI {tuple(row['roi'])}" if row["found"]
+                else "no lesion found: smooth up-scale only")
+        rows.append(f"<figure><img src='{html.escape(name)}' alt='{html.escape(name)}'><figcaption>"
+                    f"{html.escape(Path(row['input']).name)} ({row['size'][0]}×{row['size'][1]}): {what}; "
+                    f"{row['ms']:.0f} ms</figcaption></figure>")
+    failed = "".join(f"<li>{html.escape(p)}: {html.escape(r)}</li>" for p, r in summary.failed)
+    return ("<!doctype html><meta charset='utf-8'><title>skinedge enhance</title>"
+            "<style>body{font-family:sans-serif;margin:1em}img{max-width:100%;image-rendering:pixelated}"
+            "figure{margin:0 0 1.5em}</style><h1>skinedge enhance</h1>"
+            "<p>Left: the image up-scaled ×4 smoothly (bilinear). Right: skinedge (lesion super-resolved, "
+            "composited back).</p>" + "".join(rows) + (f"<h2>Failed</h2><ul>{failed}</ul>" if failed else ""))

@@ -45,7 +45,7 @@ class Pipeline:
     """``with Pipeline(seg_runner, sr_runner, manifest) as p: result = p(frame_bgr)``."""
 
     def __init__(self, seg: Runner, sr: Runner, manifest: dict, mode: str = "roi",
-                 settings: MaskSettings = MaskSettings(), tile: int = 128, overlap: int = 8, max_batch: int = 4):
+                 settings: MaskSettings = MaskSettings(), tile: int = 256, overlap: int = 8, max_batch: int = 4):
         if mode not in MODES:
             raise SkinedgeError(f"unknown mode {mode!r}; choose roi or full")
         self.seg, self.sr, self.mode, self.settings = seg, sr, mode, settings

@@ -28,6 +28,8 @@ class Opened:
     backend: str
     variants: dict[str, str]
     why: str
+    tile: int = 256  # SR tile side: ONNX Runtime and torch take any size; engines their profile's maximum
+    max_batch: int = 4
 
 
 def _usable(entry: dict | None) -> bool:

@@ -1,13 +1,14 @@
 """Super-resolve a large ROI in overlapping tiles, blended with feathered weights (no seams).
 
-Tiles all have the engine's tile size (so they batch), step by ``tile - overlap``,
-and the last one in each direction is aligned to the edge. In every overlap the
+Tiles all have the engine's tile size (so they batch); each axis gets the fewest
+tiles that overlap by at least ``overlap``, spread evenly from edge to edge. In every overlap the
 weights ramp linearly from one tile to the other; the image border keeps
 weight 1, so a single-tile ROI is passed through unchanged.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import numpy as np
@@ -17,9 +18,8 @@ def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
     """Start offsets along one axis covering ``size`` with tiles of ``tile`` (≤ size)."""
     if size <= tile:
         return [0]
-    step = max(1, tile - overlap)
-    starts = list(range(0, size - tile, step))
-    return starts + [size - tile]
+    count = math.ceil((size - overlap) / max(1, tile - overlap))  # fewest tiles with at least ``overlap``
+    return [round(i * (size - tile) / (count - 1)) for i in range(count)]  # spread evenly
 
 
 def _ramp(length: int, start: int, total: int, overlap: int) -> np.ndarray:

@@ -305,4 +305,5 @@ def open_engines(models_dir: Path, manifest: dict, precision: str, engines: Path
     paths = {net: find_engine(engines, net, None if precision == "auto" else precision) for net in ("seg", "sr")}
     variants = {net: read_manifest(sidecar_path(path)).get("variant", precision) for net, path in paths.items()}
     seg, sr = (TrtRunner(EngineFromPath(paths[net], models_dir)) for net in ("seg", "sr"))
-    return Opened(seg, sr, "tensorrt", variants, why)
+    biggest = next(iter(read_manifest(sidecar_path(paths["sr"]))["shapes"].values()))["max"]  # N, C, H, W
+    return Opened(seg, sr, "tensorrt", variants, why, tile=min(biggest[2], biggest[3]), max_batch=biggest[0])
