@@ -8,16 +8,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from skinedge.atomic import write_bytes_atomic
+from skinedge.atomic import sha256_file, write_bytes_atomic  # noqa: F401 - sha256_file re-exported
 from skinedge.errors import SkinedgeError
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_onnx(path: str | Path) -> onnx.ModelProto:

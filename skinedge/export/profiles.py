@@ -2,8 +2,10 @@
 
 A profile names, per network, the precision, the pruning ratio and the input
 shape profile (min/opt/max, for TensorRT), plus the workspace, the calibration
-method/size and the accuracy gates. ``calibrate`` reads the gates and
-calibration settings; ``build-engines`` reads the rest.
+method/size and the accuracy gates. The per-network part and the workspace are
+read by the lean runtime (:func:`skinedge.runtime.engines.read_profile`, what
+``build-engines`` uses on a device without onnx); this module adds what
+``calibrate`` needs on top: the gates and the calibration settings.
 """
 
 from __future__ import annotations
@@ -15,16 +17,9 @@ from pathlib import Path
 from skinedge.errors import SkinedgeError
 from skinedge.export.gates import Gates
 from skinedge.export.int8 import METHODS
-from skinedge.runtime.models import PRECISIONS
+from skinedge.runtime.engines import NetShapes, read_profile
 
-
-@dataclass(frozen=True)
-class NetProfile:
-    precision: str
-    pruning_ratio: float
-    min: tuple[int, ...]
-    opt: tuple[int, ...]
-    max: tuple[int, ...]
+NetProfile = NetShapes  # precision, pruning_ratio, min, opt, max
 
 
 @dataclass(frozen=True)
@@ -42,34 +37,11 @@ class Profile:
         return getattr(self, name)
 
 
-def _net(path: Path, data: dict, name: str) -> NetProfile:
-    section = data.get(name)
-    if not isinstance(section, dict):
-        raise SkinedgeError(f"{path}: no [{name}] section")
-    try:
-        net = NetProfile(str(section["precision"]), float(section.get("pruning_ratio", 0.0)),
-                         *(tuple(int(v) for v in section[k]) for k in ("min", "opt", "max")))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise SkinedgeError(f"{path}: [{name}] needs precision and min/opt/max shapes ({exc})") from None
-    if net.precision not in PRECISIONS:
-        raise SkinedgeError(f"{path}: [{name}] precision {net.precision!r} is not one of {', '.join(PRECISIONS)}")
-    if not 0.0 <= net.pruning_ratio <= 0.9:
-        raise SkinedgeError(f"{path}: [{name}] pruning_ratio must be in [0, 0.9], got {net.pruning_ratio}")
-    if not (len(net.min) == len(net.opt) == len(net.max) == 4
-            and all(a <= b <= c for a, b, c in zip(net.min, net.opt, net.max))):
-        raise SkinedgeError(f"{path}: [{name}] shapes must be N,C,H,W with min <= opt <= max")
-    return net
-
-
 def load_profile(path: str | Path) -> Profile:
     """Read and validate a profile; every mistake is a one-line SkinedgeError naming the file."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SkinedgeError(f"profile not found: {path} (see export/*.toml)") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise SkinedgeError(f"{path}: not a readable TOML profile ({exc})") from None
+    base = read_profile(path)  # the networks, shapes and workspace, with their checks
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
     gate_data = data.get("gates", {})
     known = {f.name for f in fields(Gates)}
     unknown = sorted(set(gate_data) - known)
@@ -79,7 +51,9 @@ def load_profile(path: str | Path) -> Profile:
     method = str(calibration.get("method", "entropy"))
     if method not in METHODS:
         raise SkinedgeError(f"{path}: calibration method {method!r} is not one of {', '.join(METHODS)}")
-    target = data.get("target", {})
-    return Profile(str(target.get("name", path.stem)), path, int(target.get("workspace_mib", 1024)),
-                   _net(path, data, "seg"), _net(path, data, "sr"), method,
-                   int(calibration.get("images", 64)), Gates(**{k: float(v) for k, v in gate_data.items()}))
+    try:
+        gates = Gates(**{k: float(v) for k, v in gate_data.items()})
+        images = int(calibration.get("images", 64))
+    except (TypeError, ValueError) as exc:
+        raise SkinedgeError(f"{path}: gates and calibration images must be numbers ({exc})") from None
+    return Profile(base.name, path, base.workspace_mib, base.nets["seg"], base.nets["sr"], method, images, gates)

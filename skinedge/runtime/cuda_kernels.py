@@ -117,24 +117,29 @@ def cache_key(source: str, arch: str | int, version: tuple[int, int] | None = No
 
 
 def cached_ptx(name: str, arch: str | int, cache_dir: str | os.PathLike | None = None) -> bytes:
-    """The PTX of kernel ``name`` for ``arch``: read from the disk cache, else compiled and cached.
+    """The PTX of kernel ``name`` for ``arch``: read from the disk cache, else compiled and cached."""
+    sources = kernel_sources()
+    if name not in sources:
+        raise ValueError(f"unknown kernel {name!r}; known: {', '.join(KERNEL_NAMES)}")
+    return cached_source_ptx(sources[name], name, arch, cache_dir)
+
+
+def cached_source_ptx(source: str, name: str, arch: str | int, cache_dir: str | os.PathLike | None = None) -> bytes:
+    """PTX of any kernel ``source`` through the disk cache.
 
     The cache file is ``<cache_dir>/<name>.<arch>.<key>.ptx`` with the key of :func:`cache_key`; it is
     written atomically. A cache that cannot be written is reported in the log, and the PTX returned anyway.
     """
-    sources = kernel_sources()
-    if name not in sources:
-        raise ValueError(f"unknown kernel {name!r}; known: {', '.join(KERNEL_NAMES)}")
     arch = normalize_arch(arch)
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    path = folder / f"{name}.{arch}.{cache_key(sources[name], arch)}.ptx"
+    path = folder / f"{name}.{arch}.{cache_key(source, arch)}.ptx"
     try:
         ptx = path.read_bytes()
         if b".entry" in ptx:
             return ptx
     except OSError:
         pass
-    ptx = compile_ptx(sources[name], name, arch)
+    ptx = compile_ptx(source, name, arch)
     try:
         write_bytes_atomic(path, ptx)
     except OSError as exc:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import skinedge
-from skinedge.atomic import write_bytes_atomic, write_json_atomic
+from skinedge.atomic import sha256_file, write_bytes_atomic, write_json_atomic
 from skinedge.errors import SkinedgeError
 from skinedge.runtime.models import NETWORKS, PRECISIONS, ModelsError, load_models, network
 
@@ -152,14 +152,6 @@ def sidecar_path(engine_path: str | Path) -> Path:
     """``x.engine`` → ``x.engine.json``."""
     engine_path = Path(engine_path)
     return engine_path.with_name(engine_path.name + ".json")
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def make_manifest(*, net: str, variant: str, precision: str, onnx_file: str, onnx_sha256: str, shapes: Shapes,

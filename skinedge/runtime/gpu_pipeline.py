@@ -31,15 +31,13 @@ from __future__ import annotations
 
 import ctypes
 import os
-from pathlib import Path
 
 import numpy as np
 
-from skinedge.atomic import write_bytes_atomic
 from skinedge.errors import SkinedgeError
 from skinedge.runtime import cuda_kernels as ck
 from skinedge.runtime.mask import MaskSettings, lesion_mask
-from skinedge.runtime.pipeline import MIN_SIDE, MODES, FrameResult
+from skinedge.runtime.pipeline import MODES, FrameResult, check_frame
 from skinedge.runtime.tiling import tile_starts
 
 STAGES = ("preprocess", "seg", "mask", "sr", "composite")
@@ -87,21 +85,7 @@ BLEND_SIGNATURES = {
 
 def blend_ptx(arch: str | int, cache_dir: str | os.PathLike | None = None) -> bytes:
     """PTX of :data:`BLEND_SOURCE`, through the same disk cache and key as the pipeline's kernels."""
-    arch = ck.normalize_arch(arch)
-    folder = Path(cache_dir) if cache_dir is not None else ck.default_cache_dir()
-    path = folder / f"tile_blend.{arch}.{ck.cache_key(BLEND_SOURCE, arch)}.ptx"
-    try:
-        ptx = path.read_bytes()
-        if b".entry" in ptx:
-            return ptx
-    except OSError:
-        pass
-    ptx = ck.compile_ptx(BLEND_SOURCE, "tile_blend", arch)
-    try:
-        write_bytes_atomic(path, ptx)
-    except OSError as exc:
-        ck.log.warning("PTX cache not written (%s): %s", path, exc)
-    return ptx
+    return ck.cached_source_ptx(BLEND_SOURCE, "tile_blend", arch, cache_dir)
 
 
 def _numel(shape) -> int:
@@ -418,11 +402,7 @@ class GpuPipeline:
         """Enhance one uint8 BGR H×W×3 frame."""
         from cuda.bindings import driver
 
-        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-            raise SkinedgeError(f"a frame must be H×W×3 uint8 BGR, got {frame.shape} {frame.dtype}")
-        h, w = frame.shape[:2]
-        if min(h, w) < MIN_SIDE:
-            raise SkinedgeError(f"frame is {w}×{h}; skinedge needs at least {MIN_SIDE}×{MIN_SIDE} pixels")
+        h, w = check_frame(frame)
         self.open()
         self._check(driver.cuCtxSetCurrent(self.context), "cuCtxSetCurrent")
         self._reserve(h, w)

@@ -17,11 +17,11 @@ the runtime refuses ``failing`` ones unless told otherwise.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
+from skinedge.atomic import sha256_file
 from skinedge.errors import SkinedgeError
 
 FORMAT = "skinedge-models"
@@ -95,15 +95,8 @@ def variant_path(models_dir: str | Path, manifest: dict[str, Any], net: str, var
     path = Path(models_dir) / entry["file"]
     if not path.is_file():
         raise ModelsError(f"{path} is listed in {MANIFEST} but missing")
-    if verify and entry.get("sha256") and _sha256(path) != entry["sha256"]:
+    if verify and entry.get("sha256") and sha256_file(path) != entry["sha256"]:
         raise ModelsError(f"{path} does not match {MANIFEST} (sha256 differs): it was changed or replaced "
                           "after export; re-run `skinedge export`/`calibrate`")
     return path
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -71,11 +71,7 @@ class Pipeline:
 
     def __call__(self, frame: np.ndarray) -> FrameResult:
         """Enhance one uint8 BGR H×W×3 frame."""
-        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-            raise SkinedgeError(f"a frame must be H×W×3 uint8 BGR, got {frame.shape} {frame.dtype}")
-        h, w = frame.shape[:2]
-        if min(h, w) < MIN_SIDE:
-            raise SkinedgeError(f"frame is {w}×{h}; skinedge needs at least {MIN_SIDE}×{MIN_SIDE} pixels")
+        h, w = check_frame(frame)
         t = {}
         start = time.perf_counter()
         x = reference.preprocess(frame, self.size, self.mean, self.std)
@@ -99,6 +95,16 @@ class Pipeline:
         t["composite"] = _lap(start, t)
         t["total"] = sum(t.values())
         return FrameResult(image, True, lm.roi, lm.area, lm, t)
+
+
+def check_frame(frame: np.ndarray) -> tuple[int, int]:
+    """(H, W) of a usable frame; a wrong layout or a too-small frame is a one-line SkinedgeError."""
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise SkinedgeError(f"a frame must be H×W×3 uint8 BGR, got {frame.shape} {frame.dtype}")
+    h, w = frame.shape[:2]
+    if min(h, w) < MIN_SIDE:
+        raise SkinedgeError(f"frame is {w}×{h}; skinedge needs at least {MIN_SIDE}×{MIN_SIDE} pixels")
+    return h, w
 
 
 def _lap(start: float, done: dict | None = None) -> float:
