@@ -5,8 +5,9 @@ The ONNX Runtime side runs ``precision=auto`` (pruned INT8 where its gate passed
 and it measured faster than FP32, else pruned FP32, ...); the baseline is the
 torch backend on the unpruned FP32 checkpoints. Prints p50 per stage and in
 total, and the ratio. Then runs the ONNX Runtime pipeline over ``--frames``
-frames and samples the process RSS every 50 frames: it must stay flat (±5 %)
-after warm-up, i.e. no per-frame allocation growth.
+frames in a fresh process that imports only the lean runtime (no torch, as on a
+device) and samples its RSS every 50 frames: it must stay flat (±5 %) after
+warm-up, i.e. no per-frame allocation growth.
 
     python benchmarks/pipeline.py [--models DIR] [--frames 500] [--json benchmarks/results/pipeline.json]
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -83,7 +85,14 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=500)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--json", type=Path, default=Path(__file__).resolve().parent / "results" / "pipeline.json")
+    ap.add_argument("--rss-only", action="store_true", help=argparse.SUPPRESS)  # the child process
     args = ap.parse_args()
+    if args.rss_only:
+        with tempfile.TemporaryDirectory(prefix="skinedge-rss-") as tmp:
+            memory = rss_run(args.models, load_models(args.models), frames(Path(tmp)), args.frames)
+        memory["torch_imported"] = "torch" in sys.modules
+        print(json.dumps(memory))
+        return
     with tempfile.TemporaryDirectory(prefix="skinedge-pipeline-") as tmp:
         work = Path(tmp)
         models = args.models
@@ -98,7 +107,9 @@ def main() -> None:
         print(f"torch: p50 total {torch_side['p50_ms']['total']:.0f} ms", file=sys.stderr, flush=True)
         ort_side = time_backend(models, manifest, "onnxruntime", "auto", batch, args.repeats)
         print(f"onnxruntime: p50 total {ort_side['p50_ms']['total']:.0f} ms", file=sys.stderr, flush=True)
-        memory = rss_run(models, manifest, batch, args.frames)
+        memory = json.loads(subprocess.run(
+            [sys.executable, __file__, "--rss-only", "--models", str(models), "--frames", str(args.frames)],
+            capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
     speedup = torch_side["p50_ms"]["total"] / ort_side["p50_ms"]["total"]
     result = {"command": "python benchmarks/pipeline.py " + " ".join(f"--{k} {v}" for k, v in vars(args).items()
                                                                      if k != "json" and v is not None),
@@ -111,7 +122,8 @@ def main() -> None:
         print(f"| {s} | {a:.1f} | {b:.1f} | {a / b if b else float('nan'):.2f} |")
     print(f"\nvariants: torch {torch_side['variants']}, onnxruntime {ort_side['variants']}; "
           f"mean ROI {ort_side['mean_roi_px']:.0f} px; end to end {speedup:.2f}× faster")
-    print(f"RSS over {args.frames} frames (MB, every 50): {memory['samples_mb']}; spread after 100 frames "
+    print(f"RSS of a runtime-only process (torch imported: {memory['torch_imported']}) over {args.frames} frames "
+          f"(MB, every 50): {memory['samples_mb']}; spread after 100 frames "
           f"{memory['spread_after_100_frames']:.1%} ({'flat' if memory['flat_within_5pct'] else 'NOT flat'})")
     print(f"written: {args.json}")
 

@@ -127,18 +127,28 @@ def composite(frame: np.ndarray, sr: np.ndarray | None, soft: np.ndarray, roi: R
     height, width = frame.shape[:2]
     s = soft.shape[0]
     X0, Y0, OW, OH = out_rect
-    bg = sample_bilinear(frame, _bilinear_coords(OH, height, Y0, 1 / scale), _bilinear_coords(OW, width, X0, 1 / scale))
-    if sr is None:
-        return np.clip(np.floor(bg + 0.5), 0, 255).astype(np.uint8)
-    a = sample_bilinear(soft, _bilinear_coords(OH, s, Y0, s / (height * scale)),
-                        _bilinear_coords(OW, s, X0, s / (width * scale)))
-    x0, y0, w, h = roi
-    ys = np.arange(OH) + Y0 - y0 * scale
-    xs = np.arange(OW) + X0 - x0 * scale
-    inside = ((ys >= 0) & (ys < h * scale))[:, None] & ((xs >= 0) & (xs < w * scale))[None, :]
-    a = np.where(inside, a, 0.0)
-    lesion = np.zeros_like(bg)
-    yy, xx = np.clip(ys, 0, h * scale - 1), np.clip(xs, 0, w * scale - 1)
-    lesion[:] = sr[0].transpose(1, 2, 0)[yy][:, xx][:, :, ::-1] * 255.0
-    out = a[:, :, None] * lesion + (1.0 - a[:, :, None]) * bg
-    return np.clip(np.floor(out + 0.5), 0, 255).astype(np.uint8)
+    bg = _sample_separable(frame, _bilinear_coords(OH, height, Y0, 1 / scale),
+                           _bilinear_coords(OW, width, X0, 1 / scale))
+    if sr is not None:
+        x0, y0, w, h = roi  # the part of the output that has SR: a = 0 elsewhere, so out = bg there
+        top, left = max(0, y0 * scale - Y0), max(0, x0 * scale - X0)
+        bottom, right = min(OH, (y0 + h) * scale - Y0), min(OW, (x0 + w) * scale - X0)
+        if bottom > top and right > left:
+            a = _sample_separable(soft, _bilinear_coords(bottom - top, s, Y0 + top, s / (height * scale)),
+                                  _bilinear_coords(right - left, s, X0 + left, s / (width * scale)))[:, :, None]
+            sy, sx = Y0 + top - y0 * scale, X0 + left - x0 * scale
+            lesion = sr[0, ::-1, sy:sy + bottom - top, sx:sx + right - left].transpose(1, 2, 0) * 255.0
+            bg[top:bottom, left:right] = a * lesion + (1.0 - a) * bg[top:bottom, left:right]
+    return np.clip(np.floor(bg + 0.5), 0, 255).astype(np.uint8)
+
+
+def _sample_separable(grid: np.ndarray, ys: tuple, xs: tuple) -> np.ndarray:
+    """:func:`sample_bilinear` interpolating rows first, then columns: the same weights, far fewer gathers
+    (float32 rounding may differ from the kernel's order by < 1e-4, within its 1 LSB tolerance)."""
+    y0, y1, fy = ys
+    x0, x1, fx = xs
+    g = grid.astype(np.float32)
+    fy = fy.reshape((-1, 1) + (1,) * (g.ndim - 2))
+    rows = g[y0] * (1 - fy) + g[y1] * fy
+    fx = fx.reshape((1, -1) + (1,) * (g.ndim - 2))
+    return rows[:, x0] * (1 - fx) + rows[:, x1] * fx
