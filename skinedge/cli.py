@@ -292,6 +292,7 @@ def enhance_command(
     mode: str = typer.Option("roi", "--mode", help="roi: the lesion region ×4 | full: the whole image ×4"),
     engines: Optional[Path] = typer.Option(None, "--engines", help="TensorRT engines (skinedge build-engines)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace outputs already in --out"),
+    tile: Optional[int] = typer.Option(None, "--tile", help="SR tile side in LR pixels (default: 256 on ONNX Runtime/torch, the engine's maximum on TensorRT); smaller tiles use less memory, cost more time"),
 ) -> None:
     """Segment and super-resolve image files."""
     from skinedge.runtime.enhance import enhance_files, expand_inputs
@@ -303,7 +304,10 @@ def enhance_command(
     opened = open_runners(models, manifest, backend, precision, engines)
     typer.echo(f"backend {opened.backend} ({opened.why}); seg {opened.variants['seg']}, sr {opened.variants['sr']}")
     total = len(expand_inputs(inputs)[0])
-    with Pipeline(opened.seg, opened.sr, manifest, mode, tile=opened.tile, max_batch=opened.max_batch) as pipeline, \
+    if tile is not None and not 16 <= tile <= opened.tile:
+        raise SkinedgeError(f"--tile must be between 16 and {opened.tile} for the {opened.backend} backend, got {tile}")
+    with Pipeline(opened.seg, opened.sr, manifest, mode, tile=tile or opened.tile,
+                  max_batch=opened.max_batch) as pipeline, \
             progress_bar(total, "enhance", enabled=total > 3) as update:
         summary = enhance_files(inputs, pipeline, out, overwrite, log=typer.echo, progress=update)
     typer.echo(f"{len(summary.done)} enhanced, {len(summary.failed)} failed; outputs in {out}/")

@@ -1,0 +1,346 @@
+"""A browser viewer: ``skinedge run --serve HOST:PORT`` (stdlib HTTP server, no external assets).
+
+Routes: ``/`` the page, ``/stream.mjpg`` the live view as MJPEG, ``/frame.jpg``
+the newest frame, ``/stats.json`` the loop's stats. Every shown frame is
+composed once (``compose_view``) and JPEG-encoded at most once, by the first
+client that wants it; all clients share that JPEG. A streaming client always
+gets the newest frame when it is ready for one, so a slow client skips frames
+instead of building a backlog, and never slows the loop or other clients.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+import re
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from socketserver import TCPServer
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import cv2
+import numpy as np
+
+from skinedge.errors import SkinedgeError
+from skinedge.runtime.sinks.view import compose_view, end_to_end_ms
+
+if TYPE_CHECKING:
+    from skinedge.runtime.pipeline import FrameResult
+
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8080
+BOUNDARY = b"skinedgeframe"
+# Per stream socket: caps what the kernel queues for a slow client (Linux lets it grow to MBs, seconds of stale
+# frames); a stream then waits for its client and sends the newest frame next.
+SEND_BUFFER = 128 * 1024
+KEEPALIVE_S = 5.0  # a stream resends its frame after this long without a new one (finds clients that left)
+_HOST = re.compile(r"[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]")
+_SERVE_HELP = "--serve expects HOST:PORT, :PORT or PORT with a port in 0-65535 (e.g. 127.0.0.1:8080)"
+
+
+def parse_serve(value: str) -> tuple[str, int]:
+    """``"HOST:PORT"``, ``":PORT"`` or ``"PORT"`` → (host, port); the host defaults to 127.0.0.1.
+
+    IPv6 hosts are written in brackets (``[::1]:8080``). Port 0 picks a free port.
+    Raises ``SkinedgeError`` naming the bad value and the accepted forms.
+    """
+    text = str(value).strip()
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "", text
+    if host and not _HOST.fullmatch(host):
+        raise SkinedgeError(f"{_SERVE_HELP} (IPv6 in brackets, no http://), got {value!r}")
+    if not port.isdigit() or int(port) > 65535:
+        raise SkinedgeError(f"{_SERVE_HELP}, got {value!r}")
+    return (host.strip("[]") or DEFAULT_HOST), int(port)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True  # streaming clients never keep the process alive
+
+    def server_bind(self) -> None:  # HTTPServer's would do a reverse DNS look-up (getfqdn): slow offline
+        TCPServer.server_bind(self)
+        self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+class WebSink:
+    """Serves the live view over HTTP; ``with WebSink(port=0) as sink: ...; print(sink.url)``.
+
+    Args:
+        host: address to listen on; 127.0.0.1 (this machine only) by default,
+            0.0.0.0 to let other machines watch.
+        port: TCP port; 0 picks a free one (see ``url``/``port``).
+        quality: JPEG quality, 1-100.
+        height: panel height passed to ``compose_view``.
+
+    Raises:
+        SkinedgeError: the port is in use or the address cannot be listened on.
+    """
+
+    def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, quality: int = 80,
+                 height: int | None = None):
+        server_cls = _Server6 if ":" in host else _Server
+        try:
+            self._server = server_cls((host, int(port)), _Handler)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise SkinedgeError(f"port {port} on {host} is in use: choose another with --serve HOST:PORT") from None
+            reason = exc.strerror or str(exc)
+            raise SkinedgeError(f"cannot listen on {host}:{port} ({reason}): choose another with --serve HOST:PORT"
+                                ) from None
+        self._server.sink = self
+        self.host, self.port = host, int(self._server.server_address[1])
+        self.quality, self.height = int(quality), height
+        self._cond = threading.Condition()
+        self._encode = threading.Lock()
+        self._seq = 0  # frames shown
+        self._view: np.ndarray | None = None  # newest composed frame
+        self._jpeg, self._jpeg_seq = b"", 0
+        self._stats: dict = {}
+        self._last_raw: np.ndarray | None = None
+        self._clients: set[socket.socket] = set()
+        self._closed = False
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name=f"skinedge-web:{self.port}", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        """Where to open the page (a wildcard address is shown as this machine's loopback)."""
+        host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}/"
+
+    @property
+    def clients(self) -> int:
+        """Streaming clients connected now."""
+        with self._cond:
+            return len(self._clients)
+
+    def show(self, raw: np.ndarray, result: "FrameResult | None", stats: dict) -> None:
+        """Compose the view and hand it to the clients (the JPEG is made when the first one asks)."""
+        if self._closed:
+            return
+        if raw is not None and raw.size:
+            self._last_raw = raw
+        view = compose_view(self._last_raw if raw is None or not raw.size else raw, result, stats, height=self.height)
+        snapshot = _jsonable(stats)
+        snapshot["e2e_ms"] = _jsonable(end_to_end_ms(dict(stats.get("latency_ms") or {})))
+        snapshot["view"] = {"width": view.shape[1], "height": view.shape[0]}
+        if result is not None:
+            snapshot["view"].update(found=bool(result.found), roi=_jsonable(result.roi), note=result.note,
+                                    lesion_area=_jsonable(result.lesion_area))
+        with self._cond:
+            self._seq += 1
+            self._view, snapshot["shown"] = view, self._seq
+            self._stats = snapshot
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """Stop serving: streams end at once, the port is freed. Safe to call twice."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            clients = list(self._clients)
+            self._cond.notify_all()
+        self._server.shutdown()
+        self._server.server_close()
+        for conn in clients:  # unblock a stream stuck writing to a stalled client
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._thread.join(timeout=2)
+
+    def __enter__(self) -> "WebSink":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- used by the request handler -------------------------------------------------------------------------
+
+    def _newest(self, after: int = 0, timeout: float | None = None) -> tuple[int, bytes] | None:
+        """(seq, JPEG) of the newest frame, waiting up to ``timeout`` s for one newer than ``after``.
+
+        None once closed; (0, b"") while no frame has been shown yet.
+        """
+        with self._cond:
+            self._cond.wait_for(lambda: self._closed or self._seq > after, timeout)
+            if self._closed:
+                return None
+            if self._seq == 0:
+                return 0, b""
+            if self._jpeg_seq == self._seq:
+                return self._seq, self._jpeg
+        with self._encode:  # one encoder at a time: the others then find it done
+            with self._cond:
+                seq, view = self._seq, self._view
+                if self._jpeg_seq == seq:
+                    return seq, self._jpeg
+            ok, buf = cv2.imencode(".jpg", view, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+            data = buf.tobytes()
+            with self._cond:
+                if seq > self._jpeg_seq:
+                    self._jpeg, self._jpeg_seq = data, seq
+            return seq, data
+
+    def _stats_json(self) -> bytes:
+        with self._cond:
+            stats = dict(self._stats, clients=len(self._clients), shown=self._seq)
+        return json.dumps(stats).encode()
+
+    def _track(self, conn: socket.socket, add: bool) -> bool:
+        with self._cond:
+            if add and self._closed:
+                return False
+            (self._clients.add if add else self._clients.discard)(conn)
+            return True
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.0"
+    timeout = 30  # seconds a stalled client may hold its thread
+    server_version = "skinedge"
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        route = {"/": self._page, "/index.html": self._page, "/stream.mjpg": self._stream, "/frame.jpg": self._frame,
+                 "/stats.json": self._stats}.get(urlsplit(self.path).path)
+        try:
+            if route is None:
+                self._send(404, "text/plain; charset=utf-8", b"not found: try / /stream.mjpg /frame.jpg /stats.json\n")
+            else:
+                route()
+        except OSError:  # the client left, or close() shut its socket
+            pass
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 (http.server's signature)
+        pass  # no per-request lines on the console of a live loop
+
+    def _send(self, code: int, ctype: str, body: bytes) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _page(self) -> None:
+        self._send(200, "text/html; charset=utf-8", PAGE.encode())
+
+    def _stats(self) -> None:
+        self._send(200, "application/json", self.server.sink._stats_json())
+
+    def _frame(self) -> None:
+        newest = self.server.sink._newest(timeout=0)
+        if newest is None or not newest[1]:
+            self._send(503, "text/plain; charset=utf-8", b"no frame yet\n")
+        else:
+            self._send(200, "image/jpeg", newest[1])
+
+    def _stream(self) -> None:
+        sink = self.server.sink
+        if not sink._track(self.connection, True):
+            return
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+            self.send_response(200)
+            self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY.decode()}")
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(b"--" + BOUNDARY + b"\r\n")
+            seq = 0
+            while (newest := sink._newest(seq, KEEPALIVE_S)) is not None:
+                seq, jpeg = newest
+                if not jpeg:
+                    continue
+                # The closing boundary goes right after the part, so a browser shows it without waiting for the next.
+                self.wfile.write(b"Content-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n--%s\r\n"
+                                 % (len(jpeg), jpeg, BOUNDARY))
+        finally:
+            sink._track(self.connection, False)
+
+
+def _jsonable(x):
+    """Plain JSON types (NumPy scalars to Python, NaN/inf to null: JavaScript's JSON.parse rejects them)."""
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if x is None or isinstance(x, (bool, str)):
+        return x
+    if isinstance(x, np.bool_):
+        return bool(x)
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        return float(x) if math.isfinite(float(x)) else None
+    return str(x)
+
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>skinedge live</title>
+<style>
+body { margin: 0; background: #111; color: #ddd; font: 14px system-ui, sans-serif; }
+header { padding: 6px 12px; color: #8c8; }
+#view { display: block; margin: 0 auto; max-width: 100%; height: auto; background: #222; }
+#stats { margin: 0; padding: 6px 12px; font: 13px ui-monospace, monospace; white-space: pre-wrap; }
+</style></head>
+<body>
+<header>skinedge live view <span id="mode"></span></header>
+<img id="view" src="/stream.mjpg" alt="live view">
+<pre id="stats">waiting for stats...</pre>
+<script>
+"use strict";
+const img = document.getElementById("view"), box = document.getElementById("stats");
+const mode = document.getElementById("mode");
+let polling = false;
+function poll() {  // fallback: fetch the newest frame 5 times a second
+  if (polling) return;
+  polling = true;
+  mode.textContent = "(polling /frame.jpg)";
+  img.onload = () => setTimeout(next, 200);
+  img.onerror = () => setTimeout(next, 1000);
+  next();
+}
+function next() { img.src = "/frame.jpg?t=" + Date.now(); }
+if (new URLSearchParams(location.search).get("mode") === "poll") poll();
+else {
+  img.onerror = poll;  // no MJPEG support, or the stream broke
+  setTimeout(() => { if (!img.naturalWidth) poll(); }, 2000);  // nothing shown after 2 s
+}
+const f1 = (v) => (typeof v === "number" ? v.toFixed(1) : "-");
+function describe(s) {
+  if (!s.shown) return "waiting for the first frame...";
+  const lat = s.latency_ms || {}, view = s.view || {};
+  const state = !s.signal ? "NO SIGNAL" : view.found ? "lesion " + f1(100 * view.lesion_area) + "%" : "no lesion";
+  const stages = Object.entries(lat).filter(([k]) => !["e2e", "end_to_end", "total"].includes(k))
+    .map(([k, v]) => k + " " + f1(v)).join(" | ");
+  const variants = Object.entries(s.variants || {}).map(([k, v]) => k + "=" + v).join(" ");
+  return ["fps " + f1(s.fps) + "   e2e " + (s.e2e_ms == null ? "-" : f1(s.e2e_ms) + " ms") + "   dropped " +
+          (s.dropped ?? "-") + "   frame " + (s.frame ?? "-") + "   " + state,
+          "stages ms: " + (stages || "-"),
+          "backend " + (s.backend || "-") + " " + variants + "   source " + (s.source || "-") +
+          "   viewers " + s.clients].join("\\n");
+}
+async function stats() {
+  try {
+    const r = await fetch("/stats.json", {cache: "no-store"});
+    box.textContent = describe(await r.json());
+  } catch (e) {
+    box.textContent = "stats unavailable (" + e + "); retrying";
+  }
+  setTimeout(stats, 1000);
+}
+stats();
+</script>
+</body></html>
+"""
