@@ -282,6 +282,31 @@ def build_engines_cli(
     build_engines_command(models, out, profile, rebuild, log=typer.echo)
 
 
+@app.command("run")
+def run_cli(
+    camera: Optional[int] = typer.Option(None, "--camera", help="camera index (V4L2/USB through OpenCV)"),
+    source: Optional[str] = typer.Option(None, "--source", help="csi://N | /dev/videoN | rtsp://... | video file | image folder or glob"),
+    models: Path = typer.Option(..., "--models", help="models directory (skinedge export/calibrate)"),
+    backend: str = typer.Option("auto", "--backend", help="auto | onnxruntime | tensorrt | torch"),
+    precision: str = typer.Option("auto", "--precision", help="auto (fastest the gates allow) | fp32 | fp16 | int8 | int8-cpu | pruned.*"),
+    mode: str = typer.Option("roi", "--mode", help="roi: the lesion region ×4 | full: the whole frame ×4"),
+    engines: Optional[Path] = typer.Option(None, "--engines", help="TensorRT engines (skinedge build-engines)"),
+    record: Optional[Path] = typer.Option(None, "--record", help="folder for raw + enhanced video segments and frames.jsonl"),
+    serve: Optional[str] = typer.Option(None, "--serve", help="web viewer at HOST:PORT (PORT alone: 127.0.0.1)"),
+    no_display: bool = typer.Option(False, "--no-display", help="no window (headless)"),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="stop after N frames"),
+    width: Optional[int] = typer.Option(None, "--width", help="capture width"),
+    height: Optional[int] = typer.Option(None, "--height", help="capture height"),
+    fps: Optional[float] = typer.Option(None, "--fps", help="capture frame rate"),
+    realtime: bool = typer.Option(False, "--realtime", help="play files at their frame rate, dropping frames like a camera"),
+) -> None:
+    """Live: camera or stream in, enhanced view out (window, file, web viewer)."""
+    from skinedge.runtime.live import run_command
+
+    run_command(camera, source, models, backend, precision, mode, engines, record, serve, no_display, max_frames,
+                width, height, fps, realtime, log=typer.echo)
+
+
 @app.command("enhance")
 def enhance_command(
     inputs: list[str] = typer.Argument(..., help="image files, folders and globs"),
@@ -354,7 +379,6 @@ def calibrate_command(
 # Listed so that `--help` shows the whole surface; each is replaced by the real
 # command when its issue lands.
 LATER_COMMANDS = {
-    (None, "run"): "Live: camera or stream in, enhanced view out (window, file, web viewer).",
     (None, "bench"): "Per-stage latency of the pipeline per backend and precision.",
 }
 

@@ -1,0 +1,274 @@
+"""``skinedge run``: newest frame → pipeline → sinks → recorder, until the source ends or Ctrl-C.
+
+The loop is short on purpose (jetson-inference's ``segnet.py`` shape): the
+capture thread (:mod:`skinedge.runtime.capture`) hides cameras, drops and
+reconnects; the sinks (:mod:`skinedge.runtime.sinks`) hide windows and
+browsers; the recorder (:mod:`skinedge.runtime.record`) hides files. What is
+left here is timing: latency is measured end to end, from the moment the
+frame left the camera to the moment its result exists — the number a user
+feels, not the network time alone — and fps is counted on finished frames.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections import deque
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from skinedge.errors import SkinedgeError
+from skinedge.runtime.capture import LatestFrame
+from skinedge.runtime.pipeline import FrameResult
+from skinedge.runtime.record import Recorder, check_record_path
+from skinedge.runtime.sinks import Sink
+from skinedge.runtime.sources import Source, open_source
+
+IDLE_S = 0.5  # with no signal the sinks hear from the loop at ~2 Hz
+FPS_WINDOW = 30  # fps is measured over the last ~30 finished frames
+BLACK = np.zeros((480, 640, 3), np.uint8)  # the raw image shown with "no signal" before any frame came
+
+
+class _Meter:
+    """End-to-end latency, per-stage times and fps of the frames done so far."""
+
+    def __init__(self):
+        self.frames = 0
+        self.latency: list[float] = []
+        self.stages: dict[str, list[float]] = {}
+        self.done: deque[float] = deque(maxlen=FPS_WINDOW)
+        self.first = self.last = 0.0
+
+    def add(self, result: FrameResult, end_to_end_ms: float) -> None:
+        now = time.perf_counter()
+        self.first = self.first or now
+        self.last = now
+        self.frames += 1
+        self.latency.append(end_to_end_ms)
+        for stage, ms in result.timings_ms.items():
+            self.stages.setdefault(stage, []).append(float(ms))
+        self.done.append(now)
+
+    def fps(self) -> float:
+        if len(self.done) < 2:
+            return 0.0
+        return (len(self.done) - 1) / max(self.done[-1] - self.done[0], 1e-9)
+
+    def summary(self) -> dict:
+        pct = (lambda xs, q: round(float(np.percentile(xs, q)), 2) if xs else 0.0)
+        span = self.last - self.first
+        return {"frames": self.frames,
+                "latency_p50_ms": pct(self.latency, 50), "latency_p95_ms": pct(self.latency, 95),
+                "fps": round((self.frames - 1) / span, 2) if self.frames > 1 and span > 0 else 0.0,
+                "stage_p50_ms": {k: pct(v, 50) for k, v in self.stages.items()}}
+
+
+def check_max_frames(max_frames: int | None) -> None:
+    """``--max-frames`` must be a positive count (or absent: run until the source ends)."""
+    if max_frames is not None and max_frames <= 0:
+        raise SkinedgeError(f"--max-frames must be a positive number of frames, got {max_frames}")
+
+
+def run_live(source: Source, pipeline: Callable[[np.ndarray], FrameResult], sinks: list[Sink],
+             recorder: Recorder | None = None, max_frames: int | None = None, log: Callable[[str], None] = print,
+             *, realtime: bool = False, backend: str = "", variants: dict | None = None,
+             warmup: bool = True) -> dict:
+    """Run the live loop; closes the sinks and the recorder (not the source) when it ends.
+
+    Args:
+        source: an open source (:func:`~skinedge.runtime.sources.open_source`).
+        pipeline: an activated :class:`~skinedge.runtime.pipeline.Pipeline` (or any frame → FrameResult).
+        sinks: each gets ``show(raw, result, stats)`` per frame, and ``result=None`` at ~2 Hz without signal.
+            A sink whose ``quit`` attribute turns True (window closed, 'q') ends the run.
+        recorder: writes raw frames, enhanced views and frames.jsonl.
+        max_frames: stop after this many processed frames (None: until the source ends or Ctrl-C).
+        realtime: read a file or folder at its own fps and drop what the pipeline cannot keep up with.
+        warmup: run the first frame once untimed, so one-off start-up cost does not count as latency.
+    Returns:
+        Summary: frames, dropped, reconnects, lost, latency_p50_ms / latency_p95_ms (end to end),
+        fps (mean), stage_p50_ms, seconds, stopped (end of source | max frames | viewer closed |
+        interrupted | capture failed), source.
+    """
+    check_max_frames(max_frames)
+    loop = _Loop(source, pipeline, sinks, recorder, realtime=realtime, log=log, warmup=warmup,
+                 info={"source": source.describe(), "backend": backend, "variants": dict(variants or {})})
+    stopped, started = "end of source", time.perf_counter()
+    try:
+        loop.capture.start()
+        while max_frames is None or loop.meter.frames < max_frames:
+            if any(getattr(sink, "quit", False) for sink in sinks):
+                stopped = "viewer closed"
+                break
+            got = loop.capture.get(IDLE_S)
+            if got is None and loop.capture.ended:
+                stopped = "capture failed" if loop.capture.error else stopped
+                break
+            loop.step(got)
+        else:
+            stopped = "max frames"
+    except KeyboardInterrupt:
+        stopped = "interrupted"
+        log("interrupted (Ctrl-C): closing the recording and the viewers")
+    finally:
+        loop.capture.stop()
+        _close(sinks, recorder, log)
+    capture = loop.capture
+    return {**loop.meter.summary(), "dropped": capture.dropped, "reconnects": capture.reconnects,
+            "lost": capture.lost, "seconds": round(time.perf_counter() - started, 2), "stopped": stopped,
+            "source": loop.info["source"]}
+
+
+class _Loop:
+    """The state of one run: capture thread, meter, the last frame (shown greyed while there is no signal)."""
+
+    def __init__(self, source: Source, pipeline: Callable[[np.ndarray], FrameResult], sinks: list[Sink],
+                 recorder: Recorder | None, *, realtime: bool, log: Callable[[str], None], warmup: bool, info: dict):
+        self.capture = LatestFrame(source, realtime=realtime, log=log)
+        self.pipeline, self.sinks, self.recorder, self.warmup, self.info = pipeline, sinks, recorder, warmup, info
+        self.meter, self.raw, self.index = _Meter(), BLACK, -1
+
+    def step(self, got: tuple[np.ndarray, int] | None) -> None:
+        """One frame through pipeline → sinks → recorder; with no frame, tell the sinks if the signal is gone."""
+        if got is None:
+            if not self.capture.signal:
+                _show(self.sinks, self.raw, None, self.stats({}, signal=False))
+            return
+        self.raw, self.index = got
+        if self.warmup and self.meter.frames == 0:
+            self.pipeline(self.raw)
+            self.capture.stamp = max(self.capture.stamp, time.perf_counter())  # waiting for warm-up is not latency
+        result = self.pipeline(self.raw)
+        end_to_end = (time.perf_counter() - self.capture.stamp) * 1000
+        self.meter.add(result, end_to_end)
+        _show(self.sinks, self.raw, result, self.stats({**result.timings_ms, "end_to_end": end_to_end}, signal=True))
+        if self.recorder is not None:
+            self.recorder.write(self.raw, result, self.index, end_to_end)
+
+    def stats(self, latency: dict, *, signal: bool) -> dict:
+        """What every sink gets with each frame (the keys are the Sink contract)."""
+        return {"frame": self.index, "fps": self.meter.fps(), "latency_ms": latency,
+                "dropped": self.capture.dropped, "signal": signal, **self.info}
+
+
+def _show(sinks: list[Sink], raw: np.ndarray, result: FrameResult | None, stats: dict) -> None:
+    for sink in sinks:
+        sink.show(raw, result, stats)
+
+
+def _close(sinks: list[Sink], recorder: Recorder | None, log: Callable[[str], None]) -> None:
+    """Close the recorder first (it holds the data), then every sink, each even if another fails."""
+    for thing in ([recorder] if recorder is not None else []) + list(reversed(sinks)):
+        try:
+            thing.close()
+        except Exception as exc:  # noqa: BLE001 - one failing sink must not leave the others (or files) open
+            log(f"closing {type(thing).__name__} failed: {exc}")
+
+
+def format_summary(summary: dict) -> str:
+    """The run's summary in three lines, for the terminal."""
+    stages = ", ".join(f"{k} {v:.1f}" for k, v in summary["stage_p50_ms"].items() if k != "total")
+    return (f"{summary['frames']} frames in {summary['seconds']:.1f} s ({summary['stopped']}): "
+            f"{summary['fps']:.1f} fps, end-to-end latency p50 {summary['latency_p50_ms']:.1f} ms, "
+            f"p95 {summary['latency_p95_ms']:.1f} ms\n"
+            f"dropped {summary['dropped']}, signal lost {summary['lost']}×, reconnected {summary['reconnects']}×\n"
+            f"stage p50 (ms): {stages or 'none'}")
+
+
+# ---------------------------------------------------------------------- the command
+def source_uri(camera: int | None, source: str | None) -> str:
+    """``--camera N`` or ``--source URI`` (exactly one) as one URI."""
+    if (camera is None) == (source is None):
+        raise SkinedgeError("give exactly one of --camera N or --source URI (e.g. --camera 0, --source csi://0, "
+                            "--source clip.mp4)")
+    if camera is not None:
+        if camera < 0:
+            raise SkinedgeError(f"--camera must be a camera number (0, 1, ...), got {camera}")
+        return f"camera://{camera}"
+    return str(source)
+
+
+def parse_serve(serve: str) -> tuple[str, int]:
+    """``--serve`` → (host, port), by the web viewer's rules (127.0.0.1 unless a host is named)."""
+    return _sink_module("web", "the web viewer", "install skinedge[cpu]").parse_serve(serve)
+
+
+def _sink_module(name: str, what: str, fix: str):
+    """``skinedge.runtime.sinks.NAME``, imported only when that sink is wanted."""
+    module = f"skinedge.runtime.sinks.{name}"
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        missing = "it is not in this install" if exc.name == module else f"it needs {exc.name}, which is missing"
+        raise SkinedgeError(f"{what} ({module}) cannot be loaded: {missing}; {fix}") from None
+
+
+def open_sinks(no_display: bool, serve: tuple[str, int] | None, log: Callable[[str], None]) -> list[Sink]:
+    """The window (when wanted and a display exists) and the web viewer (``--serve``)."""
+    sinks: list[Sink] = []
+    try:
+        if not no_display:
+            view = _sink_module("view", "the window viewer", "run with --no-display")
+            if view.window_available():
+                sinks.append(view.WindowSink())
+            else:
+                log("no window: this OpenCV has no GUI or there is no display; running without one "
+                    "(--serve HOST:PORT shows the view in a browser, --no-display silences this)")
+        if serve is not None:
+            web = _sink_module("web", "the web viewer", "run without --serve")
+            sinks.append(web.WebSink(*serve))
+            log(f"web viewer: {getattr(sinks[-1], 'url', '%s:%d' % serve)}")
+    except BaseException:
+        _close(sinks, None, log)
+        raise
+    return sinks
+
+
+def run_command(camera: int | None, source: str | None, models: Path, backend: str = "auto",
+                precision: str = "auto", mode: str = "roi", engines: Path | None = None, record: Path | None = None,
+                serve: str | None = None, no_display: bool = False, max_frames: int | None = None,
+                width: int | None = None, height: int | None = None, fps: float | None = None,
+                realtime: bool = False, log: Callable[[str], None] = print) -> dict:
+    """Everything ``skinedge run`` does: check the options, open all, run live, print the summary.
+
+    Cheap checks come first (one source, max frames, --serve, the record folder), so a typo is one line
+    before models load or a camera starts. Returns the summary of :func:`run_live`.
+    """
+    from skinedge.runtime.models import load_models
+    from skinedge.runtime.pipeline import Pipeline
+    from skinedge.runtime.select import open_runners
+
+    uri = source_uri(camera, source)
+    check_max_frames(max_frames)
+    _check_capture(width, height, fps)
+    address = parse_serve(serve) if serve else None
+    if record is not None:
+        check_record_path(record)
+    manifest = load_models(models)
+    with ExitStack() as stack:
+        src = stack.enter_context(open_source(uri, width, height, fps, log=lambda s: log(f"warning: {s}")))
+        log(f"source: {src.describe()}")
+        opened = open_runners(models, manifest, backend, precision, engines)
+        log(f"backend {opened.backend} ({opened.why}); seg {opened.variants['seg']}, sr {opened.variants['sr']}")
+        pipeline = stack.enter_context(Pipeline(opened.seg, opened.sr, manifest, mode, tile=opened.tile,
+                                                max_batch=opened.max_batch))
+        sinks = open_sinks(no_display, address, log)
+        try:
+            recorder = Recorder(record, fps or src.fps or 30.0, log=log) if record is not None else None
+        except BaseException:
+            _close(sinks, None, log)
+            raise
+        summary = run_live(src, pipeline, sinks, recorder, max_frames, log, realtime=realtime,
+                           backend=opened.backend, variants=opened.variants)
+    log(format_summary(summary))
+    if record is not None:
+        log(f"recording in {record}/ (raw-*.avi, enhanced-*.avi, frames.jsonl)")
+    return summary
+
+
+def _check_capture(width: int | None, height: int | None, fps: float | None) -> None:
+    for name, value in (("--width", width), ("--height", height), ("--fps", fps)):
+        if value is not None and value <= 0:
+            raise SkinedgeError(f"{name} must be positive, got {value}")
