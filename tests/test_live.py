@@ -202,7 +202,7 @@ def test_run_command_serves_the_view_on_the_web(exported, video):
     ({"camera": None, "source": None}, "exactly one of --camera N or --source URI"),
     ({"camera": 0, "source": "clip.avi"}, "exactly one of --camera N or --source URI"),
     ({"camera": None, "source": "clip.avi", "max_frames": 0}, "--max-frames must be a positive"),
-    ({"camera": None, "source": "clip.avi", "serve": "host:port"}, "--serve 'host:port'"),
+    ({"camera": None, "source": "clip.avi", "serve": "host:port"}, "--serve expects HOST:PORT"),
     ({"camera": None, "source": "clip.avi", "record": Path("/no/such/folder/rec")}, "does not exist"),
 ])
 def test_run_command_refuses_bad_options_before_loading_anything(kwargs, message, tmp_path):
