@@ -16,7 +16,7 @@ from typing import Optional
 import typer
 
 import skinedge
-from skinedge.errors import NotYetAvailable, SkinedgeError
+from skinedge.errors import SkinedgeError
 from skinedge.progress import progress_bar
 
 app = typer.Typer(
@@ -36,7 +36,6 @@ USER_OS_ERRORS = {errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS, errno.ED
                   errno.EISDIR, errno.ENOENT}
 SPEC_HELP = ("dataset as KIND:PATH, KIND one of isic2018, ph2, derm7pt, folder, synthetic "
              "(e.g. isic2018:/data/ISIC2018)")
-LATER = {"context_settings": {"allow_extra_args": True, "ignore_unknown_options": True}}
 
 
 def _version(value: bool) -> None:
@@ -307,6 +306,28 @@ def run_cli(
                 width, height, fps, realtime, log=typer.echo)
 
 
+@app.command("bench")
+def bench_cli(
+    models: Path = typer.Option(..., "--models", help="models directory (skinedge export/calibrate)"),
+    backend: list[str] = typer.Option([], "--backend", help="repeatable: onnxruntime | tensorrt | torch (default onnxruntime)"),
+    precision: list[str] = typer.Option([], "--precision", help="repeatable: auto | fp32 | fp16 | int8 | int8-cpu | pruned.* (default auto)"),
+    mode: list[str] = typer.Option([], "--mode", help="repeatable: roi | full (default roi)"),
+    frames: int = typer.Option(30, "--frames", help="timed frames per configuration"),
+    warmup: int = typer.Option(3, "--warmup", help="untimed frames first"),
+    data: Optional[str] = typer.Option(None, "--data", help="frames from this dataset instead of generated ones; " + SPEC_HELP),
+    size: int = typer.Option(256, "--size", help="side of the generated frames"),
+    engines: Optional[Path] = typer.Option(None, "--engines", help="TensorRT engines (skinedge build-engines)"),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="write the results as JSON"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="write a PNG bar chart of stage latencies"),
+    no_baseline: bool = typer.Option(False, "--no-baseline", help="skip the torch FP32 baseline"),
+) -> None:
+    """Per-stage latency of the pipeline per backend and precision, against torch FP32."""
+    from skinedge.runtime.bench import bench_command
+
+    bench_command(models, backend, precision, mode, frames, warmup, data, size, engines, json_path, plot, no_baseline,
+                  log=typer.echo)
+
+
 @app.command("enhance")
 def enhance_command(
     inputs: list[str] = typer.Argument(..., help="image files, folders and globs"),
@@ -373,25 +394,6 @@ def calibrate_command(
     if not report["passed"] and not force:
         raise SkinedgeError("a variant failed its accuracy gate and was not written (see the table above; "
                             "--force writes it marked failing)")
-
-
-# ------------------------------------------------------- commands of later issues
-# Listed so that `--help` shows the whole surface; each is replaced by the real
-# command when its issue lands.
-LATER_COMMANDS = {
-    (None, "bench"): "Per-stage latency of the pipeline per backend and precision.",
-}
-
-
-def _not_yet(words: str):
-    def command() -> None:
-        raise NotYetAvailable(f"`skinedge {words}` is not yet available in skinedge {skinedge.__version__}")
-    return command
-
-
-for (group, name), summary in LATER_COMMANDS.items():
-    target = train_app if group == "train" else app
-    target.command(name, help=f"[not yet] {summary}", **LATER)(_not_yet(f"{group} {name}" if group else name))
 
 
 @app.command("demo")

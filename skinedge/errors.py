@@ -15,11 +15,5 @@ class DataError(SkinedgeError):
     """A dataset, image or mask that cannot be used as it is."""
 
 
-class NotYetAvailable(SkinedgeError):
-    """A CLI command whose implementation has not landed yet."""
-
-    exit_code = 2
-
-
 class MissingWeights(SkinedgeError):
     """Pretrained weights that cannot be downloaded here and were not supplied."""

@@ -35,12 +35,13 @@ def test_version():
     assert result.returncode == 0 and result.stdout.strip() == f"skinedge {skinedge.__version__}"
 
 
-@pytest.mark.parametrize("argv", [["bench", "--models", "x"], ["bench"]])
-def test_later_commands_say_not_yet_available(argv):
-    result = skinedge_cli(*argv)
-    assert result.returncode == 2
-    assert result.stderr.strip().startswith("skinedge: error: `skinedge")
-    assert "not yet available" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+@pytest.mark.parametrize("argv", [["bench", "--models", "nowhere"], ["run", "--source", "x.avi", "--models", "nowhere"],
+                                  ["enhance", "x.png", "--models", "nowhere", "--out", "o"]])
+def test_runtime_commands_with_a_missing_models_dir_say_so_in_one_line(argv, tmp_path):
+    result = skinedge_cli(*argv, cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("skinedge: error:") and "nowhere" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
 
 
 def test_synth_twice_is_byte_identical_and_checks_clean(tmp_path):
