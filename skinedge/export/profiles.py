@@ -10,7 +10,10 @@ read by the lean runtime (:func:`skinedge.runtime.engines.read_profile`, what
 
 from __future__ import annotations
 
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10 (JetPack 6)
+    import tomli as tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 

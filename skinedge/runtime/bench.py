@@ -491,7 +491,8 @@ def plot_bench(doc: dict, path: str | Path, width: int = 1100) -> None:
     draw = ImageDraw.Draw(img)
     text = lambda xy, words, fill=(0, 0, 0): draw.text(xy, words.replace("×", "x"), fill=fill)  # noqa: E731
     env = doc["environment"]
-    text((10, 8), f"skinedge bench: p50 latency per stage (ms), {doc['settings']['source']}")
+    text((10, 8), f"skinedge bench: p50 latency per stage (ms), {doc['settings']['source']}; "
+         "bars: each stage's p50, label: the total's p50")
     text((10, 24), f"CPU {env['cpu']['model']} ({env['cpu']['cores']} cores)"
          + (f", GPU {env['gpu']['name']}" if env.get("gpu") else ""))
     x = left

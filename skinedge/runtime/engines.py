@@ -25,7 +25,10 @@ import json
 import re
 import threading
 import time
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10 (JetPack 6)
+    import tomli as tomllib
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
