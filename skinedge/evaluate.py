@@ -21,7 +21,7 @@ from PIL import Image
 from skinedge import metrics
 from skinedge.data import open_dataset
 from skinedge.data.degrade import bicubic_upscale, degrade, mod_crop, resize_mask
-from skinedge.data.splits import make_split, read_split
+from skinedge.data.splits import read_split, recorded_or_new_split
 from skinedge.errors import MissingWeights, SkinedgeError
 from skinedge.runtime.composite import composite, dilate, feather, mask_image
 from skinedge.train.loop import pick_device
@@ -105,11 +105,9 @@ def _test_ids(cfg: EvalConfig, dataset, seg_payload: dict) -> tuple[list[str], s
     else a new seeded split of this dataset (cross-dataset evaluation)."""
     if cfg.split:
         return read_split(cfg.split).parts["test"], f"--split {cfg.split}"
-    data = seg_payload.get("data", {})
-    recorded = data.get("split_file")
-    if recorded and data.get("spec") == cfg.data and Path(recorded).is_file():
-        return read_split(Path(recorded)).parts["test"], f"the segmenter's split {recorded}"
-    split = make_split(dataset, seed=0)
+    split, recorded = recorded_or_new_split(dataset, seg_payload.get("data"))
+    if recorded:
+        return split.parts["test"], f"the segmenter's split {recorded}"
     return split.parts["test"], f"{split.strategy} split of this dataset, seed 0"
 
 

@@ -118,3 +118,14 @@ def read_split(path: Path) -> Split:
         raise DataError(f"split file not found: {path}") from None
     except (ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{path}: not a skinedge split file ({exc})") from None
+
+
+def recorded_or_new_split(dataset: Dataset, recorded: dict | None) -> tuple[Split, str | None]:
+    """The split a checkpoint recorded (``recorded`` = its ``data`` section) when it was made for
+    ``dataset`` and the file is still there, with that file's path; else a new seeded split
+    (seed 0) and None. Evaluation, export, calibration and pruning agree on this rule."""
+    recorded = recorded or {}
+    path = recorded.get("split_file")
+    if path and recorded.get("spec") == dataset.spec and Path(path).is_file():
+        return read_split(Path(path)), path
+    return make_split(dataset, seed=0), None

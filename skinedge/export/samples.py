@@ -9,7 +9,6 @@ runtime's context), exactly what the pipeline feeds it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -17,7 +16,7 @@ from PIL import Image
 from skinedge.data import open_dataset
 from skinedge.data.dataset import Dataset, Item
 from skinedge.data.degrade import Degradation, degrade, mod_crop, resize_mask
-from skinedge.data.splits import make_split, read_split
+from skinedge.data.splits import recorded_or_new_split
 from skinedge.errors import DataError
 from skinedge.runtime.composite import dilate, mask_image
 
@@ -29,12 +28,9 @@ def dataset_parts(spec: str, recorded: dict | None) -> tuple[Dataset, dict[str, 
     """The dataset and its train/val/test ids: the checkpoint's split when it was made for
     this dataset, else a seeded split of it (seed 0, as ``eval`` does)."""
     dataset = open_dataset(spec)
-    recorded = recorded or {}
-    split_file = recorded.get("split_file")
-    if recorded.get("spec") == spec and split_file and Path(split_file).is_file():
-        return dataset, read_split(Path(split_file)).parts, f"the checkpoint's split {split_file}"
-    split = make_split(dataset, seed=0)
-    return dataset, split.parts, f"{split.strategy} split of {spec}, seed 0"
+    split, path = recorded_or_new_split(dataset, recorded)
+    source = f"the checkpoint's split {path}" if path else f"{split.strategy} split of {spec}, seed 0"
+    return dataset, split.parts, source
 
 
 def seg_input(image: np.ndarray, size: int, mean, std) -> np.ndarray:
