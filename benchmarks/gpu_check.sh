@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# One short check on a GPU machine (< 8 minutes: 240 + 90 + 120 s at most): the GPU-marked tests, the kernel benchmark, then the GPU
-# pipeline benchmark.
+# One short check on a GPU machine (< 7 minutes: 240 + 60 + 100 s at most): the GPU-marked tests, the kernel benchmark,
+# then the GPU pipeline benchmark.
 #
 #   bash benchmarks/gpu_check.sh            (from anywhere; PYTHON=... picks the interpreter)
 #
-# Expects PyTorch/cuda-python/numpy/pillow installed system-wide; no internet needed. If $OUT is set (the
-# device runner's output folder) the benchmark's JSON and the logs are written there too.
+# Expects PyTorch/cuda-python/numpy/pillow/onnx/onnxruntime/typer installed system-wide; no internet needed. Wheels
+# in .whl/ (segmentation-models-pytorch, onnxslim, torch-pruning: pure Python) are installed into /tmp/site first.
+# If $OUT is set (the device runner's output folder) the benchmark's JSON and the logs are written there too.
 set -u
 cd "$(dirname "$0")/.." || exit 2
 PY=${PYTHON:-$(command -v python || command -v python3)}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+if compgen -G ".whl/*.whl" >/dev/null; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+        && export PYTHONPATH="$PYTHONPATH:/tmp/site"
+fi
 LOGS=${OUT:-$(mktemp -d)}
 mkdir -p "$LOGS"
 
@@ -35,11 +41,11 @@ timeout 240 "$PY" -m pytest -q -m "gpu or tensorrt" -rs -p no:cacheprovider --co
 tests=${PIPESTATUS[0]}
 
 echo "== kernel benchmark"
-timeout 90 "$PY" benchmarks/gpu_kernels.py --json "$LOGS/gpu_kernels.json" 2>&1 | tee "$LOGS/gpu_kernels.log"
+timeout 60 "$PY" benchmarks/gpu_kernels.py --json "$LOGS/gpu_kernels.json" 2>&1 | tee "$LOGS/gpu_kernels.log"
 bench=${PIPESTATUS[0]}
 
 echo "== GPU pipeline benchmark"
-timeout 120 "$PY" benchmarks/gpu_pipeline.py --json "$LOGS/gpu_pipeline.json" 2>&1 | tee "$LOGS/gpu_pipeline.log"
+timeout 100 "$PY" benchmarks/gpu_pipeline.py --json "$LOGS/gpu_pipeline.json" 2>&1 | tee "$LOGS/gpu_pipeline.log"
 pipe=${PIPESTATUS[0]}
 
 verdict() { if [ "$1" -eq 0 ]; then echo pass; elif [ "$1" -eq 124 ]; then echo "FAIL (timeout)"; else echo "FAIL (rc $1)"; fi; }

@@ -343,8 +343,7 @@ def enhance_command(
     """Segment and super-resolve image files."""
     from skinedge.runtime.enhance import enhance_files, expand_inputs
     from skinedge.runtime.models import load_models
-    from skinedge.runtime.pipeline import Pipeline
-    from skinedge.runtime.select import open_runners
+    from skinedge.runtime.select import open_pipeline, open_runners
 
     manifest = load_models(models)
     opened = open_runners(models, manifest, backend, precision, engines)
@@ -352,8 +351,9 @@ def enhance_command(
     total = len(expand_inputs(inputs)[0])
     if tile is not None and not 16 <= tile <= opened.tile:
         raise SkinedgeError(f"--tile must be between 16 and {opened.tile} for the {opened.backend} backend, got {tile}")
-    with Pipeline(opened.seg, opened.sr, manifest, mode, tile=tile or opened.tile,
-                  max_batch=opened.max_batch) as pipeline, \
+    pipeline, where = open_pipeline(opened, manifest, mode, tile)
+    typer.echo(f"pipeline {where}")
+    with pipeline, \
             progress_bar(total, "enhance", enabled=total > 3) as update:
         summary = enhance_files(inputs, pipeline, out, overwrite, log=typer.echo, progress=update)
     typer.echo(f"{len(summary.done)} enhanced, {len(summary.failed)} failed; outputs in {out}/")

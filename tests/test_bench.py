@@ -50,7 +50,9 @@ def test_the_written_json_validates_and_holds_every_stage(bench):
         assert row["latency_ms"]["total"]["p50"] > 0 and row["throughput_fps"] > 0
         assert row["ratio_to_torch_fp32"] > 0 and row["frames"] == 3 and row["warmup"] == 1
         assert row["variants"] == {"seg": "fp32", "sr": "fp32"}
-        assert row["memory"]["peak_rss_mb"] > 0 and row["memory"]["device_mb"] is None  # no GPU here
+        assert row["memory"]["peak_rss_mb"] > 0
+        on_gpu = row["pipeline"].startswith("gpu: ")  # torch on a CUDA GPU; never ONNX Runtime (CPU)
+        assert (row["memory"]["device_mb"] is not None) == on_gpu and not (on_gpu and row["backend"] != "torch")
     assert ok[("torch", "fp32", "roi")]["ratio_to_torch_fp32"] == 1.0
     assert doc["results"][0]["backend"] == "torch"  # the baseline comes first
 
@@ -109,7 +111,8 @@ def test_cross_product_and_user_errors():
     configs = expand_configs(["torch", "onnxruntime"], ["auto", "int8-cpu", "pruned.fp32"], log=log.append)
     assert configs == [("torch", "fp32"), ("torch", "pruned.fp32"), ("onnxruntime", "auto"),
                        ("onnxruntime", "int8-cpu"), ("onnxruntime", "pruned.fp32")]
-    assert log == ["not measured: torch int8-cpu (the torch backend runs the checkpoints: fp32 or pruned.fp32)"]
+    assert log == ["not measured: torch int8-cpu (the torch backend runs the checkpoints: fp32, fp16 on a GPU, "
+                   "pruned.fp32)"]
     assert expand_configs(["onnxruntime"], ["fp16"], baseline=False, log=log.append) == [("onnxruntime", "fp16")]
     with pytest.raises(SkinedgeError, match="unknown backend 'trt'.*onnxruntime"):
         expand_configs(["trt"], ["fp32"])

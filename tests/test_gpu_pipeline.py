@@ -15,6 +15,7 @@ import shutil
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from fake_cuda import FakeDriver, HostRunner, install
 from skinedge.errors import SkinedgeError
@@ -433,3 +434,33 @@ def test_torch_cuda_adapter_matches_the_cpu_pipeline(torch_cuda, shape, disc, mo
     assert got.image.shape == want.image.shape and diff.max() <= 2, f"max diff {diff.max()}"
     assert np.abs(again.image.astype(int) - got.image).max() <= 1 and set(got.timings_ms) == KEYS
     assert all(v >= 0 for v in got.timings_ms.values())
+
+
+@pytest.mark.gpu
+def test_the_cli_runs_torch_on_cuda_through_the_gpu_pipeline(torch_cuda, exported, capsys, tmp_path):
+    """`enhance` and `bench` with the torch backend on a GPU take GpuPipeline; the pictures match ONNX Runtime's."""
+    from skinedge.runtime.bench import bench_command, validate_bench
+    from test_export import cli
+
+    root, _, models = exported
+    images = sorted((root / "data" / "images").glob("*.png"))[:3]
+    outs = {}
+    for backend in ("torch", "onnxruntime"):
+        outs[backend] = tmp_path / backend
+        code, text, err = cli(capsys, "enhance", *images, "--models", models, "--out", outs[backend],
+                              "--backend", backend, "--precision", "fp32", "--mode", "full")
+        assert code == 0, err
+        assert ("pipeline gpu: " in text) == (backend == "torch"), text
+    for image in images:
+        got, want = (np.asarray(Image.open(outs[b] / f"{image.stem}.enhanced.png")).astype(int)
+                     for b in ("torch", "onnxruntime"))
+        assert got.shape == want.shape and np.abs(got - want).mean() < 1.0, image  # FP32 both, TF32 off
+    lines: list[str] = []
+    doc = bench_command(models, ["torch"], ["fp32", "fp16"], ["roi"], frames=3, warmup=1, data=None, size=96,
+                        engines=None, json_path=tmp_path / "bench.json", plot_path=None, no_baseline=False,
+                        log=lines.append)
+    rows = {r["precision"]: r for r in doc["results"]}
+    assert validate_bench(doc) == [] and [r["status"] for r in doc["results"]] == ["ok", "ok"], doc["results"]
+    assert rows["fp16"]["variants"] == {"seg": "fp16", "sr": "fp16"} and rows["fp32"]["variants"]["sr"] == "fp32"
+    assert all(r["pipeline"].startswith("gpu: ") and r["memory"]["device_mb"] > 0 for r in rows.values())
+    assert doc["environment"].get("gpu"), doc["environment"]

@@ -17,7 +17,7 @@ from skinedge.errors import SkinedgeError
 from skinedge.runtime import reference
 from skinedge.runtime.models import load_models
 from skinedge.runtime.pipeline import Pipeline
-from skinedge.runtime.select import choose_backend, open_runners
+from skinedge.runtime.select import choose_backend, open_pipeline, open_runners
 from skinedge.runtime.tiling import super_resolve_tiled, tile_starts
 from test_export import cli
 
@@ -115,6 +115,20 @@ def test_auto_precision_takes_the_fastest_variant_the_gates_allow(exported, tmp_
     variants["int8-cpu"]["cpu_form"]["faster_than_fp32"] = False
     (work / "models.json").write_text(json.dumps(manifest))
     assert open_runners(work, load_models(work), "onnxruntime", "auto").variants["sr"] == "fp32"
+
+
+def test_networks_on_the_cpu_get_the_numpy_host_pipeline(exported, monkeypatch):
+    from skinedge.runtime import select
+
+    _, _, models = exported
+    manifest = load_models(models)
+    pipeline, where = open_pipeline(open_runners(models, manifest, "onnxruntime", "fp32"), manifest, "full", 64)
+    assert isinstance(pipeline, Pipeline) and where == "host: pixel stages in NumPy (the networks run on the CPU)"
+    assert (pipeline.mode, pipeline.tile) == ("full", 64)
+    monkeypatch.setattr(select, "_torch_cuda", lambda: True)  # torch on a GPU, but no cuda.bindings/driver here
+    monkeypatch.setattr("skinedge.runtime.cuda_kernels.gpu_available", lambda: False)
+    pipeline, where = open_pipeline(open_runners(models, manifest, "torch", "fp32"), manifest)
+    assert isinstance(pipeline, Pipeline) and "cuda.bindings" in where and pipeline.tile == 256
 
 
 def make_bad_inputs(folder):

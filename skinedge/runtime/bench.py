@@ -41,13 +41,13 @@ import numpy as np
 import skinedge
 from skinedge.errors import SkinedgeError
 from skinedge.runtime.models import PRECISIONS, load_models
-from skinedge.runtime.pipeline import MODES, Pipeline, check_frame
-from skinedge.runtime.select import BACKENDS, open_runners
+from skinedge.runtime.pipeline import MODES, check_frame
+from skinedge.runtime.select import BACKENDS, open_pipeline, open_runners
 
 FORMAT, FORMAT_VERSION = "skinedge-bench", 1
 STAGES = ("preprocess", "seg", "mask", "sr", "composite", "total", "wall")
 BASELINE = ("torch", "fp32")
-TORCH_PRECISIONS = ("fp32", "pruned.fp32")
+TORCH_PRECISIONS = ("fp32", "fp16", "pruned.fp32")
 VALID_PRECISIONS = ("auto", *PRECISIONS, *(f"pruned.{p}" for p in PRECISIONS))
 STATUSES = ("ok", "skipped", "failed")
 VERSIONS = ("numpy", "onnxruntime", "onnxruntime-gpu", "torch", "tensorrt", "cuda-python", "cuda-bindings", "pillow")
@@ -242,7 +242,7 @@ def measure(models: Path, manifest: dict, backend: str, precision: str, mode: st
     start, pipeline = time.perf_counter(), None
     try:
         opened = open_runners(models, manifest, backend, precision, cfg.engines)
-        pipeline = Pipeline(opened.seg, opened.sr, manifest, mode, tile=opened.tile, max_batch=opened.max_batch)
+        pipeline, where = open_pipeline(opened, manifest, mode)
         pipeline.__enter__()
         load_s = time.perf_counter() - start
         pick = lambda i: frames[i % len(frames)]  # noqa: E731
@@ -272,7 +272,8 @@ def measure(models: Path, manifest: dict, backend: str, precision: str, mode: st
         if pipeline is not None:
             pipeline.__exit__(None, None, None)
     return _row(backend, precision, mode, "ok") | {
-        "resolved_backend": opened.backend, "why": opened.why, "variants": dict(opened.variants),
+        "resolved_backend": opened.backend, "why": opened.why, "pipeline": where,
+        "variants": dict(opened.variants),
         "tile": int(opened.tile), "max_batch": int(opened.max_batch), "frames": cfg.frames,
         "warmup": cfg.warmup, "frames_with_lesion": len(roi_px), "roi_px": _stats(roi_px) if roi_px else None,
         "load_s": round(load_s, 3), "latency_ms": {s: _stats(v) for s, v in timings.items()},
@@ -335,6 +336,7 @@ _RESULT = {
     "properties": {
         "backend": {"enum": list(BACKENDS)}, "precision": {"type": "string"}, "mode": {"enum": list(MODES)},
         "status": {"enum": list(STATUSES)}, "reason": _OPT_STR, "resolved_backend": {"type": "string"},
+        "pipeline": {"type": "string", "pattern": "^(gpu|host): "},
         "variants": {"type": "object", "required": ["seg", "sr"], "additionalProperties": {"type": "string"}},
         "tile": {"type": "integer", "minimum": 1}, "max_batch": {"type": "integer", "minimum": 1},
         "frames": {"type": "integer", "minimum": 1}, "warmup": {"type": "integer", "minimum": 0},
@@ -450,7 +452,7 @@ def format_table(doc: dict) -> str:
     """A Markdown table (reads fine in a terminal too): p50 per stage (ms), p95/p99/mean total, throughput, ratio
     and peak RSS; rows that did not run are listed under it with their reason."""
     head = ["backend", "precision", "mode", "seg / sr variant", *(f"{s} p50" for s in STAGES[:5]), "total p50",
-            "p95", "p99", "mean", "frames/s", "× torch fp32", "peak RSS MB"]
+            "p95", "p99", "mean", "frames/s", "× torch fp32", "peak RSS MB", "GPU MB"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 4 + "---:|" * (len(head) - 4)]
     skipped = []
     for r in doc["results"]:
@@ -458,10 +460,13 @@ def format_table(doc: dict) -> str:
             skipped.append(f"- {r['status']}: {_label(r)}: {r['reason']}")
             continue
         lat, ratio = r["latency_ms"], r["ratio_to_torch_fp32"]
-        cells = [r["backend"], r["precision"], r["mode"], f"{r['variants']['seg']} / {r['variants']['sr']}",
+        gpu = str(r.get("pipeline", "")).startswith("gpu")
+        cells = [r["backend"] + (" (GPU stages)" if gpu else ""), r["precision"], r["mode"],
+                 f"{r['variants']['seg']} / {r['variants']['sr']}",
                  *(f"{lat[s]['p50']:.1f}" for s in STAGES[:6]), f"{lat['total']['p95']:.1f}",
                  f"{lat['total']['p99']:.1f}", f"{lat['total']['mean']:.1f}", f"{r['throughput_fps']:.2f}",
-                 "—" if ratio is None else f"{ratio:.2f}", f"{r['memory']['peak_rss_mb']:.0f}"]
+                 "—" if ratio is None else f"{ratio:.2f}", f"{r['memory']['peak_rss_mb']:.0f}",
+                 "—" if r["memory"]["device_mb"] is None else f"{r['memory']['device_mb']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines + ([""] + skipped if skipped else []))
 
@@ -532,7 +537,7 @@ def plot_bench(doc: dict, path: str | Path, width: int = 1100) -> None:
 def expand_configs(backends: list[str], precisions: list[str], baseline: bool = True,
                    log: Callable[[str], None] = print) -> list[tuple[str, str]]:
     """The cross product of backends × precisions without the pairs that cannot exist (torch runs only the
-    checkpoints: fp32, pruned.fp32), the torch fp32 baseline first when ``baseline``."""
+    checkpoints: fp32, fp16 on a GPU, pruned.fp32), the torch fp32 baseline first when ``baseline``."""
     for b in backends:
         if b not in BACKENDS:
             raise SkinedgeError(f"unknown backend {b!r}; choose from {', '.join(BACKENDS)}")
@@ -544,7 +549,8 @@ def expand_configs(backends: list[str], precisions: list[str], baseline: bool = 
         for p in precisions:
             p = "fp32" if (b, p) == ("torch", "auto") else p
             if b == "torch" and p not in TORCH_PRECISIONS:
-                log(f"not measured: torch {p} (the torch backend runs the checkpoints: fp32 or pruned.fp32)")
+                log(f"not measured: torch {p} (the torch backend runs the checkpoints: fp32, fp16 on a GPU, "
+                    "pruned.fp32)")
             elif (b, p) not in configs:
                 configs.append((b, p))
     return configs

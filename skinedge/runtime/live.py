@@ -237,8 +237,7 @@ def run_command(camera: int | None, source: str | None, models: Path, backend: s
     before models load or a camera starts. Returns the summary of :func:`run_live`.
     """
     from skinedge.runtime.models import load_models
-    from skinedge.runtime.pipeline import Pipeline
-    from skinedge.runtime.select import open_runners
+    from skinedge.runtime.select import open_pipeline, open_runners
 
     uri = source_uri(camera, source)
     check_max_frames(max_frames)
@@ -252,8 +251,9 @@ def run_command(camera: int | None, source: str | None, models: Path, backend: s
         log(f"source: {src.describe()}")
         opened = open_runners(models, manifest, backend, precision, engines)
         log(f"backend {opened.backend} ({opened.why}); seg {opened.variants['seg']}, sr {opened.variants['sr']}")
-        pipeline = stack.enter_context(Pipeline(opened.seg, opened.sr, manifest, mode, tile=opened.tile,
-                                                max_batch=opened.max_batch))
+        pipeline, where = open_pipeline(opened, manifest, mode)
+        log(f"pipeline {where}")
+        pipeline = stack.enter_context(pipeline)
         sinks = open_sinks(no_display, address, log)
         try:
             recorder = Recorder(record, fps or src.fps or 30.0, log=log) if record is not None else None

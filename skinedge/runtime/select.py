@@ -19,6 +19,7 @@ from skinedge.runtime.models import ModelsError, network, variant_path
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
 CPU_PREFERENCE = ("pruned.int8-cpu", "pruned.fp32", "int8-cpu", "fp32")
+TORCH_PRECISIONS = ("auto", "fp32", "fp16", "pruned.fp32")
 
 
 @dataclass
@@ -95,11 +96,16 @@ def open_runners(models_dir: Path, manifest: dict, backend: str = "auto", precis
     if backend == "torch":
         from skinedge.runtime.backends.torch import ModuleFromCheckpoint, TorchRunner
 
-        if precision not in ("auto", "fp32", "pruned.fp32"):
-            raise SkinedgeError(f"the torch backend runs the checkpoints (fp32 or pruned.fp32), not {precision}")
+        if precision not in TORCH_PRECISIONS:
+            raise SkinedgeError(f"the torch backend runs the checkpoints ({', '.join(TORCH_PRECISIONS[1:])}), "
+                                f"not {precision}")
+        cuda = _torch_cuda()
+        if precision == "fp16" and not cuda:
+            raise SkinedgeError("torch fp16 needs a CUDA GPU; on the CPU the torch backend runs fp32")
+        half = cuda and precision in ("auto", "fp16")  # auto on a GPU: FP16, the fast path; fp32 means FP32
+        pruned = precision == "pruned.fp32"
         runners, chosen = {}, {}
         for net in ("seg", "sr"):
-            pruned = precision == "pruned.fp32"
             entry = network(manifest, net)["variants"].get("pruned.fp32") if pruned else None
             if pruned and entry is None:
                 raise ModelsError(f"{models_dir}: no pruned {net}; run `skinedge prune` first")
@@ -107,9 +113,28 @@ def open_runners(models_dir: Path, manifest: dict, backend: str = "auto", precis
                                                                                ["checkpoint"])
             if not path.is_file():
                 raise ModelsError(f"checkpoint {path} (listed in models.json) is missing")
-            runners[net] = TorchRunner(ModuleFromCheckpoint(path, net), *names[net], clamp=net == "sr")
-            chosen[net] = "pruned.fp32" if pruned else "fp32"
+            runners[net] = TorchRunner(ModuleFromCheckpoint(path, net, half=half), *names[net], clamp=net == "sr")
+            chosen[net] = "pruned.fp32" if pruned else "fp16" if half else "fp32"
         return Opened(runners["seg"], runners["sr"], backend, chosen, why)
     from skinedge.runtime.backends import tensorrt as trt_backend  # noqa: F401 - raises a clear error if absent
 
     return trt_backend.open_engines(models_dir, manifest, precision, engines, why)
+
+
+def open_pipeline(opened: Opened, manifest: dict, mode: str = "roi", tile: int | None = None):
+    """(pipeline, where) for opened runners: the one-stream :class:`GpuPipeline` (CUDA kernels between the
+    networks, DESIGN.md §5) when the networks run on a GPU and the kernels can be built, else the NumPy-host
+    :class:`Pipeline`. Not yet entered; ``where`` says which and why, for the log."""
+    from skinedge.runtime import cuda_kernels as ck
+    from skinedge.runtime.pipeline import Pipeline
+
+    tile = tile or opened.tile
+    on_gpu = opened.backend == "tensorrt" or (opened.backend == "torch" and _torch_cuda())
+    if on_gpu and ck.gpu_available():
+        from skinedge.runtime.gpu_pipeline import GpuPipeline
+
+        return (GpuPipeline(opened.seg, opened.sr, manifest, mode, tile=tile, max_batch=opened.max_batch),
+                "gpu: CUDA kernels and both networks on one stream")
+    why = "the networks run on the CPU" if not on_gpu else "cuda-python (cuda.bindings) or the driver is missing"
+    return (Pipeline(opened.seg, opened.sr, manifest, mode, tile=tile, max_batch=opened.max_batch),
+            f"host: pixel stages in NumPy ({why})")
