@@ -9,7 +9,10 @@ a typical lesion and the same in every row — a random network's mask would be 
 
 Rows, for 256² and 1920×1080 frames (ROI view):
 - ``gpu``: GpuPipeline, torch adapter on CUDA (FP16 + channels-last, as the torch backend runs on CUDA; ``--fp32``
-  for FP32), stage times from CUDA events; ``wall`` is the whole call, image copy-out included;
+  for FP32), networks replayed as CUDA graphs, stage times from CUDA events; ``wall`` is the whole call, image
+  copy-out included (the fixed disc keeps the ROI, so the SR shape, the same every frame: the SR graph is
+  replayed every frame, which a moving lesion would not always allow; the segmenter's shape never changes);
+- ``gpu-eager``: the same without CUDA graphs (every layer launched from Python);
 - ``torch-cuda``: Pipeline (host stages in NumPy) with the torch backend on CUDA;
 - ``cpu``: Pipeline with the torch backend on the CPU, FP32, ``--cpu-frames`` frames, no warm-up (it is slow).
 Exits 0 with a message when there is no GPU.
@@ -128,11 +131,11 @@ def main() -> int:
     for shape in SIZES:
         frames = [lesion_frame(shape, args.lesion, seed) for seed in range(4)]
         gpu_frames = [frames[i % len(frames)] for i in range(args.frames + 3)]
-        cases = (("gpu", "cuda", GpuPipeline, gpu_frames, 3), ("torch-cuda", "cuda", Pipeline, gpu_frames, 3),
-                 ("cpu", "cpu", Pipeline, frames[:args.cpu_frames], 0))
+        cases = (("gpu", "cuda", GpuPipeline, gpu_frames, 3), ("gpu-eager", "cuda", GpuPipeline, gpu_frames, 3),
+                 ("torch-cuda", "cuda", Pipeline, gpu_frames, 3), ("cpu", "cpu", Pipeline, frames[:args.cpu_frames], 0))
         for label, device, kind, batch, warmup in cases:
             seg_r, sr_r = runners(torch, seg, sr, device, half and device == "cuda")
-            extra = {"max_frame": max(SIZES)} if kind is GpuPipeline else {}
+            extra = {"max_frame": max(SIZES), "graphs": label == "gpu"} if kind is GpuPipeline else {}
             with kind(seg_r, sr_r, manifest(), "roi", **extra) as pipeline:
                 row = measure(pipeline, batch, warmup)
             precision = "fp16" if half and device == "cuda" else "fp32"
@@ -150,7 +153,8 @@ def main() -> int:
     for frame in {r["frame"]: None for r in results}:
         by = {r["pipeline"]: r["p50_ms"]["wall"] for r in results if r["frame"] == frame}
         print(f"{frame}: GpuPipeline {by['gpu']:.1f} ms/frame = {by['cpu'] / by['gpu']:.0f}x the CPU pipeline, "
-              f"{by['torch-cuda'] / by['gpu']:.2f}x Pipeline with torch on CUDA")
+              f"{by['torch-cuda'] / by['gpu']:.2f}x Pipeline with torch on CUDA, "
+              f"{by['gpu-eager'] / by['gpu']:.2f}x GpuPipeline without CUDA graphs")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"gpu": torch.cuda.get_device_name(), "lesion": args.lesion,

@@ -110,7 +110,13 @@ def test_int8_variants_follow_the_rules_and_record_their_calibration(exported, c
         assert check_tensorrt_qdq(trt) == []
         assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in trt.graph.node}
         cpu = manifest["networks"][net]["variants"]["int8-cpu"]
-        assert cpu["status"] == "ok" and set(cpu["cpu_form"]["timings_ms"]) == {"s8s8 (TensorRT form)", "u8s8"}
+        form = cpu["cpu_form"]
+        assert cpu["status"] == "ok" and set(form["timings_ms"]) == {"s8s8 (TensorRT form)", "u8s8"}
+        sizes = {"64x64"} if net == "seg" else {"64x64", "128x128", "256x256"}  # SR: the runtime's tiles
+        assert set(form["per_size_ms"]) == {"s8s8 (TensorRT form)", "u8s8", "fp32"}
+        assert all(set(each) == sizes for each in form["per_size_ms"].values())
+        assert form["fp32_ms"] == pytest.approx(sum(form["per_size_ms"]["fp32"].values()))
+        assert form["faster_than_fp32"] == (form["timings_ms"][form["form"]] < form["fp32_ms"])
         assert (work / cpu["file"]).is_file()
     record = json.loads((work / "calibration" / "int8-minmax.json").read_text())
     ids = [r["id"] for r in record["images"]]

@@ -121,6 +121,7 @@ def fake(host, monkeypatch):
 
 S, TILE = 32, 32
 OPTIONS = dict(tile=TILE, overlap=6, max_batch=2)
+ONE_PIECE = dict(OPTIONS, tile=128)
 
 
 def run_both(lesions: Lesions, frames, mode="roi", settings=MaskSettings(), max_frame=(64, 96)):
@@ -397,7 +398,7 @@ def test_torch_adapter_logic_on_the_fake_driver(fake, monkeypatch):
         want = cpu(image)
     gpu_seg = TorchRunner((seg, "cuda", False), "image", "logits")  # labelled cuda, the tensors stay on the CPU
     gpu_sr = TorchRunner((sr, "cuda", False), "lr", "sr", clamp=True)
-    with gp.GpuPipeline(gpu_seg, gpu_sr, manifest, max_frame=(64, 96), arch=87, **OPTIONS) as gpu:
+    with gp.GpuPipeline(gpu_seg, gpu_sr, manifest, max_frame=(64, 96), arch=87, graphs=False, **OPTIONS) as gpu:
         assert not {"seg_in", "seg_out", "sr_in", "sr_out"} & set(gpu._owned)  # torch owns the network I/O
         assert streams == [int(gpu.stream)] * 2
         got = gpu(image)
@@ -405,6 +406,62 @@ def test_torch_adapter_logic_on_the_fake_driver(fake, monkeypatch):
     assert np.array_equal(got.mask.mask, want.mask.mask)
     assert np.abs(got.image.astype(int) - want.image).max() <= 1
     assert not gpu_seg.active and not gpu_sr.active
+
+
+def test_cuda_graph_bookkeeping_on_the_fake_driver(fake, monkeypatch):
+    """Eager on a shape's first frame, captured on its second, replayed after; at most GRAPHS kept; a failed
+    capture turns graphs off. Fake graphs replay nothing, so the ROI is one piece (no tiles overwriting one
+    another's output) and the frames repeat: then the output buffer still holds the right picture."""
+    torch = pytest.importorskip("torch")
+    import contextlib
+
+    from skinedge.runtime.backends.torch import TorchRunner
+
+    replays, captures = [], []
+
+    class FakeGraph:
+        def replay(self):
+            replays.append(self)
+
+    @contextlib.contextmanager
+    def capture(graph, pool=None, stream=None, capture_error_mode="global"):
+        captures.append((graph, pool))
+        yield
+
+    monkeypatch.setattr(torch.cuda, "ExternalStream", lambda handle: handle)
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", FakeGraph)
+    monkeypatch.setattr(torch.cuda, "graph", capture)
+    monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: "pool")
+    seg, sr = tiny_nets(torch, S)
+    manifest, image = make_manifest(S), lesion_frame(64, 96, 0.5, 0.5, 0.3)
+    with gp.GpuPipeline(TorchRunner((seg, "cuda", False), "image", "logits"),
+                        TorchRunner((sr, "cuda", False), "lr", "sr", clamp=True), manifest, max_frame=(64, 96),
+                        arch=87, **ONE_PIECE) as gpu:
+        results = [gpu(image) for _ in range(4)]
+        assert len(gpu.seg.graphs) == len(gpu.sr.graphs) == 1 and len(captures) == 2  # on the second frame
+        assert {pool for _, pool in captures} == {"pool"}
+        assert len(replays) == 3 * len(captures)  # frame 2 after its capture, frames 3 and 4
+        for r in results[1:]:
+            assert np.array_equal(r.image, results[0].image) and r.roi == results[0].roi
+        net, io = gpu.seg, (gpu._buf["seg_in"], (1, 3, S, S), gpu._buf["seg_out"], (1, 1, S, S))
+        first = next(iter(net.graphs))
+        for n in range(net.GRAPHS):
+            net._capture(("another shape", n), *io)
+        assert len(net.graphs) == net.GRAPHS and first not in net.graphs  # least recently used dropped
+    seg_r = TorchRunner((seg, "cuda", False), "image", "logits")
+
+    @contextlib.contextmanager
+    def broken(graph, **_):
+        raise RuntimeError("operation not permitted when stream is capturing")
+        yield
+
+    monkeypatch.setattr(torch.cuda, "graph", broken)
+    with gp.GpuPipeline(seg_r, TorchRunner((sr, "cuda", False), "lr", "sr", clamp=True), manifest,
+                        max_frame=(64, 96), arch=87, **ONE_PIECE) as gpu:
+        again = [gpu(image) for _ in range(3)]
+        assert not gpu.seg.use_graphs and "capture failed: RuntimeError" in gpu.seg.eager_why
+    assert all(np.array_equal(r.image, results[0].image) for r in again)
 
 
 @pytest.mark.gpu
@@ -464,3 +521,28 @@ def test_the_cli_runs_torch_on_cuda_through_the_gpu_pipeline(torch_cuda, exporte
     assert rows["fp16"]["variants"] == {"seg": "fp16", "sr": "fp16"} and rows["fp32"]["variants"]["sr"] == "fp32"
     assert all(r["pipeline"].startswith("gpu: ") and r["memory"]["device_mb"] > 0 for r in rows.values())
     assert doc["environment"].get("gpu"), doc["environment"]
+
+
+@pytest.mark.gpu
+def test_torch_networks_replay_cuda_graphs_with_the_eager_pictures(torch_cuda):
+    """A repeated shape is captured on its second frame and replayed after; the pictures equal eager ones."""
+    torch = torch_cuda
+    from skinedge.runtime.backends.torch import TorchRunner
+
+    size = 256
+    seg, sr = tiny_nets(torch, size)
+    manifest = make_manifest(size)
+    frames = [lesion_frame(270, 480, 0.5, 0.5, 0.08), lesion_frame(270, 480, 0.45, 0.55, 0.1)]
+    results = {}
+    for graphs in (False, True):
+        seg_r = TorchRunner((copy.deepcopy(seg).cuda(), "cuda", False), "image", "logits")
+        sr_r = TorchRunner((copy.deepcopy(sr).cuda(), "cuda", False), "lr", "sr", clamp=True)
+        with gp.GpuPipeline(seg_r, sr_r, manifest, "roi", max_frame=(270, 480), graphs=graphs) as gpu:
+            results[graphs] = [gpu(frames[i % 2]) for i in range(6)]  # each ROI shape seen three times
+            nets = (gpu.seg, gpu.sr)
+            assert all(n.eager_why is None for n in nets) if graphs else all(not n.graphs for n in nets)
+            if graphs:
+                assert len(gpu.seg.graphs) == 1 and len(gpu.sr.graphs) >= 1  # the ROI as one piece or tiles
+    for eager, replayed in zip(results[False], results[True]):
+        assert eager.roi == replayed.roi and np.array_equal(eager.mask.mask, replayed.mask.mask)
+        assert np.abs(eager.image.astype(int) - replayed.image).max() <= 1

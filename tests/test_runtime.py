@@ -18,7 +18,7 @@ from skinedge.runtime import reference
 from skinedge.runtime.models import load_models
 from skinedge.runtime.pipeline import Pipeline
 from skinedge.runtime.select import choose_backend, open_pipeline, open_runners
-from skinedge.runtime.tiling import super_resolve_tiled, tile_starts
+from skinedge.runtime.tiling import super_resolve_tiled, tile_side, tile_starts
 from test_export import cli
 
 
@@ -91,6 +91,24 @@ def test_tiles_blend_back_into_exactly_the_untiled_result():
         np.testing.assert_allclose(out, whole, atol=1e-5)
     assert tile_starts(53, 16, 4) == [0, 9, 18, 28, 37] and tile_starts(256, 128, 8) == [0, 64, 128]
     assert tile_starts(240, 128, 16) == [0, 112]
+
+
+def test_tiles_are_only_as_long_as_their_count_needs():
+    assert tile_side(321, 256, 8) == 165 and tile_starts(321, 165, 8) == [0, 156]  # not two 256-px tiles
+    assert tile_side(200, 256, 8) == 200 and tile_side(256, 256, 8) == 256 and tile_side(1000, 256, 8) == 256
+    for size in range(17, 700, 7):
+        for tile, overlap in ((64, 8), (128, 8), (256, 16)):
+            side = tile_side(size, tile, overlap)
+            starts = tile_starts(size, side, overlap)
+            fewest = len(tile_starts(size, min(tile, size), overlap))
+            assert side <= tile and len(starts) == fewest and starts[-1] + side == size
+            assert all(b - a <= side - overlap for a, b in zip(starts, starts[1:]))  # overlap kept
+            if len(starts) > 1:  # one pixel shorter would need another tile
+                assert len(tile_starts(size, side - 1, overlap)) > fewest or side - 1 < overlap * 2
+    seen = []
+    super_resolve_tiled(lambda b: seen.append(b.shape) or b.repeat(4, 2).repeat(4, 3),
+                        np.zeros((1, 3, 300, 100), np.float32), 4, 256, 8)
+    assert seen == [(2, 3, 154, 100)]
 
 
 def test_auto_backend_here_is_onnxruntime_and_says_why(exported):

@@ -21,7 +21,8 @@ from skinedge.errors import DataError
 from skinedge.runtime.composite import dilate, mask_image
 
 SR_CONTEXT = 4  # LR pixels of context around the lesion mask (evaluate.py's default, see docs/protocol.md)
-SR_LR_SIDE = 64  # LR crop side for the SR gates and calibration (the runtime tiles at this size)
+SR_LR_SIDE = 64  # LR crop side for the SR gates and calibration
+SR_TIMING_SIDES = (64, 128, 256)  # LR sides the runtime feeds the generator (ROIs up to its 256² tile)
 
 
 def dataset_parts(spec: str, recorded: dict | None) -> tuple[Dataset, dict[str, list[str]], str]:

@@ -91,8 +91,10 @@ def open_runners(models_dir: Path, manifest: dict, backend: str = "auto", precis
         chosen = {net: cpu_variant(manifest, net, precision) for net in ("seg", "sr")}
         paths = {net: variant_path(models_dir, manifest, net, v, allow_failing, verify=True)
                  for net, v in chosen.items()}
-        return Opened(OrtRunner(SessionFromOnnx(paths["seg"])), OrtRunner(SessionFromOnnx(paths["sr"])),
-                      backend, chosen, why)
+        fixed = {net: all(isinstance(d, int) for d in network(manifest, net)["input"]["shape"][1:])
+                 for net in ("seg", "sr")}  # the SR generator takes any ROI size: no per-shape memory plans
+        seg, sr = (OrtRunner(SessionFromOnnx(paths[net], fixed_shape=fixed[net])) for net in ("seg", "sr"))
+        return Opened(seg, sr, backend, chosen, why)
     if backend == "torch":
         from skinedge.runtime.backends.torch import ModuleFromCheckpoint, TorchRunner
 

@@ -1,7 +1,8 @@
 """Super-resolve a large ROI in overlapping tiles, blended with feathered weights (no seams).
 
-Tiles all have the engine's tile size (so they batch); each axis gets the fewest
-tiles that overlap by at least ``overlap``, spread evenly from edge to edge. In every overlap the
+Tiles all have one size (so they batch): on each axis the fewest tiles of at most
+the engine's tile size that overlap by at least ``overlap``, each only as long as
+that count needs (:func:`tile_side`), spread evenly from edge to edge. In every overlap the
 weights ramp linearly from one tile to the other; the image border keeps
 weight 1, so a single-tile ROI is passed through unchanged.
 """
@@ -22,6 +23,18 @@ def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
     return [round(i * (size - tile) / (count - 1)) for i in range(count)]  # spread evenly
 
 
+def tile_side(size: int, tile: int, overlap: int) -> int:
+    """The shortest side (≤ ``tile``) that still covers ``size`` with the fewest tiles of ``tile``.
+
+    A 321-px ROI with 256-px tiles needs two tiles either way; two of 165 px do 36 % less SR work than two of
+    256 px that mostly overlap each other (2.5× less in area on both axes). Measured on the CPU, where SR time is
+    proportional to pixels."""
+    if size <= tile:
+        return size
+    count = math.ceil((size - overlap) / max(1, tile - overlap))
+    return min(tile, math.ceil((size + (count - 1) * overlap) / count))
+
+
 def _ramp(length: int, start: int, total: int, overlap: int) -> np.ndarray:
     """1-D weights of a tile: linear ramps where it overlaps a neighbour, 1 at the image border."""
     w = np.ones(length, np.float32)
@@ -37,9 +50,9 @@ def super_resolve_tiled(run: Callable[[np.ndarray], np.ndarray], lr: np.ndarray,
                         overlap: int, max_batch: int = 4) -> np.ndarray:
     """SR of a 1×3×h×w float32 array through ``run`` (N×3×t×t → N×3×t·s×t·s), tiled when larger than ``tile``."""
     _, c, h, w = lr.shape
-    th, tw = min(tile, h), min(tile, w)
     if h <= tile and w <= tile:
         return run(lr)
+    th, tw = tile_side(h, tile, overlap), tile_side(w, tile, overlap)
     overlap = min(overlap, th // 2, tw // 2)
     boxes = [(y, x) for y in tile_starts(h, th, overlap) for x in tile_starts(w, tw, overlap)]
     out = np.zeros((1, c, h * scale, w * scale), np.float32)
