@@ -133,6 +133,12 @@ def test_auto_precision_takes_the_fastest_variant_the_gates_allow(exported, tmp_
     variants["int8-cpu"]["cpu_form"]["faster_than_fp32"] = False
     (work / "models.json").write_text(json.dumps(manifest))
     assert open_runners(work, load_models(work), "onnxruntime", "auto").variants["sr"] == "fp32"
+    with pytest.raises(SkinedgeError, match="neither network is pruned"):
+        open_runners(models, load_models(models), "onnxruntime", "pruned.fp32")
+    variants["pruned.fp32"]["status"] = "ok"  # only the SR generator pruned: the segmenter runs unpruned
+    (work / "models.json").write_text(json.dumps(manifest))
+    assert open_runners(work, load_models(work), "onnxruntime", "pruned.fp32").variants == {
+        "seg": "fp32", "sr": "pruned.fp32"}
 
 
 def test_networks_on_the_cpu_get_the_numpy_host_pipeline(exported, monkeypatch):

@@ -41,9 +41,12 @@ def _usable(entry: dict | None) -> bool:
 
 
 def cpu_variant(manifest: dict, net: str, precision: str) -> str:
-    """The variant ONNX Runtime should run for ``precision`` (``auto``: the fastest the gates allow)."""
+    """The variant ONNX Runtime should run for ``precision`` (``auto``: the fastest the gates allow;
+    ``pruned.X`` on a network that was never pruned: its ``X``, since pruning is per network)."""
     variants = network(manifest, net)["variants"]
     if precision != "auto":
+        if precision.startswith("pruned.") and "pruned.fp32" not in variants:
+            return precision.removeprefix("pruned.")  # this network was not pruned: as build-engines does
         return precision
     for name in CPU_PREFERENCE:
         if _usable(variants.get(name)):
@@ -89,6 +92,8 @@ def open_runners(models_dir: Path, manifest: dict, backend: str = "auto", precis
         from skinedge.runtime.backends.onnxruntime import OrtRunner, SessionFromOnnx
 
         chosen = {net: cpu_variant(manifest, net, precision) for net in ("seg", "sr")}
+        if precision.startswith("pruned.") and not any(v.startswith("pruned.") for v in chosen.values()):
+            raise ModelsError(f"{models_dir}: neither network is pruned; run `skinedge prune` first")
         paths = {net: variant_path(models_dir, manifest, net, v, allow_failing, verify=True)
                  for net, v in chosen.items()}
         fixed = {net: all(isinstance(d, int) for d in network(manifest, net)["input"]["shape"][1:])

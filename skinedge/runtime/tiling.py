@@ -26,9 +26,9 @@ def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
 def tile_side(size: int, tile: int, overlap: int) -> int:
     """The shortest side (≤ ``tile``) that still covers ``size`` with the fewest tiles of ``tile``.
 
-    A 321-px ROI with 256-px tiles needs two tiles either way; two of 165 px do 36 % less SR work than two of
-    256 px that mostly overlap each other (2.5× less in area on both axes). Measured on the CPU, where SR time is
-    proportional to pixels."""
+    A 321-px side with 256-px tiles needs two tiles either way; two of 165 px do 35 % less SR work on that axis
+    than two of 256 px that mostly overlap each other (2.4× less when both axes are like that). SR time is
+    about proportional to pixels: a 321×268 ROI took 3.4 s instead of 9.8 s on this project's CPU."""
     if size <= tile:
         return size
     count = math.ceil((size - overlap) / max(1, tile - overlap))
