@@ -156,7 +156,7 @@ class TorchCudaNet(DeviceNet):
     eagerly the first time it is seen (warm-up), is captured the second time and replayed from then on; at most
     :attr:`GRAPHS` graphs are kept (least recently used dropped) and they share one memory pool (they replay one
     after another on one stream and copy their result into the fixed output buffer, so no graph's scratch memory
-    outlives its replay), so ever-changing ROI sizes cost no memory. If a capture fails the network runs eagerly
+    outlives its replay), so ever-changing ROI sizes cannot pile up memory. If a capture fails the network runs eagerly
     from then on and :attr:`eager_why` says why.
     """
 
