@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from skinedge.errors import SkinedgeError
-from skinedge.runtime.bench import (BENCH_SCHEMA, STAGES, BenchConfig, bench_command, expand_configs, format_table,
-                                    run_bench, validate_bench)
+from skinedge.runtime.bench import BenchConfig, bench_command, expand_configs, run_bench
+from skinedge.runtime.bench_report import BENCH_SCHEMA, STAGES, format_table, validate_bench
 
 
 @pytest.fixture(scope="module")

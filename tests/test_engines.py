@@ -20,6 +20,7 @@ import pytest
 
 from skinedge.errors import SkinedgeError
 from skinedge.runtime import engines as E
+from skinedge.runtime.build_profile import NetShapes
 from skinedge.runtime.models import ModelsError, load_models
 
 PROFILES = Path(__file__).resolve().parents[1] / "export"
@@ -211,10 +212,10 @@ def test_select_variant(models):
     assert [E.select_variant(manifest, n, desktop.nets[n]) for n in ("seg", "sr")] == ["fp16", "fp16"]
     # sr is pruned in the Jetson profile and a pruned INT8 sr exists; seg is not pruned
     assert [E.select_variant(manifest, n, jetson.nets[n]) for n in ("seg", "sr")] == ["int8", "pruned.int8"]
-    fp32 = E.NetShapes("fp32", 0.0, (1, 3, 64, 64), (1, 3, 64, 64), (1, 3, 64, 64))
+    fp32 = NetShapes("fp32", 0.0, (1, 3, 64, 64), (1, 3, 64, 64), (1, 3, 64, 64))
     assert E.select_variant(manifest, "seg", fp32) == "fp32"
     # pruning asked for but no pruned variant of seg: the unpruned one
-    pruned_seg = E.NetShapes("int8", 0.5, (1, 3, 64, 64), (1, 3, 64, 64), (1, 3, 64, 64))
+    pruned_seg = NetShapes("int8", 0.5, (1, 3, 64, 64), (1, 3, 64, 64), (1, 3, 64, 64))
     assert E.select_variant(manifest, "seg", pruned_seg) == "int8"
 
 

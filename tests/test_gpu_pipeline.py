@@ -21,6 +21,7 @@ from fake_cuda import FakeDriver, HostRunner, install
 from skinedge.errors import SkinedgeError
 from skinedge.runtime import cuda_kernels as ck
 from skinedge.runtime import gpu_pipeline as gp
+from skinedge.runtime.device_nets import DeviceNet
 from skinedge.runtime import reference
 from skinedge.runtime.backends.base import Runner
 from skinedge.runtime.mask import MaskSettings
@@ -41,7 +42,7 @@ def _view(ptr: int, shape) -> np.ndarray:
     return np.ctypeslib.as_array((ctypes.c_float * int(np.prod(shape))).from_address(int(ptr))).reshape(shape)
 
 
-class HostNet(gp.DeviceNet):
+class HostNet(DeviceNet):
     """A fake network behind the adapter interface: NumPy on the fake driver's (host) memory."""
 
     def __init__(self, fn):
@@ -496,7 +497,8 @@ def test_torch_cuda_adapter_matches_the_cpu_pipeline(torch_cuda, shape, disc, mo
 @pytest.mark.gpu
 def test_the_cli_runs_torch_on_cuda_through_the_gpu_pipeline(torch_cuda, exported, capsys, tmp_path):
     """`enhance` and `bench` with the torch backend on a GPU take GpuPipeline; the pictures match ONNX Runtime's."""
-    from skinedge.runtime.bench import bench_command, validate_bench
+    from skinedge.runtime.bench import bench_command
+    from skinedge.runtime.bench_report import validate_bench
     from test_export import cli
 
     root, _, models = exported

@@ -1,4 +1,4 @@
-"""TensorRT engines: which variant to build, the build itself, names, sidecar manifests, load-or-rebuild.
+"""TensorRT engines: plan what to build, build, write with a sidecar manifest, load-or-rebuild.
 
 An engine is tied to one GPU and one TensorRT version (DESIGN.md §4), so every
 engine ``ENGINES/<net>.<variant>.trt<version>.<sm..-gpu>.engine`` gets a sidecar
@@ -12,43 +12,34 @@ built strongly typed with no precision flags: the subset of the API common to
 TensorRT 10.3 (JetPack 6) and 11.x.
 
 No torch, onnx or NumPy here; ``tensorrt`` and ``cuda.bindings`` are
-imported inside the functions that need them. The build
-profile (``export/*.toml``) is read here with ``tomllib`` rather than through
-``skinedge.export.profiles``, which imports onnx (via the accuracy gates): a
-Jetson runtime install has no onnx package.
+imported inside the functions that need them. Build profiles and the variant
+and shapes they ask for: :mod:`skinedge.runtime.build_profile`; names and
+sidecar manifests: :mod:`skinedge.runtime.engine_manifest`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 import threading
 import time
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10 (JetPack 6)
-    import tomli as tomllib
 from collections import deque
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import skinedge
 from skinedge.atomic import sha256_file, write_bytes_atomic, write_json_atomic
 from skinedge.errors import SkinedgeError
-from skinedge.runtime.models import NETWORKS, PRECISIONS, ModelsError, load_models, network
+from skinedge.runtime.build_profile import (BuildProfile, Shapes, default_profile, read_profile, resolve_shapes,
+                                            select_variant)
+from skinedge.runtime.engine_manifest import (engine_name, gpu_tag, make_manifest, manifest_mismatches, read_manifest,
+                                              short_sha, sidecar_path, timing_cache_name, version_tuple)
+from skinedge.runtime.models import NETWORKS, ModelsError, load_models, network
 
-FORMAT = "skinedge-engine"
-FORMAT_VERSION = 1
 INDEX = "engines.json"
 MIN_TENSORRT = (10, 3)
 TENSORRT_MISSING = ("TensorRT is not installed here: build-engines needs TensorRT 10.3+ "
                     "(JetPack 6 or NVIDIA's tensorrt wheel)")
-TRT_PRECISIONS = ("fp32", "fp16", "int8")
-
-Shapes = dict[str, dict[str, list[int]]]  # input name -> {"min": [...], "opt": [...], "max": [...]}
 Builder = Callable[..., bytes]  # build_engine's signature
 
 
@@ -76,14 +67,10 @@ def require_tensorrt():
         import tensorrt as trt
     except Exception:  # noqa: BLE001
         raise MissingTensorRT(TENSORRT_MISSING) from None
-    if _version_tuple(trt.__version__)[:2] < MIN_TENSORRT:
+    if version_tuple(trt.__version__)[:2] < MIN_TENSORRT:
         raise MissingTensorRT(f"TensorRT {trt.__version__} is too old: build-engines needs TensorRT 10.3+ "
                               "(JetPack 6 or NVIDIA's tensorrt wheel)")
     return trt
-
-
-def _version_tuple(version: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in re.findall(r"\d+", version)[:4])
 
 
 def system_info(device: int = 0) -> dict[str, Any]:
@@ -122,252 +109,7 @@ def _cu(result, what: str):
     return values[0] if len(values) == 1 else tuple(values)
 
 
-# ---------------------------------------------------------------- names, manifests
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9._]+", "-", text.lower()).strip("-.") or "unknown"
-
-
-def gpu_tag(gpu: dict[str, str]) -> str:
-    """``sm87-orin``, ``sm90-h100-80gb-hbm3``: compute capability + the GPU's name, filesystem safe."""
-    name = re.sub(r"^nvidia\s+", "", gpu.get("name", ""), flags=re.IGNORECASE)
-    return f"sm{_slug(str(gpu.get('compute_capability', '')).replace('.', ''))}-{_slug(name)}"
-
-
-def engine_name(net: str, variant: str, trt_version: str, gpu_tag: str) -> str:
-    """``sr.int8.trt10.3.0.sm87-orin.engine`` (jetson-inference's convention, filesystem safe).
-
-    The TensorRT version is cut to major.minor.patch in the name; the sidecar keeps the full one.
-    """
-    version = ".".join(str(p) for p in _version_tuple(trt_version)[:3]) or _slug(trt_version)
-    parts = [net, variant, f"trt{version}", gpu_tag]
-    return ".".join(_slug(p) for p in parts) + ".engine"
-
-
-def timing_cache_name(system: dict[str, Any]) -> str:
-    """One timing cache per TensorRT version and GPU: ``timing.trt10.3.0.sm87-orin.cache``."""
-    version = ".".join(str(p) for p in _version_tuple(system["tensorrt_version"])[:3])
-    return f"timing.trt{_slug(version)}.{gpu_tag(system['gpu'])}.cache"
-
-
-def sidecar_path(engine_path: str | Path) -> Path:
-    """``x.engine`` → ``x.engine.json``."""
-    engine_path = Path(engine_path)
-    return engine_path.with_name(engine_path.name + ".json")
-
-
-def make_manifest(*, net: str, variant: str, precision: str, onnx_file: str, onnx_sha256: str, shapes: Shapes,
-                  calibration_set_sha256: str | None, system: dict[str, Any], engine_file: str, engine_sha256: str,
-                  profile: str, profile_path: str | None = None, workspace_mib: int = 0,
-                  models_dir: str | None = None, build_seconds: float | None = None) -> dict[str, Any]:
-    """The sidecar manifest of one engine (what :func:`manifest_mismatches` checks)."""
-    return {
-        "format": FORMAT, "format_version": FORMAT_VERSION,
-        "engine": {"file": engine_file, "sha256": engine_sha256},
-        "net": net, "variant": variant, "precision": precision,
-        "source": {"file": onnx_file, "sha256": onnx_sha256, "models_dir": models_dir},
-        "shapes": _norm_shapes(shapes),
-        "calibration_set_sha256": calibration_set_sha256,
-        "tensorrt_version": system["tensorrt_version"],
-        "gpu": {"name": system["gpu"]["name"], "compute_capability": system["gpu"]["compute_capability"]},
-        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "build_seconds": None if build_seconds is None else round(build_seconds, 2),
-        "skinedge_version": skinedge.__version__,
-        "profile": profile, "profile_path": profile_path, "workspace_mib": workspace_mib,
-    }
-
-
-def read_manifest(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SkinedgeError(f"{path} is missing: without its sidecar manifest an engine cannot be checked") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SkinedgeError(f"{path}: unreadable engine manifest ({exc})") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise SkinedgeError(f"{path}: not a skinedge engine manifest")
-    return data
-
-
-def _norm_shapes(shapes: Shapes) -> Shapes:
-    return {name: {k: [int(v) for v in s[k]] for k in ("min", "opt", "max")} for name, s in sorted(shapes.items())}
-
-
-def _short(sha: str | None) -> str:
-    return "none" if not sha else sha[:12] + "…"
-
-
-def manifest_mismatches(manifest: dict[str, Any], system: dict[str, Any], onnx_sha256: str | None,
-                        expected: dict[str, Any] | None = None) -> list[str]:
-    """Why an engine cannot be used here, one readable line per difference; empty = compatible.
-
-    Args:
-        manifest: the engine's sidecar.
-        system: :func:`system_info` of this machine.
-        onnx_sha256: the source ONNX file's sha256 now (None: not checked).
-        expected: fields the engine must also have, any of ``variant``, ``precision``, ``shapes``,
-            ``calibration_set_sha256`` (what models.json or the build profile asks for now).
-    """
-    if manifest.get("format") != FORMAT:
-        return ["not a skinedge engine manifest"]
-    if manifest.get("format_version", 0) > FORMAT_VERSION:
-        return ["manifest written by a newer skinedge"]
-    out = []
-    built, here = manifest.get("tensorrt_version"), system.get("tensorrt_version")
-    if built != here:
-        out.append(f"TensorRT version: engine built with {built}, this system has {here}")
-    gpu_built, gpu_here = manifest.get("gpu", {}), system.get("gpu", {})
-    if gpu_built.get("name") != gpu_here.get("name"):
-        out.append(f"GPU: engine built on {gpu_built.get('name')!r}, this system has {gpu_here.get('name')!r}")
-    if gpu_built.get("compute_capability") != gpu_here.get("compute_capability"):
-        out.append(f"compute capability: engine built for {gpu_built.get('compute_capability')}, "
-                   f"this GPU is {gpu_here.get('compute_capability')}")
-    source = manifest.get("source", {})
-    if onnx_sha256 is not None and source.get("sha256") != onnx_sha256:
-        out.append(f"source ONNX: {source.get('file')} changed since the engine was built "
-                   f"(sha256 {_short(source.get('sha256'))} then, {_short(onnx_sha256)} now)")
-    for key, label in (("variant", "variant"), ("precision", "precision"),
-                       ("calibration_set_sha256", "calibration set")):
-        if expected and key in expected and manifest.get(key) != expected[key]:
-            have, want = manifest.get(key), expected[key]
-            if key == "calibration_set_sha256":
-                have, want = _short(have), _short(want)
-            out.append(f"{label}: engine has {have}, wanted {want}")
-    if expected and "shapes" in expected:
-        have, want = manifest.get("shapes", {}), _norm_shapes(expected["shapes"])
-        if have != want:
-            out.append(f"input shapes: engine built for {_fmt_shapes(have)}, wanted {_fmt_shapes(want)}")
-    return out
-
-
-def _fmt_shapes(shapes: Shapes) -> str:
-    return "; ".join(f"{name} " + " / ".join("x".join(map(str, s[k])) for k in ("min", "opt", "max"))
-                     for name, s in shapes.items()) or "none"
-
-
-# ---------------------------------------------------------------- build profiles
-
-
-@dataclass(frozen=True)
-class NetShapes:
-    precision: str
-    pruning_ratio: float
-    min: tuple[int, ...]
-    opt: tuple[int, ...]
-    max: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class BuildProfile:
-    """The part of a build profile (``export/*.toml``) that build-engines reads."""
-
-    name: str
-    path: Path | None
-    workspace_mib: int
-    nets: dict[str, NetShapes] = field(default_factory=dict)
-
-
-def read_profile(path: str | Path) -> BuildProfile:
-    """Read ``[target]`` and ``[seg]``/``[sr]`` of a profile; the same checks as ``skinedge.export.profiles``."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SkinedgeError(f"profile not found: {path} (see export/*.toml)") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise SkinedgeError(f"{path}: not a readable TOML profile ({exc})") from None
-    nets = {}
-    for name in NETWORKS:
-        section = data.get(name)
-        if not isinstance(section, dict):
-            raise SkinedgeError(f"{path}: no [{name}] section")
-        try:
-            net = NetShapes(str(section["precision"]), float(section.get("pruning_ratio", 0.0)),
-                            *(tuple(int(v) for v in section[k]) for k in ("min", "opt", "max")))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise SkinedgeError(f"{path}: [{name}] needs precision and min/opt/max shapes ({exc})") from None
-        if net.precision not in PRECISIONS:
-            raise SkinedgeError(f"{path}: [{name}] precision {net.precision!r} is not one of {', '.join(PRECISIONS)}")
-        if not 0.0 <= net.pruning_ratio <= 0.9:
-            raise SkinedgeError(f"{path}: [{name}] pruning_ratio must be in [0, 0.9], got {net.pruning_ratio}")
-        if not (len(net.min) == len(net.opt) == len(net.max) == 4
-                and all(a <= b <= c for a, b, c in zip(net.min, net.opt, net.max))):
-            raise SkinedgeError(f"{path}: [{name}] shapes must be N,C,H,W with min <= opt <= max")
-        nets[name] = net
-    target = data.get("target", {})
-    try:
-        workspace = int(target.get("workspace_mib", 1024))
-    except (TypeError, ValueError):
-        raise SkinedgeError(f"{path}: [target] workspace_mib must be an integer") from None
-    return BuildProfile(str(target.get("name", path.stem)), path, workspace, nets)
-
-
-def default_profile(manifest: dict[str, Any]) -> BuildProfile:
-    """FP16 for both: seg [1..4]×3×S×S (S from models.json), sr 1×3×16² / 1×3×64² / 4×3×128²."""
-    size = int(network(manifest, "seg")["input"]["shape"][-1])
-    return BuildProfile("default-fp16", None, 1024, {
-        "seg": NetShapes("fp16", 0.0, (1, 3, size, size), (1, 3, size, size), (4, 3, size, size)),
-        "sr": NetShapes("fp16", 0.0, (1, 3, 16, 16), (1, 3, 64, 64), (4, 3, 128, 128))})
-
-
 # ---------------------------------------------------------------- what to build
-
-
-def select_variant(manifest: dict[str, Any], net: str, want: NetShapes, profile_name: str = "profile") -> str:
-    """The models.json variant a profile asks TensorRT to build for ``net`` (pure: no files read).
-
-    ``fp32``/``fp16``/``int8``, prefixed ``pruned.`` when the profile prunes
-    (``pruning_ratio > 0``) and a pruned variant of that precision exists.
-
-    Raises:
-        SkinedgeError: a CPU profile (``int8-cpu``), an unknown precision, a missing or ``failing`` variant.
-    """
-    if want.precision == "int8-cpu":
-        raise SkinedgeError(f"{profile_name} is a CPU profile ({net} precision int8-cpu, for ONNX Runtime): "
-                            "build-engines is for TensorRT; use an fp16/int8 profile such as "
-                            "export/desktop-fp16.toml or export/jetson-orin-int8.toml")
-    if want.precision not in TRT_PRECISIONS:
-        raise SkinedgeError(f"{profile_name}: [{net}] precision {want.precision!r} cannot be built with TensorRT; "
-                            f"choose one of {', '.join(TRT_PRECISIONS)}")
-    variants = network(manifest, net)["variants"]
-    variant = want.precision
-    if want.pruning_ratio > 0 and f"pruned.{want.precision}" in variants:
-        variant = f"pruned.{want.precision}"
-    entry = variants.get(variant)
-    if entry is None:
-        how = ("skinedge export" if variant == "fp32" else
-               f"skinedge calibrate --models MODELS --precision {want.precision} --data SPEC")
-        raise ModelsError(f"models.json has no {variant} variant of {net} (have: {', '.join(sorted(variants))}); "
-                          f"make it with `{how}`")
-    if entry.get("status") != "ok":
-        reason = entry.get("gate", {}).get("reason") or "see models.json"
-        raise SkinedgeError(f"{net} {variant} failed its accuracy gate ({reason}): build-engines refuses it; "
-                            "re-run `skinedge calibrate` (other method/more images) or use another precision")
-    return variant
-
-
-def resolve_shapes(manifest: dict[str, Any], net: str, want: NetShapes, profile_name: str = "profile") -> Shapes:
-    """The optimization profile of ``net``'s input: the profile's min/opt/max, checked against models.json.
-
-    Every dimension models.json fixes (the channels; the segmenter's H×W) must be
-    what the profile says; a contradiction is an error, never silently changed.
-    """
-    spec = network(manifest, net)["input"]
-    fixed = spec["shape"]
-    shapes = {"min": list(want.min), "opt": list(want.opt), "max": list(want.max)}
-    for which, shape in shapes.items():
-        if len(shape) != len(fixed):
-            raise SkinedgeError(f"{profile_name}: [{net}] {which} shape {shape} has {len(shape)} dimensions; "
-                                f"models.json's {net} input is {fixed}")
-        for axis, (dim, model_dim) in enumerate(zip(shape, fixed)):
-            if isinstance(model_dim, int) and dim != model_dim:
-                what = (f"the segmenter takes {fixed[-2]}x{fixed[-1]} inputs (models.json)" if net == "seg"
-                        and axis >= 2 else f"models.json fixes dimension {axis} of {net}'s input at {model_dim}")
-                raise SkinedgeError(f"{profile_name}: [{net}] {which} shape {shape} contradicts the models: {what}")
-    return {spec["name"]: shapes}
-
 
 @dataclass(frozen=True)
 class EnginePlan:
@@ -396,8 +138,8 @@ def _variant_facts(models_dir: Path, manifest: dict[str, Any], net: str, variant
         raise ModelsError(f"{path} is listed in models.json but missing")
     sha = sha256_file(path)
     if entry.get("sha256") and sha != entry["sha256"]:
-        raise ModelsError(f"models.json does not match {entry['file']} (sha256 {_short(entry['sha256'])} in "
-                          f"models.json, {_short(sha)} on disk): the file was changed or replaced after "
+        raise ModelsError(f"models.json does not match {entry['file']} (sha256 {short_sha(entry['sha256'])} in "
+                          f"models.json, {short_sha(sha)} on disk): the file was changed or replaced after "
                           "`skinedge export`/`calibrate`/`prune` wrote it; re-run that command")
     precision = str(entry.get("precision") or variant.split(".")[-1])
     calibration = entry.get("calibration") or {}

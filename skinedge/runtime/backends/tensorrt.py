@@ -36,8 +36,8 @@ import numpy as np
 
 from skinedge.errors import SkinedgeError
 from skinedge.runtime.backends.base import Runner
-from skinedge.runtime.engines import (find_engine, load_engine, read_manifest, require_tensorrt, sidecar_path,
-                                      trt_logger)
+from skinedge.runtime.engine_manifest import read_manifest, sidecar_path
+from skinedge.runtime.engines import find_engine, load_engine, require_tensorrt, trt_logger
 
 
 def _cudart():
