@@ -2,7 +2,7 @@
 
 The demo is a list of real CLI invocations, run in this process and printed as
 the command a user would type, so each later stage (train, eval, export,
-calibrate, enhance, bench) slots in as one more line of :func:`demo_steps`.
+calibrate, enhance, run, bench) slots in as one more line of :func:`demo_steps`.
 """
 
 from __future__ import annotations
@@ -29,12 +29,14 @@ class DemoPlan:
     sr_hr: int
     calibration_images: int
     prune_steps: int
+    live_frames: int
+    bench_frames: int
 
 
 FULL = DemoPlan(count=400, size=128, seg_epochs=7, sr_steps=300, sr_blocks=8, sr_hr=64, calibration_images=32,
-                prune_steps=60)
+                prune_steps=60, live_frames=20, bench_frames=10)
 TINY = DemoPlan(count=24, size=64, seg_epochs=1, sr_steps=2, sr_blocks=2, sr_hr=32, calibration_images=4,
-                prune_steps=2)
+                prune_steps=2, live_frames=3, bench_frames=2)
 # Steps whose failure is a result to show, not a reason to stop: an accuracy gate refusing a variant.
 GATED = "calibrate"
 SEED = 0
@@ -86,6 +88,15 @@ def demo_steps(out: Path, plan: DemoPlan = FULL) -> list[tuple[str, list[str] | 
          ["enhance", f"@{out / 'heldout.txt'}", "--models", str(models), "--out", str(out / "report" / "enhanced"),
           "--backend", "onnxruntime", "--precision", "int8-cpu"]),
         ("link the enhanced panels from the report", lambda: link_gallery(out / "report")),
+        ("make a short video of the held-out images (the stand-in for a dermatoscope camera)",
+         lambda: write_video(out / "heldout.txt", out / "heldout.avi")),
+        ("live: the video through the pipeline headless, recorded (raw and enhanced segments, per-frame log)",
+         ["run", "--source", str(out / "heldout.avi"), "--models", str(models), "--backend", "onnxruntime",
+          "--no-display", "--max-frames", str(plan.live_frames), "--record", str(out / "recording")]),
+        ("bench: per-stage latency of torch FP32 against ONNX Runtime FP32 and auto (INT8 + pruned)",
+         ["bench", "--models", str(models), "--backend", "torch", "--backend", "onnxruntime", "--precision", "fp32",
+          "--precision", "auto", "--frames", str(plan.bench_frames), "--warmup", "1", "--size", str(plan.size),
+          "--json", str(out / "report" / "bench.json"), "--plot", str(out / "report" / "bench.png")]),
     ]
 
 
@@ -97,6 +108,31 @@ def write_heldout_list(data: Path, split_file: Path, out: Path) -> None:
     ids = read_split(split_file).parts["test"]
     write_bytes_atomic(out, "".join(f"{data / 'images' / (i + '.png')}\n" for i in ids).encode())
     typer.echo(f"wrote {out} ({len(ids)} images)")
+
+
+def write_video(listing: Path, out: Path, fps: float = 10.0) -> None:
+    """An MJPG video of the images an ``@LIST`` file names, in order (what ``skinedge run --source`` plays);
+    written under a temporary name and renamed, so a stopped demo leaves no half video."""
+    import os
+
+    import cv2
+
+    files = [line for line in listing.read_text(encoding="utf-8").splitlines() if line.strip()]
+    first = cv2.imread(files[0])
+    height, width = first.shape[:2]
+    partial = out.with_name(f".{out.stem}.partial{out.suffix}")
+    writer = cv2.VideoWriter(str(partial), cv2.CAP_OPENCV_MJPEG, cv2.VideoWriter_fourcc(*"MJPG"), fps,
+                             (width, height))
+    try:
+        for name in files:
+            frame = cv2.imread(name)
+            writer.write(frame if frame.shape[:2] == (height, width) else cv2.resize(frame, (width, height)))
+        writer.release()
+        os.replace(partial, out)
+    finally:
+        writer.release()
+        partial.unlink(missing_ok=True)
+    typer.echo(f"wrote {out} ({len(files)} frames, {width}×{height}, {fps:g} fps)")
 
 
 def link_gallery(report: Path) -> None:
@@ -141,4 +177,6 @@ def run_demo(out: Path, plan: DemoPlan = FULL) -> None:
                "the numbers show the chain works, not what the paper's models reach.")
     typer.echo(f"models: {out / 'models' / 'models.json'}; gate reports in {out / 'models' / 'reports'}/")
     typer.echo(f"enhanced held-out images: {out / 'report' / 'enhanced' / 'index.html'}")
-    typer.echo("not in the demo: TensorRT engines (they need a GPU), live run and bench (next issue).")
+    typer.echo(f"live run: {out / 'recording'}/ (raw-*.avi, enhanced-*.avi, frames.jsonl); "
+               f"bench: {out / 'report' / 'bench.json'} and bench.png")
+    typer.echo("not in the demo: TensorRT engines and the CUDA pipeline (they need a GPU).")

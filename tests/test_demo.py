@@ -28,5 +28,12 @@ def test_tiny_demo_runs_every_step(tmp_path):
     report = json.loads((out / "report" / "report.json").read_text())
     assert set(report["tables"]["methods"]) == {"bicubic", "srgan_only", "seg_bicubic", "skinsegmentsrgan"}
     assert (out / "contact-sheet.png").is_file() and (out / "report" / "report.html").is_file()
+    assert "$ skinedge run --source" in text and "--no-display --max-frames 3 --record" in text
+    frames = [json.loads(line) for line in (out / "recording" / "frames.jsonl").read_text().splitlines()]
+    assert len(frames) == 3 and (out / "recording" / "enhanced-00000.avi").stat().st_size > 0
+    bench = json.loads((out / "report" / "bench.json").read_text())
+    assert [(r["backend"], r["precision"], r["status"]) for r in bench["results"] if r["mode"] == "roi"] == [
+        ("torch", "fp32", "ok"), ("onnxruntime", "fp32", "ok"), ("onnxruntime", "auto", "ok")]
+    assert (out / "report" / "bench.png").is_file() and "not in the demo: TensorRT engines" in text
     again = skinedge_cli("demo", "--tiny", "--out", out)
     assert again.returncode == 1 and "holds an earlier demo" in again.stderr
