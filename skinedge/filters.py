@@ -20,8 +20,9 @@ def _correlate_axis(img: np.ndarray, taps: np.ndarray, axis: int) -> np.ndarray:
     """'valid' correlation of ``img`` with ``taps`` along ``axis`` (sum of shifted slices)."""
     n = img.shape[axis] - taps.size + 1
     out = np.zeros(img.shape[:axis] + (n,) + img.shape[axis + 1:], dtype=np.float64)
+    lead = (slice(None),) * axis
     for i, w in enumerate(taps):
-        out += w * np.take(img, np.arange(i, i + n), axis=axis)
+        out += w * img[lead + (slice(i, i + n),)]  # a view: no gathered copy per tap
     return out
 
 
