@@ -14,6 +14,7 @@ from PIL import Image
 from skinedge.errors import SkinedgeError
 from skinedge.runtime.bench import BenchConfig, bench_command, expand_configs, run_bench
 from skinedge.runtime.bench_report import BENCH_SCHEMA, STAGES, format_table, validate_bench
+from test_runtime_lean import BLOCK_HEAVY
 
 
 @pytest.fixture(scope="module")
@@ -132,13 +133,7 @@ def test_frames_from_a_dataset_and_no_baseline(exported, synth_dir):
     assert doc["settings"]["source"].startswith(f"synthetic:{synth_dir}") and doc["settings"]["size"] is None
 
 
-WITHOUT_TORCH = """
-import importlib.abc, sys
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('torch', 'torchvision', 'onnx', 'segmentation_models_pytorch'):
-            raise ImportError('blocked: ' + name)
-sys.meta_path.insert(0, Block())
+WITHOUT_TORCH = BLOCK_HEAVY + """
 from skinedge.runtime.bench import bench_command
 doc = bench_command(sys.argv[1], ["onnxruntime"], ["fp32"], ["roi"], 1, 0, None, 64, None, None, None, False,
                     log=lambda _: None)

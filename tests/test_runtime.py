@@ -20,6 +20,7 @@ from skinedge.runtime.pipeline import Pipeline
 from skinedge.runtime.select import choose_backend, open_pipeline, open_runners
 from skinedge.runtime.tiling import super_resolve_tiled, tile_side, tile_starts
 from test_export import cli
+from test_runtime_lean import BLOCK_HEAVY
 
 
 def lesion_frame(root, index: int = 0) -> np.ndarray:
@@ -215,13 +216,7 @@ def test_enhance_refuses_a_tampered_model_and_a_gate_refused_precision(exported,
     assert code == 1 and "does not match models.json" in err and len(err.strip().splitlines()) == 1
 
 
-CPU_PIPELINE_WITHOUT_TORCH = """
-import sys
-class Block:
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('torch', 'torchvision', 'segmentation_models_pytorch', 'onnx'):
-            raise ImportError('blocked: ' + name)
-sys.meta_path.insert(0, Block())
+CPU_PIPELINE_WITHOUT_TORCH = BLOCK_HEAVY + """
 from pathlib import Path
 import numpy as np
 from skinedge.runtime.models import load_models

@@ -8,13 +8,16 @@ import sys
 
 import skinedge.runtime
 
-BLOCKER = """
+BLOCK_HEAVY = """
 import importlib, sys
 class Block:
     def find_spec(self, name, path=None, target=None):
         if name.split('.')[0] in ('torch', 'torchvision', 'onnx', 'segmentation_models_pytorch'):
             raise ImportError('blocked: ' + name)
 sys.meta_path.insert(0, Block())
+"""  # prologue of a child-process script: importing torch, torchvision, onnx or smp fails from here on
+
+BLOCKER = BLOCK_HEAVY + """
 for module in sys.argv[1:]:
     importlib.import_module(module)
 print('ok')
