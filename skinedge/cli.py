@@ -328,6 +328,16 @@ def bench_cli(
                   log=typer.echo)
 
 
+def fidelity_option(projection: int, chroma: str, surround: str):
+    """The runtime's :class:`Fidelity` from CLI options; a bad value is one line."""
+    from skinedge.runtime.projection import Fidelity
+
+    try:
+        return Fidelity(projection, chroma, surround)
+    except ValueError as exc:
+        raise SkinedgeError(str(exc)) from None
+
+
 @app.command("enhance")
 def enhance_command(
     inputs: list[str] = typer.Argument(..., help="image files, folders and globs"),
@@ -339,6 +349,9 @@ def enhance_command(
     engines: Optional[Path] = typer.Option(None, "--engines", help="TensorRT engines (skinedge build-engines)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace outputs already in --out"),
     tile: Optional[int] = typer.Option(None, "--tile", help="SR tile side in LR pixels (default: 256 on ONNX Runtime/torch, the engine's maximum on TensorRT); smaller tiles use less memory, cost more time"),
+    projection: int = typer.Option(3, "--projection", help="data-consistency steps after SR: down-scaling the output gives back the camera's pixels (0: off)"),
+    chroma: str = typer.Option("camera", "--chroma", help="camera: colour from the camera, luma detail from the generator | generator"),
+    surround: str = typer.Option("frame", "--surround", help="what SR sees around the lesion: frame (real image, no halo) | black (the paper's masking)"),
 ) -> None:
     """Segment and super-resolve image files."""
     from skinedge.runtime.enhance import enhance_files, expand_inputs
@@ -351,7 +364,7 @@ def enhance_command(
     total = len(expand_inputs(inputs)[0])
     if tile is not None and not 16 <= tile <= opened.tile:
         raise SkinedgeError(f"--tile must be between 16 and {opened.tile} for the {opened.backend} backend, got {tile}")
-    pipeline, where = open_pipeline(opened, manifest, mode, tile)
+    pipeline, where = open_pipeline(opened, manifest, mode, tile, fidelity_option(projection, chroma, surround))
     typer.echo(f"pipeline {where}")
     with pipeline, \
             progress_bar(total, "enhance", enabled=total > 3) as update:

@@ -8,7 +8,9 @@ scores averaged per image, thresholded Jaccard (0 below 0.65), and the same
 Gaussian window (sigma 1.5), population covariance, averaged over channels;
 equal to ``skimage.metrics.structural_similarity(gaussian_weights=True,
 sigma=1.5, use_sample_covariance=False)``. The Y channel is BT.601 studio
-swing as BasicSR computes it. LPIPS needs torch and local backbone weights.
+swing as BasicSR computes it. Colour fidelity is CIEDE2000 ΔE on CIELAB (sRGB, D65,
+2° observer), equal to ``skimage.color.deltaE_ciede2000(rgb2lab(a), rgb2lab(b))``.
+LPIPS needs torch and local backbone weights.
 """
 
 from __future__ import annotations
@@ -188,14 +190,110 @@ def ssim(a: np.ndarray, b: np.ndarray, data_range: float | None = None, border: 
     return float(np.mean([s[inner].mean() for s in maps]))
 
 
+# ----------------------------------------------------------------- colour (CIELAB, CIEDE2000)
+XYZ_FROM_RGB = np.array([[0.412453, 0.357580, 0.180423],
+                         [0.212671, 0.715160, 0.072169],
+                         [0.019334, 0.119193, 0.950227]])  # sRGB primaries, D65 (skimage's matrix)
+D65_WHITE = np.array([0.95047, 1.0, 1.08883])  # 2° observer
+BORDER_BAND_PX = 8
+
+
+def rgb_to_lab(image: np.ndarray) -> np.ndarray:
+    """CIELAB (D65, 2°) of an sRGB image: uint8 in [0, 255] or float in [0, 1] → float64 H×W×3."""
+    rgb = np.asarray(image)
+    rgb = rgb / 255.0 if rgb.dtype == np.uint8 else rgb.astype(np.float64)
+    linear = np.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
+    xyz = linear @ XYZ_FROM_RGB.T / D65_WHITE
+    f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16.0 / 116.0)
+    return np.stack([116.0 * f[..., 1] - 16.0, 500.0 * (f[..., 0] - f[..., 1]), 200.0 * (f[..., 1] - f[..., 2])],
+                    axis=-1)
+
+
+def _hue(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Chroma and hue angle in [0, 2π)."""
+    h = np.arctan2(b, a)
+    return np.hypot(a, b), h + (h < 0) * 2 * np.pi
+
+
+def delta_e_ciede2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
+    """Per-pixel CIEDE2000 colour difference (kL = kC = kH = 1) of two CIELAB arrays (…×3)."""
+    L1, a1, b1 = np.moveaxis(np.asarray(lab1, np.float64), -1, 0)
+    L2, a2, b2 = np.moveaxis(np.asarray(lab2, np.float64), -1, 0)
+    c7 = (0.5 * (np.hypot(a1, b1) + np.hypot(a2, b2))) ** 7
+    g = 1.0 + 0.5 * (1.0 - np.sqrt(c7 / (c7 + 25.0 ** 7)))
+    C1, h1 = _hue(a1 * g, b1)
+    C2, h2 = _hue(a2 * g, b2)
+    l_mean = (0.5 * (L1 + L2) - 50.0) ** 2
+    l_term = (L2 - L1) / (1.0 + 0.015 * l_mean / np.sqrt(20.0 + l_mean))
+    c_mean = 0.5 * (C1 + C2)
+    c_term = (C2 - C1) / (1.0 + 0.045 * c_mean)
+    h_diff, h_sum, cc = h2 - h1, h1 + h2, C1 * C2
+    dh = h_diff - 2 * np.pi * (h_diff > np.pi) + 2 * np.pi * (h_diff < -np.pi)
+    dh = np.where(cc == 0.0, 0.0, dh)
+    wrap = (cc != 0.0) & (np.abs(h_diff) > np.pi)
+    h_bar = h_sum + 2 * np.pi * (wrap & (h_sum < 2 * np.pi)) - 2 * np.pi * (wrap & (h_sum >= 2 * np.pi))
+    h_bar = np.where(cc == 0.0, h_bar * 2, h_bar) * 0.5
+    t = (1 - 0.17 * np.cos(h_bar - np.radians(30)) + 0.24 * np.cos(2 * h_bar)
+         + 0.32 * np.cos(3 * h_bar + np.radians(6)) - 0.20 * np.cos(4 * h_bar - np.radians(63)))
+    h_term = 2 * np.sqrt(cc) * np.sin(dh / 2) / (1 + 0.015 * c_mean * t)
+    c7 = c_mean ** 7
+    rotation = -np.sin(2 * np.radians(30) * np.exp(-((np.degrees(h_bar) - 275) / 25) ** 2)) \
+        * 2 * np.sqrt(c7 / (c7 + 25.0 ** 7)) * c_term * h_term
+    return np.sqrt(np.maximum(l_term ** 2 + c_term ** 2 + h_term ** 2 + rotation, 0.0))
+
+
+def mean_delta_e(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None, border: int = 0) -> float:
+    """Mean CIEDE2000 ΔE of two RGB images (optionally inside ``mask``; ``nan`` when it is empty)."""
+    if np.shape(a) != np.shape(b):
+        raise ValueError(f"images differ in shape: {np.shape(a)} vs {np.shape(b)}")
+    de = delta_e_ciede2000(rgb_to_lab(a), rgb_to_lab(b))
+    if border:
+        de = de[border:-border, border:-border]
+        mask = None if mask is None else np.asarray(mask)[border:-border, border:-border]
+    if mask is None:
+        return float(de.mean())
+    m = as_binary(mask)
+    return float(de[m].mean()) if m.any() else math.nan
+
+
+def border_band(mask: np.ndarray, radius: int = BORDER_BAND_PX) -> np.ndarray:
+    """The pixels within ``radius`` px (chessboard distance) of the mask's border, on both sides.
+
+    Where a composite's seam or halo shows: dilation minus erosion of the lesion by a (2r+1)² square.
+    """
+    m = as_binary(mask)
+    grown, shrunk = m.copy(), m.copy()
+    for axis in (0, 1):  # a square structuring element is separable: a running max/min along each axis
+        grown = _run(grown, radius, axis, np.logical_or)
+        shrunk = _run(shrunk, radius, axis, np.logical_and, edge=True)
+    return grown & ~shrunk
+
+
+def _run(m: np.ndarray, radius: int, axis: int, op, edge: bool = False) -> np.ndarray:
+    """OR (dilate) / AND (erode) of ``m`` over ±radius along ``axis``; outside the image counts as ``edge``."""
+    pad = [(0, 0), (0, 0)]
+    pad[axis] = (radius, radius)
+    p = np.pad(m, pad, constant_values=edge)
+    n = m.shape[axis]
+    out = np.take(p, range(0, n), axis=axis)
+    for shift in range(1, 2 * radius + 1):
+        out = op(out, np.take(p, range(shift, shift + n), axis=axis))
+    return out
+
+
 def sr_scores(out: np.ndarray, hr: np.ndarray, scale: int, mask: np.ndarray | None = None) -> dict[str, float]:
     """The SR protocol's scores of one output: PSNR/SSIM on Y with a border of ``scale``,
-    over the whole image and, given the lesion ``mask``, inside it."""
+    over the whole image and, given the lesion ``mask``, inside it (PSNR-Y, SSIM-Y, mean ΔE00) and in
+    the ±8 px band around its border (PSNR-Y, mean ΔE00)."""
     kw = {"border": scale, "y_channel": True}
     row = {"psnr_y": psnr(out, hr, **kw), "ssim_y": ssim(out, hr, **kw)}
     if mask is not None:
+        band = border_band(mask)
         row["lesion_psnr_y"] = psnr(out, hr, mask=mask, **kw)
         row["lesion_ssim_y"] = ssim(out, hr, mask=mask, **kw)
+        row["lesion_delta_e"] = mean_delta_e(out, hr, mask, border=scale)
+        row["border_psnr_y"] = psnr(out, hr, mask=band, **kw)
+        row["border_delta_e"] = mean_delta_e(out, hr, band, border=scale)
     return row
 
 

@@ -33,6 +33,7 @@ _SHIM = r"""
 #define __device__
 #define __forceinline__ inline
 using std::min;
+inline float atomicAdd(float* p, float v) { float old = *p; *p = old + v; return old; }
 struct Dim3 { int x, y, z; };
 static Dim3 blockIdx, threadIdx, blockDim;
 """
@@ -98,13 +99,39 @@ class HostRunner:
         self.fn["preprocess"](*grid, *args)
         return out
 
-    def masked_roi(self, frame, mask, roi):
+    def masked_roi(self, frame, mask, roi, surround="frame"):
         h, w = frame.shape[:2]
         out = np.full((1, 3, roi[3], roi[2]), np.nan, np.float32)
         mask = np.ascontiguousarray(mask, np.uint8)
-        grid, args = ck.masked_roi_args(frame.ctypes.data, h, w, mask.ctypes.data, mask.shape[0], roi, out.ctypes.data)
+        grid, args = ck.masked_roi_args(frame.ctypes.data, h, w, mask.ctypes.data, mask.shape[0], roi, out.ctypes.data,
+                                        surround=surround)
         self.fn["masked_roi"](*grid, *args)
         return out
+
+    def project(self, sr, lr, scale, iterations, chroma, lesion=None):
+        """The projection kernels in :func:`ck.project_launches` order; returns (projected SR, residual sums).
+
+        ``lesion``: (soft, frame_shape, roi) to accumulate the residual as the pipeline does."""
+        x = np.ascontiguousarray(sr, np.float32).copy()
+        lr = np.ascontiguousarray(lr, np.float32)
+        _, _, h, w = lr.shape
+        tmp = np.full(3 * h * w * scale, np.nan, np.float32)
+        d = np.full(3 * h * w, np.nan, np.float32)
+        sums = np.zeros(2, np.float32)
+        keep = []
+        residual = None
+        if lesion is not None:
+            soft, (height, width), roi = lesion
+            soft = np.ascontiguousarray(soft, np.float32)
+            keep.append(soft)
+            residual = (soft.ctypes.data, soft.shape[0], height, width, roi[0], roi[1], sums.ctypes.data)
+
+        def launch(name, grid, args):
+            self.fn[name](*grid, *(0 if a is None else a for a in args))
+
+        ck.project_launches(launch, x.ctypes.data, lr.ctypes.data, h, w, scale, iterations, chroma, tmp.ctypes.data,
+                            d.ctypes.data, residual)
+        return x, sums
 
     def composite(self, frame, sr, soft, roi, scale, out_rect):
         h, w = frame.shape[:2]
@@ -285,4 +312,5 @@ def install(monkeypatch, fake: FakeDriver) -> None:
         monkeypatch.setitem(sys.modules, "cuda", types.ModuleType("cuda"))
         monkeypatch.setitem(sys.modules, "cuda.bindings", bindings)
     monkeypatch.setattr(bindings, "driver", fake, raising=False)
-    monkeypatch.setattr(ck, "cached_ptx", lambda name, arch, cache_dir=None: f"// {arch}\n.entry {name}(".encode())
+    monkeypatch.setattr(ck, "cached_ptx", lambda name, arch, cache_dir=None: f"// {arch}\n".encode() + "".join(
+        f".entry {fn}(\n" for fn in ck.KERNEL_FUNCTIONS[name]).encode())

@@ -19,6 +19,7 @@ from PIL import Image
 
 from fake_cuda import FakeDriver, HostRunner, install
 from skinedge.errors import SkinedgeError
+from skinedge.runtime.projection import OFF
 from skinedge.runtime import cuda_kernels as ck
 from skinedge.runtime import gpu_pipeline as gp
 from skinedge.runtime.device_nets import DeviceNet
@@ -28,7 +29,7 @@ from skinedge.runtime.mask import MaskSettings
 from skinedge.runtime.pipeline import Pipeline
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-KEYS = {"preprocess", "seg", "mask", "sr", "composite", "total"}
+KEYS = {"preprocess", "seg", "mask", "sr", "project", "composite", "total"}
 
 
 def make_manifest(size: int, scale: int = 4) -> dict:
@@ -209,7 +210,7 @@ def test_no_device_allocation_after_the_first_frame_and_a_larger_frame_reallocat
     with gp.GpuPipeline(HostNet(lesions), HostNet(fake_sr), make_manifest(S), max_frame=(64, 96), arch=87,
                         **OPTIONS) as gpu:
         opened, pinned = fake.allocs, fake.host_allocs
-        assert opened > 0 and pinned == 5  # logits, mask, soft, frame, result
+        assert opened > 0 and pinned == 6  # logits, mask, soft, residual sums, frame, result
         for _ in range(3):
             assert gpu(frame(64, 96)).found
         assert (fake.allocs, fake.host_allocs) == (opened, pinned)  # max frame: nothing new at all
@@ -231,7 +232,7 @@ def test_no_device_allocation_after_the_first_frame_and_a_larger_frame_reallocat
         pinned_ptrs = [ptr for ptr, _ in gpu._pinned.values()]
     assert set(owned) <= set(fake.freed) and set(pinned_ptrs) <= set(fake.host_freed)
     assert fake.streams == [] and fake.events == [] and fake.retained == 0
-    assert sorted(fake.unloaded) == sorted(list(ck.KERNEL_NAMES) + ["tile_accumulate,tile_normalize"])
+    assert sorted(fake.unloaded) == sorted([",".join(f) for f in ck.KERNEL_FUNCTIONS.values()] + ["tile_accumulate,tile_normalize"])
     gpu.close()  # idempotent
 
 
@@ -288,7 +289,7 @@ def test_tile_blend_on_the_device_is_exactly_the_reference_blend(fake):
     lesions.set(0.45, 0.55, 0.3)
     image = frame(64, 96, seed=3)
     with gp.GpuPipeline(HostNet(lesions), HostNet(fake_sr), make_manifest(S), max_frame=(64, 96), arch=87,
-                        **OPTIONS) as gpu:
+                        fidelity=OFF, **OPTIONS) as gpu:  # no projection: the blend buffer is the SR itself
         result = gpu(image)
         _, _, rw, rh = result.roi
         blended = _view(gpu._buf["acc"], (1, 3, rh * 4, rw * 4)).copy()
@@ -412,7 +413,8 @@ def test_torch_adapter_logic_on_the_fake_driver(fake, monkeypatch):
 def test_cuda_graph_bookkeeping_on_the_fake_driver(fake, monkeypatch):
     """Eager on a shape's first frame, captured on its second, replayed after; at most GRAPHS kept; a failed
     capture turns graphs off. Fake graphs replay nothing, so the ROI is one piece (no tiles overwriting one
-    another's output) and the frames repeat: then the output buffer still holds the right picture."""
+    another's output), the frames repeat and nothing is projected in place: then the output buffer still holds
+    the right picture."""
     torch = pytest.importorskip("torch")
     import contextlib
 
@@ -438,7 +440,7 @@ def test_cuda_graph_bookkeeping_on_the_fake_driver(fake, monkeypatch):
     manifest, image = make_manifest(S), lesion_frame(64, 96, 0.5, 0.5, 0.3)
     with gp.GpuPipeline(TorchRunner((seg, "cuda", False), "image", "logits"),
                         TorchRunner((sr, "cuda", False), "lr", "sr", clamp=True), manifest, max_frame=(64, 96),
-                        arch=87, **ONE_PIECE) as gpu:
+                        arch=87, fidelity=OFF, **ONE_PIECE) as gpu:
         results = [gpu(image) for _ in range(4)]
         assert len(gpu.seg.graphs) == len(gpu.sr.graphs) == 1 and len(captures) == 2  # on the second frame
         assert {pool for _, pool in captures} == {"pool"}
@@ -459,7 +461,7 @@ def test_cuda_graph_bookkeeping_on_the_fake_driver(fake, monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "graph", broken)
     with gp.GpuPipeline(seg_r, TorchRunner((sr, "cuda", False), "lr", "sr", clamp=True), manifest,
-                        max_frame=(64, 96), arch=87, **ONE_PIECE) as gpu:
+                        max_frame=(64, 96), arch=87, fidelity=OFF, **ONE_PIECE) as gpu:
         again = [gpu(image) for _ in range(3)]
         assert not gpu.seg.use_graphs and "capture failed: RuntimeError" in gpu.seg.eager_why
     assert all(np.array_equal(r.image, results[0].image) for r in again)

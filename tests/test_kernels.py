@@ -25,7 +25,8 @@ from fake_cuda import FakeDriver as _FakeDriver
 from fake_cuda import HostRunner as _HostRunner
 from fake_cuda import install as install_fake_driver
 from skinedge.runtime import cuda_kernels as ck
-from skinedge.runtime.reference import composite, masked_roi, preprocess, resample_matrix, resample_taps
+from skinedge.runtime.projection import Fidelity, project, residual
+from skinedge.runtime.reference import composite, masked_roi, preprocess, resample_matrix, resample_taps, roi_lesion
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -131,18 +132,20 @@ def test_preprocess_resize_equals_pil_bilinear(shape, size):
 def test_masked_roi_all_zero_and_all_one_masks():
     frame = _frame(37, 53)
     roi = (5, 9, 13, 7)
-    out = masked_roi(frame, np.zeros((16, 16), np.uint8), roi)
+    out = masked_roi(frame, np.zeros((16, 16), np.uint8), roi, "black")
     assert out.shape == (1, 3, 7, 13) and out.dtype == np.float32 and not out.any()
-    out = masked_roi(frame, np.ones((16, 16), np.uint8), roi)
+    out = masked_roi(frame, np.ones((16, 16), np.uint8), roi, "black")
     crop = frame[9:16, 5:18, ::-1].transpose(2, 0, 1).astype(np.float32) / np.float32(255)
     assert np.array_equal(out[0], crop)
+    # the default keeps the real surround whatever the mask: the generator never sees a black one
+    assert np.array_equal(masked_roi(frame, np.zeros((16, 16), np.uint8), roi)[0], crop)
 
 
 def test_masked_roi_at_frame_resolution_is_a_plain_mask_multiply():
     frame, mask = _frame(24, 24, seed=2), _blob_mask(24, seed=2)  # S = H = W: sampling lands on mask pixels
     for roi in [(0, 0, 24, 24), (0, 0, 5, 3), (19, 21, 5, 3), (0, 17, 24, 7), (11, 0, 13, 24)]:
         x0, y0, w, h = roi
-        out = masked_roi(frame, mask, roi)[0]
+        out = masked_roi(frame, mask, roi, "black")[0]
         crop = frame[y0:y0 + h, x0:x0 + w, ::-1].astype(np.float32) / np.float32(255)
         expected = (crop * mask[y0:y0 + h, x0:x0 + w, None]).transpose(2, 0, 1)
         assert np.array_equal(out, expected), roi
@@ -151,7 +154,7 @@ def test_masked_roi_at_frame_resolution_is_a_plain_mask_multiply():
 @pytest.mark.parametrize("roi", [(0, 0, 13, 7), (40, 0, 13, 7), (0, 30, 13, 7), (40, 30, 13, 7), (0, 0, 53, 37)])
 def test_masked_roi_odd_sizes_and_every_border(roi):
     frame, mask = _frame(37, 53, seed=3), _blob_mask(20, seed=3)
-    out = masked_roi(frame, mask, roi)
+    out = masked_roi(frame, mask, roi, "black")
     x0, y0, w, h = roi
     crop = frame[y0:y0 + h, x0:x0 + w, ::-1].transpose(2, 0, 1).astype(np.float32) / np.float32(255)
     assert out.shape == (1, 3, h, w)
@@ -160,14 +163,19 @@ def test_masked_roi_odd_sizes_and_every_border(roi):
     assert np.array_equal(out[0], np.where(kept, crop, 0))  # a pixel is kept whole, untouched, or zeroed
 
 
-def test_composite_without_sr_is_pil_bilinear_upscale():
+def test_composite_without_sr_is_pil_bicubic_upscale():
+    from PIL import Image
+
     for shape, scale in [((37, 53), 4), ((16, 16), 2), ((9, 31), 3)]:
         frame = _frame(*shape, seed=5)
         h, w = shape
         out = composite(frame, None, _soft(8), (0, 0, 1, 1), scale, (0, 0, w * scale, h * scale))
-        pil = _bgr_to_pil_rgb_resize(frame, (w * scale, h * scale))
         assert out.shape == (h * scale, w * scale, 3) and out.dtype == np.uint8
-        assert np.abs(out.astype(int) - pil).max() <= 1, (shape, scale)
+        for c in range(3):  # PIL's float ("F") bicubic: the same kernel without 8-bit rounding between passes
+            pil = np.asarray(Image.fromarray(frame[:, :, c].astype(np.float32), "F").resize(
+                (w * scale, h * scale), Image.BICUBIC))
+            expected = np.clip(np.floor(pil + 0.5), 0, 255)
+            assert np.abs(out[:, :, c].astype(int) - expected).max() <= 1, (shape, scale, c)
 
 
 def test_composite_with_zero_soft_mask_is_the_background():
@@ -256,10 +264,36 @@ def _check_preprocess(runner, shape, size, pad):
 
 def _check_masked_roi(runner, shape, s, roi):
     frame, mask = _frame(*shape, seed=s), _blob_mask(s, seed=s)
-    got = runner.masked_roi(frame, mask, roi)
-    expected = masked_roi(frame, mask, roi)
+    for surround in ("frame", "black"):
+        got = runner.masked_roi(frame, mask, roi, surround)
+        expected = masked_roi(frame, mask, roi, surround)
+        assert got.shape == expected.shape
+        assert np.abs(got - expected).max() <= 1e-6, f"{int((got != expected).any(axis=1).sum())} pixels differ"
+
+
+PROJECTION_CASES = [  # LR ROI (h, w), scale, iterations, chroma
+    ((7, 13), 4, 3, "camera"), ((7, 13), 4, 1, "generator"), ((20, 17), 4, 0, "camera"),
+    ((33, 40), 4, 2, "camera"), ((9, 11), 2, 3, "generator"), ((64, 48), 4, 3, "camera"),
+]
+
+
+def _check_projection(runner, lr_shape, scale, iterations, chroma):
+    """The projection kernels against :func:`project` (≤ 1 LSB of the uint8 picture) and the residual."""
+    h, w = lr_shape
+    rng = np.random.default_rng(h * w + scale)
+    lr = rng.random((1, 3, h, w), np.float32)
+    sr = np.clip(np.repeat(np.repeat(lr, scale, 2), scale, 3) + rng.normal(0, 0.1, (1, 3, h * scale, w * scale)),
+                 0, 1).astype(np.float32)
+    frame_shape, roi, soft = (h + 10, w + 6), (3, 5, w, h), _soft(16, seed=h)
+    got, sums = runner.project(sr, lr, scale, iterations, chroma, (soft, frame_shape, roi))
+    expected = project(sr, lr, Fidelity(iterations, chroma))
     assert got.shape == expected.shape
-    assert np.abs(got - expected).max() <= 1e-6, f"{int((got != expected).any(axis=1).sum())} pixels differ"
+    diff = np.abs(got.reshape(expected.shape) - expected) * 255
+    assert diff.max() <= 1.0, f"max diff {diff.max():.3f} LSB"
+    lesion = roi_lesion(soft, frame_shape, roi)
+    assert sums[1] == lesion.sum()
+    if lesion.any():
+        assert abs(sums[0] / sums[1] - residual(sr, lr, lesion)) < 1e-3
 
 
 def _check_composite(runner, shape, s, roi, scale, view, with_sr):
@@ -298,6 +332,11 @@ def test_host_composite_matches_reference(host, shape, s, roi, scale, view, with
     _check_composite(host, shape, s, roi, scale, view, with_sr)
 
 
+@pytest.mark.parametrize("lr_shape,scale,iterations,chroma", PROJECTION_CASES, ids=_case_id)
+def test_host_projection_matches_reference(host, lr_shape, scale, iterations, chroma):
+    _check_projection(host, lr_shape, scale, iterations, chroma)
+
+
 @pytest.fixture()
 def fake_gpu(host, monkeypatch):
     """:class:`Kernels` and the GPU tests' runner on a fake driver that runs the kernels on the CPU."""
@@ -320,7 +359,9 @@ def test_kernels_class_end_to_end_on_a_fake_driver(fake_gpu):
     for case in COMPOSITE_CASES[:8]:
         _check_composite(runner, *case)
     assert {stream for _, stream in fake.launches} == {7}  # every launch on the caller's stream
-    assert {name for name, _ in fake.launches} == set(ck.KERNEL_NAMES)
+    for case in PROJECTION_CASES[:2]:
+        _check_projection(runner, *case)
+    assert {name for name, _ in fake.launches} == {f for fs in ck.KERNEL_FUNCTIONS.values() for f in fs}
 
 
 def test_kernels_tap_tables_uploaded_once_and_freed(fake_gpu):
@@ -335,7 +376,7 @@ def test_kernels_tap_tables_uploaded_once_and_freed(fake_gpu):
     assert len(kernels._allocations) == tables and np.array_equal(first, second)
     owned = list(kernels._allocations)
     kernels.close()
-    assert set(owned) <= set(fake.freed) and sorted(fake.unloaded) == sorted(ck.KERNEL_NAMES)
+    assert set(owned) <= set(fake.freed) and sorted(fake.unloaded) == sorted(",".join(f) for f in ck.KERNEL_FUNCTIONS.values())
     kernels.close()  # idempotent
 
 
@@ -348,9 +389,16 @@ def test_launch_arguments_are_checked():
         ck.composite_args(0, 37, 53, None, None, 20, (0, 0, 1, 1), 4, (0, 0, 53 * 4 + 1, 4), 0)
     grid, args = ck.composite_args(0, 37, 53, None, None, 20, (0, 0, 0, 0), 4, (0, 0, 212, 148), 0)
     assert grid == (7, 19) and args[4] == 0 and args[5] == 0  # no SR: null pointers, ROI unused
-    assert [len(ck._SIGNATURES[n]) for n in ck.KERNEL_NAMES] == [
+    assert [len(ck._SIGNATURES[n]) for n in ("preprocess", "masked_roi", "composite")] == [
         len(ck.preprocess_args(lambda i, o: (0, 0, 3), 0, 4, 4, 0, 2, MEAN, STD)[1]),
         len(ck.masked_roi_args(0, 4, 4, 0, 4, (0, 0, 1, 1), 0)[1]), len(args)]
+    with pytest.raises(ValueError, match="surround"):
+        ck.masked_roi_args(0, 4, 4, 0, 4, (0, 0, 1, 1), 0, surround="grey")
+    launched = []
+    ck.project_launches(lambda name, grid, args: launched.append((name, len(args))), 1, 2, 5, 7, 4, 2, "camera",
+                        3, 4, (5, 16, 40, 50, 0, 0, 6))
+    assert [n for n, _ in launched] == ["resample_axis"] * 2 + ["lesion_residual", "keep_luma"] + ["resample_axis"] * 8
+    assert all(len(ck._SIGNATURES[n]) == k for n, k in launched)
 
 
 def test_module_imports_no_cuda_at_import_time():
@@ -363,11 +411,11 @@ def test_module_imports_no_cuda_at_import_time():
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
 
 
-def test_kernel_sources_are_the_three_extern_c_kernels():
+def test_kernel_sources_hold_their_extern_c_kernels():
     sources = ck.kernel_sources()
     assert sorted(sources) == sorted(ck.KERNEL_NAMES)
     for name, text in sources.items():
-        assert f'extern "C" __global__ void {name}(' in text
+        assert re.findall(r'extern "C" __global__ void (\w+)\(', text) == list(ck.KERNEL_FUNCTIONS[name])
 
 
 # ====================================================================== 3. NVRTC → PTX, disk cache (no GPU)
@@ -388,13 +436,14 @@ def test_every_kernel_compiles_to_ptx(arch):
     version, supported = _nvrtc()
     if arch not in supported:
         pytest.skip(f"NVRTC {version[0]}.{version[1]} does not support compute_{arch} (supports {supported})")
-    for name, source in ck.kernel_sources().items():
-        ptx = ck.compile_ptx(source, name, f"compute_{arch}").decode()
+    for source_name, source in ck.kernel_sources().items():
+        ptx = ck.compile_ptx(source, source_name, f"compute_{arch}").decode()
         assert f".target sm_{arch}" in ptx
-        entry = re.search(rf"\.entry {name}\((.*?)\)", ptx, re.S)
-        assert entry, f"no .entry {name} in the PTX"
-        types = re.findall(r"\.param \.(\w+)", entry.group(1))
-        assert ["." + t for t in types] == [_PTX_TYPES[t] for t in ck._SIGNATURES[name]], name
+        for name in ck.KERNEL_FUNCTIONS[source_name]:
+            entry = re.search(rf"\.entry {name}\((.*?)\)", ptx, re.S)
+            assert entry, f"no .entry {name} in the PTX"
+            types = re.findall(r"\.param \.(\w+)", entry.group(1))
+            assert ["." + t for t in types] == [_PTX_TYPES[t] for t in ck._SIGNATURES[name]], name
         assert "fma.rn.f32" not in ptx and "fma.rn.f64" not in ptx  # --fmad=false: NumPy's rounding
         assert ".ftz" not in ptx and "approx" not in ptx
 
@@ -500,11 +549,21 @@ class _GpuRunner:
         self.k.preprocess(self.upload(buffer), h, w, out, size, mean, std, pitch=buffer.strides[0])
         return self.download(out, (1, 3, oh, ow), np.float32)
 
-    def masked_roi(self, frame, mask, roi):
+    def masked_roi(self, frame, mask, roi, surround="frame"):
         h, w = frame.shape[:2]
         out = self.alloc(3 * roi[2] * roi[3] * 4)
-        self.k.masked_roi(self.upload(frame), h, w, self.upload(mask.astype(np.uint8)), mask.shape[0], roi, out)
+        self.k.masked_roi(self.upload(frame), h, w, self.upload(mask.astype(np.uint8)), mask.shape[0], roi, out,
+                          surround=surround)
         return self.download(out, (1, 3, roi[3], roi[2]), np.float32)
+
+    def project(self, sr, lr, scale, iterations, chroma, lesion):
+        _, _, h, w = lr.shape
+        soft, (height, width), roi = lesion
+        x, sums = self.upload(sr.astype(np.float32)), self.upload(np.zeros(2, np.float32))
+        residual = (self.upload(soft.astype(np.float32)), soft.shape[0], height, width, roi[0], roi[1], sums)
+        self.k.project(x, self.upload(lr.astype(np.float32)), h, w, scale, iterations, chroma,
+                       self.alloc(4 * 3 * h * w * scale), self.alloc(4 * 3 * h * w), residual)
+        return self.download(x, sr.shape, np.float32), self.download(sums, (2,), np.float32)
 
     def composite(self, frame, sr, soft, roi, scale, out_rect):
         h, w = frame.shape[:2]
@@ -560,6 +619,11 @@ def test_gpu_composite_matches_reference(gpu_runner, shape, s, roi, scale, view,
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("lr_shape,scale,iterations,chroma", PROJECTION_CASES, ids=_case_id)
+def test_gpu_projection_matches_reference(gpu_runner, lr_shape, scale, iterations, chroma):
+    _check_projection(gpu_runner, lr_shape, scale, iterations, chroma)
+
+
 def test_gpu_tap_tables_are_uploaded_once(gpu_runner):
     kernels = gpu_runner.k
     kernels.prepare(540, 960, 256)

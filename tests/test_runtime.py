@@ -48,7 +48,7 @@ def test_onnxruntime_and_torch_backends_give_the_same_picture(exported):
         assert ort.image.shape == (ort.roi[3] * 4, ort.roi[2] * 4, 3)
         diff = np.abs(ort.image.astype(int) - ref.image.astype(int))
         assert diff.max() <= 2 and diff.mean() < 0.05
-    assert set(ort.timings_ms) == {"preprocess", "seg", "mask", "sr", "composite", "total"}
+    assert set(ort.timings_ms) == {"preprocess", "seg", "mask", "sr", "project", "composite", "total"}
 
 
 def test_full_mode_holds_the_roi_view_at_its_place(exported):
@@ -148,7 +148,8 @@ def test_networks_on_the_cpu_get_the_numpy_host_pipeline(exported, monkeypatch):
     _, _, models = exported
     manifest = load_models(models)
     pipeline, where = open_pipeline(open_runners(models, manifest, "onnxruntime", "fp32"), manifest, "full", 64)
-    assert isinstance(pipeline, Pipeline) and where == "host: pixel stages in NumPy (the networks run on the CPU)"
+    assert isinstance(pipeline, Pipeline) and where == ("host: pixel stages in NumPy (the networks run on the CPU); "
+                                                       "projection 3 step(s), chroma from the camera, frame surround")
     assert (pipeline.mode, pipeline.tile) == ("full", 64)
     monkeypatch.setattr(select, "_torch_cuda", lambda: True)  # torch on a GPU, but no cuda.bindings/driver here
     monkeypatch.setattr("skinedge.runtime.cuda_kernels.gpu_available", lambda: False)

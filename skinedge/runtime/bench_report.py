@@ -12,8 +12,9 @@ import numpy as np
 from skinedge.runtime.pipeline import MODES
 from skinedge.runtime.select import BACKENDS
 
-FORMAT, FORMAT_VERSION = "skinedge-bench", 1
-STAGES = ("preprocess", "seg", "mask", "sr", "composite", "total", "wall")
+FORMAT, FORMAT_VERSION = "skinedge-bench", 2  # 2: the "project" stage (data-consistency projection after SR)
+STAGES = ("preprocess", "seg", "mask", "sr", "project", "composite", "total", "wall")
+PARTS = STAGES[:6]  # the per-frame stages that add up to "total"
 STATUSES = ("ok", "skipped", "failed")
 
 _NUM = {"type": "number", "minimum": 0}
@@ -143,7 +144,7 @@ def _label(row: dict) -> str:
 def format_table(doc: dict) -> str:
     """A Markdown table (reads fine in a terminal too): p50 per stage (ms), p95/p99/mean total, throughput, ratio
     and peak RSS; rows that did not run are listed under it with their reason."""
-    head = ["backend", "precision", "mode", "seg / sr variant", *(f"{s} p50" for s in STAGES[:5]), "total p50",
+    head = ["backend", "precision", "mode", "seg / sr variant", *(f"{s} p50" for s in PARTS), "total p50",
             "p95", "p99", "mean", "frames/s", "× torch fp32", "peak RSS MB", "GPU MB"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 4 + "---:|" * (len(head) - 4)]
     skipped = []
@@ -155,7 +156,7 @@ def format_table(doc: dict) -> str:
         gpu = str(r.get("pipeline", "")).startswith("gpu")
         cells = [r["backend"] + (" (GPU stages)" if gpu else ""), r["precision"], r["mode"],
                  f"{r['variants']['seg']} / {r['variants']['sr']}",
-                 *(f"{lat[s]['p50']:.1f}" for s in STAGES[:6]), f"{lat['total']['p95']:.1f}",
+                 *(f"{lat[s]['p50']:.1f}" for s in STAGES[:7]), f"{lat['total']['p95']:.1f}",
                  f"{lat['total']['p99']:.1f}", f"{lat['total']['mean']:.1f}", f"{r['throughput_fps']:.2f}",
                  "—" if ratio is None else f"{ratio:.2f}", f"{r['memory']['peak_rss_mb']:.0f}",
                  "—" if r["memory"]["device_mb"] is None else f"{r['memory']['device_mb']:.0f}"]
@@ -169,7 +170,8 @@ def _nice_step(longest: float) -> float:
     return float(next(power * m for m in (1, 2, 5, 10) if longest / (power * m) <= 8))
 
 
-COLOURS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14), (90, 90, 90)]
+COLOURS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (23, 190, 207), (255, 127, 14),
+           (90, 90, 90)]
 
 
 def plot_bench(doc: dict, path: str | Path, width: int = 1100) -> None:
@@ -178,7 +180,7 @@ def plot_bench(doc: dict, path: str | Path, width: int = 1100) -> None:
 
     from skinedge.atomic import write_bytes_atomic
 
-    rows, parts = doc["results"], STAGES[:5]
+    rows, parts = doc["results"], PARTS
     left, right, top, bar, gap = 250, 230, 70, 22, 8
     height = top + max(1, len(rows)) * (bar + gap) + 50
     longest = max([r["latency_ms"]["total"]["p50"] for r in rows if r["status"] == "ok"] + [1.0])

@@ -1,12 +1,15 @@
-"""The pipeline's three CUDA kernels: NVRTC compilation, a PTX disk cache, and stream-ordered launches.
+"""The pipeline's CUDA kernels: NVRTC compilation, a PTX disk cache, and stream-ordered launches.
 
 The kernels (``kernels/*.cu``) compute exactly the math of :mod:`skinedge.runtime.reference`:
 
 - ``preprocess`` (a): uint8 BGR frame → float32 RGB NCHW, resized (per-axis tap tables from
   :func:`~skinedge.runtime.reference.resample_taps`) and normalised;
-- ``masked_roi`` (b): the ROI with everything outside the (bilinearly sampled) lesion mask zeroed;
-- ``composite`` (c): bilinear ×scale background with SR blended in by the soft mask, for the ROI view or
-  the full frame; no SR pointer means background only.
+- ``masked_roi`` (b): the ROI as the SR input (real surround, or everything outside the lesion zeroed);
+- ``composite`` (c): bicubic ×scale background with SR blended in by the soft mask, for the ROI view or
+  the full frame; no SR pointer means background only;
+- ``projection`` (d, three kernels): the data-consistency projection of
+  :mod:`skinedge.runtime.projection` (``resample_axis`` passes, ``keep_luma``) and the lesion's consistency
+  residual (``lesion_residual``), sequenced by :func:`project_launches`.
 
 They are compiled at run time with NVRTC to PTX for ``compute_XX`` (no fast math, no FMA contraction: the
 results must match NumPy's float32 arithmetic) and cached on disk, keyed by the source, the architecture,
@@ -29,7 +32,9 @@ from skinedge.atomic import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
-KERNEL_NAMES = ("preprocess", "masked_roi", "composite")
+KERNEL_FUNCTIONS = {"preprocess": ("preprocess",), "masked_roi": ("masked_roi",), "composite": ("composite",),
+                    "projection": ("resample_axis", "keep_luma", "lesion_residual")}  # .cu file → its kernels
+KERNEL_NAMES = tuple(KERNEL_FUNCTIONS)
 # Reference-exact float32: IEEE division/sqrt (the default), denormals kept, and no a*b+c → fma contraction.
 NVRTC_OPTIONS = ("--fmad=false", "--prec-div=true", "--prec-sqrt=true", "--ftz=false")
 BLOCK = (32, 8, 1)
@@ -225,8 +230,11 @@ class _Launcher:
 _P, _I, _F = np.uint64, np.int32, np.float32  # device pointer, int, float kernel parameters
 _SIGNATURES = {
     "preprocess": [_P, _I, _P, _P, _I, _P, _P, _I, _P, _I, _I, _F, _F, _F, _F, _F, _F],
-    "masked_roi": [_P, _I, _I, _I, _P, _I, _I, _I, _I, _I, _P],
+    "masked_roi": [_P, _I, _I, _I, _P, _I, _I, _I, _I, _I, _P, _I],
     "composite": [_P, _I, _I, _I, _P, _P, _I, _I, _I, _I, _I, _I, _I, _I, _I, _I, _P, _I],
+    "resample_axis": [_P, _I, _I, _P, _I, _I, _I, _P, _F, _I],
+    "keep_luma": [_P, _I, _I, _P, _I, _I, _I],
+    "lesion_residual": [_P, _I, _I, _P, _I, _I, _I, _I, _I, _P],
 }
 
 
@@ -261,11 +269,43 @@ def preprocess_args(tables, frame: int, height: int, width: int, out: int, size,
 
 
 def masked_roi_args(frame: int, height: int, width: int, mask: int, mask_size: int, roi, out: int,
-                    pitch: int | None = None) -> tuple[tuple[int, int], tuple]:
-    """(grid, kernel arguments) of kernel (b)."""
+                    pitch: int | None = None, surround: str = "frame") -> tuple[tuple[int, int], tuple]:
+    """(grid, kernel arguments) of kernel (b); ``surround`` ``frame`` (real image) or ``black`` (masked)."""
     x0, y0, w, h = _check_roi(roi, height, width)
+    if surround not in ("frame", "black"):
+        raise ValueError(f"surround must be frame or black, got {surround!r}")
     return _grid(w, h), (_ptr(frame), pitch or width * 3, height, width, _ptr(mask), mask_size, x0, y0, w, h,
-                         _ptr(out))
+                         _ptr(out), int(surround == "black"))
+
+
+def project_launches(launch, sr: int, lr: int, h: int, w: int, scale: int, iterations: int, chroma: str,
+                     tmp: int, d: int, residual: tuple | None = None) -> None:
+    """Enqueue the projection of :func:`skinedge.runtime.projection.project` through ``launch(name, grid, args)``.
+
+    ``sr``: float32 3×(h·scale)×(w·scale), corrected in place; ``lr``: float32 3×h×w (the camera's ROI);
+    ``tmp``: 3·h·w·scale floats (one axis resized); ``d``: 3·h·w floats. ``residual``: (soft, s, height, width,
+    x0, y0, sums) to add the lesion's Σ|LR − down(SR)|·255 and pixel count into ``sums`` (2 floats, zeroed by
+    the caller) before any correction.
+    """
+    big_h, big_w = h * scale, w * scale
+
+    def down_into_d(x: int, clamp: int = 0) -> None:  # d = LR − down(x)
+        launch("resample_axis", _grid(big_w, h), (x, big_h, big_w, tmp, h, big_w, 0, 0, 1.0, 0))
+        launch("resample_axis", _grid(w, h), (tmp, h, big_w, d, h, w, 1, lr, -1.0, clamp))
+
+    def add_up(x: int, clamp: int) -> None:  # x += up(d)
+        launch("resample_axis", _grid(w, big_h), (d, h, w, tmp, big_h, w, 0, 0, 1.0, 0))
+        launch("resample_axis", _grid(big_w, big_h), (tmp, big_h, w, x, big_h, big_w, 1, x, 1.0, clamp))
+
+    if residual is not None:
+        soft, s, height, width, x0, y0, sums = residual
+        down_into_d(sr)
+        launch("lesion_residual", _grid(w, h), (d, h, w, soft, s, height, width, x0, y0, sums))
+    if chroma == "camera":
+        launch("keep_luma", _grid(big_w, big_h), (lr, h, w, sr, big_h, big_w, int(iterations == 0)))
+    for i in range(iterations):
+        down_into_d(sr)
+        add_up(sr, int(i == iterations - 1))
 
 
 def composite_args(frame: int, height: int, width: int, sr: int | None, soft: int | None, mask_size: int, roi,
@@ -306,12 +346,14 @@ class Kernels:
         self._allocations: list = []
         self._host_taps: list[np.ndarray] = []  # kept alive: async uploads read them
         try:
-            for name in KERNEL_NAMES:
-                ptx = np.frombuffer(cached_ptx(name, self.arch, cache_dir) + b"\0", dtype=np.uint8)
-                module = self._load(ptx, name)
+            for source_name, functions in KERNEL_FUNCTIONS.items():
+                ptx = np.frombuffer(cached_ptx(source_name, self.arch, cache_dir) + b"\0", dtype=np.uint8)
+                module = self._load(ptx, source_name)
                 self._modules.append(module)
-                function = _cu_check(driver.cuModuleGetFunction(module, name.encode()), f"cuModuleGetFunction {name}")
-                self._launch[name] = _Launcher(function, _SIGNATURES[name])
+                for name in functions:
+                    function = _cu_check(driver.cuModuleGetFunction(module, name.encode()),
+                                         f"cuModuleGetFunction {name}")
+                    self._launch[name] = _Launcher(function, _SIGNATURES[name])
         except BaseException:
             self.close()
             raise
@@ -367,11 +409,17 @@ class Kernels:
                                                                   mean, std, pitch))
 
     def masked_roi(self, frame: int, height: int, width: int, mask: int, mask_size: int, roi, out: int,
-                   pitch: int | None = None) -> None:
-        """Kernel (b): the ``roi`` (x0, y0, w, h) of the frame, zero outside the uint8 S×S ``mask`` → float32
-        RGB 1×3×h×w at ``out``."""
+                   pitch: int | None = None, surround: str = "frame") -> None:
+        """Kernel (b): the ``roi`` (x0, y0, w, h) of the frame → float32 RGB 1×3×h×w at ``out``; with
+        ``surround="black"``, zero outside the uint8 S×S ``mask``."""
         self._launch["masked_roi"](self.stream, *masked_roi_args(frame, height, width, mask, mask_size, roi, out,
-                                                                  pitch))
+                                                                  pitch, surround))
+
+    def project(self, sr: int, lr: int, h: int, w: int, scale: int, iterations: int, chroma: str, tmp: int,
+                d: int, residual: tuple | None = None) -> None:
+        """Kernels (d): the data-consistency projection of ``sr`` against ``lr`` (see :func:`project_launches`)."""
+        project_launches(lambda name, grid, args: self._launch[name](self.stream, grid, args), sr, lr, h, w, scale,
+                         iterations, chroma, tmp, d, residual)
 
     def composite(self, frame: int, height: int, width: int, sr: int | None, soft: int, mask_size: int, roi,
                   scale: int, out_rect, out: int, pitch: int | None = None, out_pitch: int | None = None) -> None:

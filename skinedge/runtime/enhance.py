@@ -137,9 +137,10 @@ def enhance_files(inputs: list[str], pipeline: Pipeline, out: Path, overwrite: b
         else:
             row = {"input": str(path), "size": [frame.shape[1], frame.shape[0]], "found": result.found,
                    "roi": result.roi, "lesion_area": result.lesion_area, "ms": elapsed,
-                   "timings_ms": result.timings_ms, "output": str(targets["enhanced"])}
+                   "timings_ms": result.timings_ms, "output": str(targets["enhanced"]), "residual": result.residual}
             summary.done.append(row)
-            what = (f"lesion {result.lesion_area:.1%}, ROI {result.roi}" if result.found else result.note)
+            what = (f"lesion {result.lesion_area:.1%}, ROI {result.roi}, consistency residual "
+                    f"{_residual_text(result.residual)}" if result.found else result.note)
             log(f"ok   {path.name} {frame.shape[1]}×{frame.shape[0]}: {what} → {targets['enhanced'].name} "
                 f"({elapsed:.0f} ms)")
         if progress is not None:
@@ -149,13 +150,17 @@ def enhance_files(inputs: list[str], pipeline: Pipeline, out: Path, overwrite: b
     return summary
 
 
+def _residual_text(value: float | None) -> str:
+    return "n/a" if value is None or value != value else f"{value:.2f}/255"
+
+
 def gallery(summary: Summary) -> str:
     """A plain HTML page of every panel (plain up-scale | enhanced) with what the pipeline found."""
     rows = []
     for row in summary.done:
         name = Path(row["output"]).name.replace(".enhanced.png", ".panel.png")
-        what = (f"lesion {row['lesion_area']:.1%} of the image, ROI {tuple(row['roi'])}" if row["found"]
-                else "no lesion found: smooth up-scale only")
+        what = (f"lesion {row['lesion_area']:.1%} of the image, ROI {tuple(row['roi'])}, consistency residual "
+                f"{_residual_text(row.get('residual'))}" if row["found"] else "no lesion found: smooth up-scale only")
         rows.append(f"<figure><img src='{html.escape(name)}' alt='{html.escape(name)}'><figcaption>"
                     f"{html.escape(Path(row['input']).name)} ({row['size'][0]}×{row['size'][1]}): {what}; "
                     f"{row['ms']:.0f} ms</figcaption></figure>")
@@ -163,5 +168,7 @@ def gallery(summary: Summary) -> str:
     return ("<!doctype html><meta charset='utf-8'><title>skinedge enhance</title>"
             "<style>body{font-family:sans-serif;margin:1em}img{max-width:100%;image-rendering:pixelated}"
             "figure{margin:0 0 1.5em}</style><h1>skinedge enhance</h1>"
-            "<p>Left: the image up-scaled ×4 smoothly (bilinear). Right: skinedge (lesion super-resolved, "
-            "composited back).</p>" + "".join(rows) + (f"<h2>Failed</h2><ul>{failed}</ul>" if failed else ""))
+            "<p>Left: the image up-scaled ×4 smoothly (bicubic). Right: skinedge (lesion super-resolved, made "
+            "consistent with the camera's pixels, composited back). The consistency residual is the mean "
+            "|down-scaled SR − camera| in the lesion before that correction (0–255): how much the generator "
+            "invented.</p>" + "".join(rows) + (f"<h2>Failed</h2><ul>{failed}</ul>" if failed else ""))

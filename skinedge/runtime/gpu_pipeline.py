@@ -7,7 +7,7 @@ network outputs), with every pixel stage a CUDA kernel on the pipeline's own str
 upload (pinned, async) → preprocess kernel → seg network → the S×S logits to the host (the one small D→H copy
 and the one mid-frame sync) → :func:`lesion_mask` in NumPy → mask and soft mask up → masked_roi kernel (per tile
 when the ROI is larger than the tile, straight into the batch buffer) → SR network → tile blend kernels →
-composite kernel → download (pinned, async) → one sync.
+projection kernels (the residual summed on the device) → composite kernel → download (pinned, async) → one sync.
 
 Tiles are blended on the device by two small kernels compiled here (:data:`BLEND_SOURCE`): ``tile_accumulate``
 adds each tile × its feathered weight (the ramps of :mod:`skinedge.runtime.tiling`) into a float32 ROI buffer and
@@ -39,9 +39,10 @@ from skinedge.runtime import cuda_kernels as ck
 from skinedge.runtime.device_nets import device_net
 from skinedge.runtime.mask import MaskSettings, lesion_mask
 from skinedge.runtime.pipeline import MODES, FrameResult, check_frame
+from skinedge.runtime.projection import Fidelity
 from skinedge.runtime.tiling import tile_side, tile_starts
 
-STAGES = ("preprocess", "seg", "mask", "sr", "composite")
+STAGES = ("preprocess", "seg", "mask", "sr", "project", "composite")
 BLEND_SOURCE = r"""
 // Feathered tile blend of skinedge/runtime/tiling.py::super_resolve_tiled: out += tile·w, weight += w per tile
 // (w = wy·wx, linear ramps over the overlap toward a neighbour, 1 at the ROI border), then out /= weight.
@@ -103,10 +104,11 @@ class GpuPipeline:
     def __init__(self, seg, sr, manifest: dict, mode: str = "roi", settings: MaskSettings = MaskSettings(),
                  tile: int = 128, overlap: int = 8, max_batch: int = 4, max_frame: tuple[int, int] = (1080, 1920),
                  device: int = 0, arch: str | int | None = None, cache_dir: str | os.PathLike | None = None,
-                 graphs: bool = True):
+                 graphs: bool = True, fidelity: Fidelity = Fidelity()):
         if mode not in MODES:
             raise SkinedgeError(f"unknown mode {mode!r}; choose roi or full")
         self.mode, self.settings, self.tile, self.overlap, self.max_batch = mode, settings, tile, overlap, max_batch
+        self.fidelity = fidelity
         seg_net, sr_net = manifest["networks"]["seg"], manifest["networks"]["sr"]
         self.size = int(seg_net["input"]["shape"][2])
         self.mean, self.std = seg_net["input"]["mean"], seg_net["input"]["std"]
@@ -175,9 +177,9 @@ class GpuPipeline:
                                            ("sr_in", self.sr, "input", (b, 3, t, t)),
                                            ("sr_out", self.sr, "output", (b, 3, t * k, t * k))):
                 self._buf[name] = net.buffer(role, shape, lambda n, name=name: self._alloc(name, n))
-            for name, nbytes in (("mask", s * s), ("soft", 4 * s * s)):
+            for name, nbytes in (("mask", s * s), ("soft", 4 * s * s), ("sums", 8)):
                 self._buf[name] = self._alloc(name, nbytes)
-            for name, nbytes in (("logits", 4 * s * s), ("mask", s * s), ("soft", 4 * s * s)):
+            for name, nbytes in (("logits", 4 * s * s), ("mask", s * s), ("soft", 4 * s * s), ("sums", 8)):
                 self._alloc_pinned(name, nbytes)
             self._reserve(*self.max_frame)
         except BaseException:
@@ -202,10 +204,11 @@ class GpuPipeline:
             return
         if self._pixels:
             self._check(driver.cuStreamSynchronize(self.stream), "cuStreamSynchronize")
-        names = ("frame", "out", "acc", "weight")
+        names = ("frame", "out", "acc", "weight", "lr", "d", "tmp")
         self._free(names)
         up = h * w * self.scale * self.scale
-        for name, nbytes in zip(names, (h * w * 3, up * 3, up * 3 * 4, up * 4)):
+        for name, nbytes in zip(names, (h * w * 3, up * 3, up * 3 * 4, up * 4, h * w * 12, h * w * 12,
+                                        h * w * 12 * self.scale)):
             self._buf[name] = self._alloc(name, nbytes)
         self._alloc_pinned("frame", h * w * 3)
         self._alloc_pinned("out", up * 3)
@@ -266,8 +269,9 @@ class GpuPipeline:
 
         k, buf, s = self.kernels, self._buf, self.scale
         x0, y0, rw, rh = roi
+        surround = self.fidelity.surround
         if rw <= self.tile and rh <= self.tile:  # one piece, as Pipeline does
-            k.masked_roi(buf["frame"], h, w, buf["mask"], self.size, roi, buf["sr_in"])
+            k.masked_roi(buf["frame"], h, w, buf["mask"], self.size, roi, buf["sr_in"], surround=surround)
             self.sr.run(buf["sr_in"], (1, 3, rh, rw), buf["sr_out"], (1, 3, rh * s, rw * s))
             return buf["sr_out"]
         th, tw = tile_side(rh, self.tile, self.overlap), tile_side(rw, self.tile, self.overlap)
@@ -281,7 +285,7 @@ class GpuPipeline:
             chunk = boxes[i:i + self.max_batch]
             for j, (y, x) in enumerate(chunk):
                 k.masked_roi(buf["frame"], h, w, buf["mask"], self.size, (x0 + x, y0 + y, tw, th),
-                             buf["sr_in"] + j * tile_in)
+                             buf["sr_in"] + j * tile_in, surround=surround)
             self.sr.run(buf["sr_in"], (len(chunk), 3, th, tw), buf["sr_out"], (len(chunk), 3, th * s, tw * s))
             for j, (y, x) in enumerate(chunk):
                 self._launch["tile_accumulate"](self.stream, ck._grid(tw * s, th * s), (
@@ -289,6 +293,18 @@ class GpuPipeline:
                     overlap * s))
         self._launch["tile_normalize"](self.stream, ck._grid(ow, oh), (buf["acc"], buf["weight"], ow, oh))
         return buf["acc"]
+
+    def _project(self, sr: int, h: int, w: int, roi) -> None:
+        """Enqueue the projection of the ROI's SR (in place) against the camera's ROI, and the lesion's residual."""
+        from cuda.bindings import driver
+
+        buf, fid = self._buf, self.fidelity
+        x0, y0, rw, rh = roi
+        self.kernels.masked_roi(buf["frame"], h, w, buf["mask"], self.size, roi, buf["lr"], surround="frame")
+        self._check(driver.cuMemsetD32Async(buf["sums"], 0, 2, self.stream), "cuMemsetD32Async")
+        self.kernels.project(sr, buf["lr"], rh, rw, self.scale, fid.iterations if fid.active else 0,
+                             fid.chroma if fid.active else "generator", buf["tmp"], buf["d"],
+                             (buf["soft"], self.size, h, w, x0, y0, buf["sums"]))
 
     def __call__(self, frame: np.ndarray) -> FrameResult:
         """Enhance one uint8 BGR H×W×3 frame."""
@@ -323,21 +339,27 @@ class GpuPipeline:
             x0, y0, rw, rh = lm.roi
             rect = full if self.mode == "full" else (x0 * scale, y0 * scale, rw * scale, rh * scale)
             mark(4)
+            self._project(sr, h, w, lm.roi)
+            mark(5)
             k.composite(buf["frame"], h, w, sr, buf["soft"], s, lm.roi, scale, rect, buf["out"])
         else:
             rect = full
             mark(4)
+            mark(5)
             k.composite(buf["frame"], h, w, None, None, s, (0, 0, 0, 0), scale, rect, buf["out"])
         nbytes = rect[2] * rect[3] * 3
         self._copy("down", "out", nbytes)
-        mark(5)
+        if lm.found:
+            self._copy("down", "sums", 8)
+        mark(6)
         self._check(driver.cuStreamSynchronize(self.stream), "cuStreamSynchronize")
         image = self._pinned["out"][1][:nbytes].reshape(rect[3], rect[2], 3).copy()
         t = {stage: float(self._check(driver.cuEventElapsedTime(self._events[i], self._events[i + 1]),
                                       "cuEventElapsedTime")) for i, stage in enumerate(STAGES)}
         if not lm.found:
-            t["sr"] = 0.0
+            t["sr"] = t["project"] = 0.0
             t["total"] = sum(t.values())
             return FrameResult(image, False, None, lm.area, lm, t, "no lesion found: smooth up-scale only")
         t["total"] = sum(t.values())
-        return FrameResult(image, True, lm.roi, lm.area, lm, t)
+        total, count = self._pinned["sums"][1][:8].view(np.float32)
+        return FrameResult(image, True, lm.roi, lm.area, lm, t, residual=float(total / count) if count else None)

@@ -1,9 +1,12 @@
 """One frame through the whole method (DESIGN.md §1), on any pair of runners.
 
 preprocess → seg → mask (threshold, small-blob removal, context, ROI) →
-masked ROI at native resolution → SR (tiled and batched when large) →
-composite (smooth up-scale of the background, feathered lesion blend).
-The pixel stages are the NumPy references of the CUDA kernels.
+the ROI at native resolution, with its real surround (never a black one: the
+generator was not trained on it, and it draws a dark halo) → SR (tiled and
+batched when large) → projection (SR made consistent with the camera's LR
+ROI, :mod:`skinedge.runtime.projection`) → composite (bicubic up-scale of the
+background, feathered lesion blend). The pixel stages are the NumPy
+references of the CUDA kernels.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from skinedge.errors import SkinedgeError
 from skinedge.runtime import reference
 from skinedge.runtime.backends.base import Runner
 from skinedge.runtime.mask import LesionMask, MaskSettings, lesion_mask
+from skinedge.runtime.projection import Fidelity, project, residual
 from skinedge.runtime.reference import Roi
 from skinedge.runtime.tiling import super_resolve_tiled
 
@@ -39,16 +43,18 @@ class FrameResult:
     mask: LesionMask
     timings_ms: dict[str, float] = field(default_factory=dict)
     note: str = ""
+    residual: float | None = None  # mean |down(SR) − LR| in the lesion, 0–255, before projection
 
 
 class Pipeline:
     """``with Pipeline(seg_runner, sr_runner, manifest) as p: result = p(frame_bgr)``."""
 
     def __init__(self, seg: Runner, sr: Runner, manifest: dict, mode: str = "roi",
-                 settings: MaskSettings = MaskSettings(), tile: int = 256, overlap: int = 8, max_batch: int = 4):
+                 settings: MaskSettings = MaskSettings(), tile: int = 256, overlap: int = 8, max_batch: int = 4,
+                 fidelity: Fidelity = Fidelity()):
         if mode not in MODES:
             raise SkinedgeError(f"unknown mode {mode!r}; choose roi or full")
-        self.seg, self.sr, self.mode, self.settings = seg, sr, mode, settings
+        self.seg, self.sr, self.mode, self.settings, self.fidelity = seg, sr, mode, settings, fidelity
         self.tile, self.overlap, self.max_batch = tile, overlap, max_batch
         seg_net, sr_net = manifest["networks"]["seg"], manifest["networks"]["sr"]
         self.seg_in, self.seg_out = seg_net["input"]["name"], seg_net["output"]["name"]
@@ -83,18 +89,23 @@ class Pipeline:
         full = (0, 0, w * self.scale, h * self.scale)
         if not lm.found:
             image = reference.composite(frame, None, lm.soft, (0, 0, 0, 0), self.scale, full)
-            t["sr"], t["composite"] = 0.0, _lap(start, t)
+            t["sr"] = t["project"] = 0.0
+            t["composite"] = _lap(start, t)
             t["total"] = sum(t.values())
             return FrameResult(image, False, None, lm.area, lm, t, "no lesion found: smooth up-scale only")
-        lr = reference.masked_roi(frame, lm.mask, lm.roi)
+        lr = reference.masked_roi(frame, lm.mask, lm.roi, self.fidelity.surround)
         sr = super_resolve_tiled(self._sr, lr, self.scale, self.tile, self.overlap, self.max_batch)
         t["sr"] = _lap(start, t)
+        camera = lr if self.fidelity.surround == "frame" else reference.masked_roi(frame, lm.mask, lm.roi, "frame")
+        invented = residual(sr, camera, reference.roi_lesion(lm.soft, frame.shape[:2], lm.roi))
+        sr = project(sr, camera, self.fidelity)
+        t["project"] = _lap(start, t)
         x0, y0, rw, rh = lm.roi
         rect = full if self.mode == "full" else (x0 * self.scale, y0 * self.scale, rw * self.scale, rh * self.scale)
         image = reference.composite(frame, sr, lm.soft, lm.roi, self.scale, rect)
         t["composite"] = _lap(start, t)
         t["total"] = sum(t.values())
-        return FrameResult(image, True, lm.roi, lm.area, lm, t)
+        return FrameResult(image, True, lm.roi, lm.area, lm, t, residual=invented)
 
 
 def check_frame(frame: np.ndarray) -> tuple[int, int]:

@@ -9,10 +9,11 @@ The CPU path runs these; the GPU path runs the kernels; tests hold the two to
   the edge pixel.
 - a ROI is ``(x0, y0, w, h)`` in frame pixels.
 
-Resampling is a triangle filter whose support widens with the shrink factor
-(anti-aliased bilinear, like PIL's BILINEAR that training used) and plain
-bilinear when enlarging. Its taps are precomputed per axis by
-:func:`resample_taps`, and the kernel reads the same tables.
+Resampling for the segmenter is a triangle filter whose support widens with
+the shrink factor (anti-aliased bilinear, like PIL's BILINEAR that training
+used); the background up-scale and the projection use the bicubic kernel
+(PIL's BICUBIC, the degradation's own). Taps come from :func:`resample_taps`:
+the preprocess kernel reads its tables, the others compute the same weights.
 """
 
 from __future__ import annotations
@@ -24,23 +25,59 @@ import numpy as np
 Roi = tuple[int, int, int, int]  # x0, y0, w, h
 
 
-def resample_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+def cubic_weight(x: np.ndarray) -> np.ndarray:
+    """Keys' cubic convolution kernel with a = −0.5 (PIL's and MATLAB's bicubic), support [−2, 2]."""
+    x = np.abs(x)
+    a = -0.5
+    return np.where(x < 1, ((a + 2) * x - (a + 3)) * x * x + 1,
+                    np.where(x < 2, ((x - 5) * x + 8) * x * a - 4 * a, 0.0))
+
+
+def resample_taps(in_size: int, out_size: int, kind: str = "triangle") -> tuple[np.ndarray, np.ndarray]:
     """Per output pixel, the input indices and weights of a 1-D resize.
+
+    ``kind``: ``triangle`` (anti-aliased bilinear, PIL's BILINEAR) or ``cubic`` (anti-aliased bicubic, PIL's
+    BICUBIC: the degradation's own down-scaler and the smooth up-scale). The kernel's support widens with the
+    shrink factor, as PIL does.
 
     Returns:
         (index int32 out×K, weight float32 out×K); rows sum to 1. Taps that fall
         outside the input get weight 0 (their index is clamped into range).
     """
     scale = in_size / out_size
-    support = max(1.0, scale)  # triangle half-width in input pixels
+    stretch = max(1.0, scale)
+    support = stretch * (2.0 if kind == "cubic" else 1.0)  # half-width in input pixels
     k = int(math.ceil(support)) * 2 + 1
     centres = (np.arange(out_size) + 0.5) * scale  # in input pixel units
     first = np.floor(centres - support).astype(np.int64)
     taps = first[:, None] + np.arange(k)[None, :]
-    weights = np.maximum(0.0, 1.0 - np.abs((taps + 0.5 - centres[:, None]) / support))
+    x = (taps + 0.5 - centres[:, None]) / stretch
+    if kind == "cubic":
+        weights = cubic_weight(x)
+    elif kind == "triangle":
+        weights = np.maximum(0.0, 1.0 - np.abs(x))
+    else:
+        raise ValueError(f"unknown resampling kind {kind!r}: triangle or cubic")
     weights[(taps < 0) | (taps >= in_size)] = 0.0  # outside the image: dropped, the rest renormalised (as PIL)
     weights /= weights.sum(axis=1, keepdims=True)
     return np.clip(taps, 0, in_size - 1).astype(np.int32), weights.astype(np.float32)
+
+
+def resample_axis(x: np.ndarray, out_size: int, axis: int, kind: str = "cubic", offset: int = 0,
+                  total: int | None = None) -> np.ndarray:
+    """Resize float32 ``x`` along ``axis`` to ``out_size`` (Σ_k w·x[index], taps in order, float32).
+
+    ``offset``/``total``: the output is rows ``offset … offset+out_size`` of a resize to ``total`` (a window of
+    a larger up-scale, as the composite's ROI view needs).
+    """
+    index, weight = resample_taps(x.shape[axis], total or out_size, kind)
+    index, weight = index[offset:offset + out_size], weight[offset:offset + out_size]
+    shape = [1] * x.ndim
+    shape[axis] = out_size
+    out = np.zeros(x.shape[:axis] + (out_size,) + x.shape[axis + 1:], np.float32)
+    for k in range(index.shape[1]):
+        out += weight[:, k].reshape(shape) * np.take(x, index[:, k], axis=axis)
+    return out
 
 
 def preprocess(frame: np.ndarray, size: int, mean, std) -> np.ndarray:
@@ -86,26 +123,38 @@ def sample_bilinear(grid: np.ndarray, ys: tuple, xs: tuple) -> np.ndarray:
     return top * (1 - fy) + bottom * fy
 
 
-def masked_roi(frame: np.ndarray, mask: np.ndarray, roi: Roi) -> np.ndarray:
-    """Kernel (b): the ROI of ``frame`` with everything outside the lesion zeroed, as the SR input.
+def roi_lesion(soft: np.ndarray, frame_shape: tuple[int, int], roi: Roi) -> np.ndarray:
+    """h×w bool: the ROI's pixels whose feathered lesion mask, sampled bilinearly at the centre, is ≥ 0.5."""
+    height, width = frame_shape
+    s = soft.shape[0]
+    x0, y0, w, h = roi
+    return sample_bilinear(soft, _bilinear_coords(h, s, y0, s / height), _bilinear_coords(w, s, x0, s / width)) >= 0.5
+
+
+def masked_roi(frame: np.ndarray, mask: np.ndarray, roi: Roi, surround: str = "frame") -> np.ndarray:
+    """Kernel (b): the ROI of ``frame`` as the SR input.
 
     Args:
         frame: H×W×3 uint8 BGR.
         mask: S×S uint8 (0/1), the cleaned and dilated lesion mask at the segmenter's resolution.
         roi: (x0, y0, w, h) in frame pixels.
+        surround: ``frame`` keeps the real image around the lesion (the generator sees what it was trained
+            on, so no dark halo); ``black`` zeroes every pixel outside the mask (the paper's masking).
     Returns:
-        float32 1×3×h×w RGB in [0, 1]: frame/255 where the mask, sampled
-        bilinearly at the pixel's centre, is ≥ 0.5; else 0.
+        float32 1×3×h×w RGB in [0, 1]: frame/255, and with ``black``, 0 where the mask, sampled bilinearly
+        at the pixel's centre, is < 0.5.
     """
-    height, width = frame.shape[:2]
-    s = mask.shape[0]
     x0, y0, w, h = roi
-    ys = _bilinear_coords(h, s, y0, s / height)
-    xs = _bilinear_coords(w, s, x0, s / width)
-    keep = sample_bilinear(mask, ys, xs) >= 0.5
     crop = frame[y0:y0 + h, x0:x0 + w, ::-1].astype(np.float32) / 255.0
-    out = np.where(keep[:, :, None], crop, 0.0).astype(np.float32)
-    return np.ascontiguousarray(out.transpose(2, 0, 1)[None])
+    if surround == "black":
+        height, width = frame.shape[:2]
+        s = mask.shape[0]
+        keep = sample_bilinear(mask, _bilinear_coords(h, s, y0, s / height),
+                               _bilinear_coords(w, s, x0, s / width)) >= 0.5
+        crop = np.where(keep[:, :, None], crop, 0.0).astype(np.float32)
+    elif surround != "frame":
+        raise ValueError(f"surround must be frame or black, got {surround!r}")
+    return np.ascontiguousarray(crop.transpose(2, 0, 1)[None])
 
 
 def composite(frame: np.ndarray, sr: np.ndarray | None, soft: np.ndarray, roi: Roi, scale: int,
@@ -120,15 +169,16 @@ def composite(frame: np.ndarray, sr: np.ndarray | None, soft: np.ndarray, roi: R
         out_rect: the output's (X0, Y0, OW, OH) in *up-scaled* frame pixels: ``roi``×scale
             for the ROI view, (0, 0, W·scale, H·scale) for the full frame.
     Returns:
-        OH×OW×3 uint8 BGR: round(a·SR·255 + (1 − a)·bg), where bg is the frame sampled
-        bilinearly and ``a`` the soft mask sampled bilinearly at the output pixel's centre
-        (``a`` = 0 outside the ROI, where there is no SR).
+        OH×OW×3 uint8 BGR: round(a·SR·255 + (1 − a)·bg), where bg is the frame's bicubic up-scale
+        (:func:`resample_taps` ``cubic``, rows then columns: the same plain up-scale the projection and the
+        bicubic baseline use, so outside the lesion the output *is* the baseline) and ``a`` the soft mask
+        sampled bilinearly at the output pixel's centre (``a`` = 0 outside the ROI, where there is no SR).
     """
     height, width = frame.shape[:2]
     s = soft.shape[0]
     X0, Y0, OW, OH = out_rect
-    bg = _sample_separable(frame, _bilinear_coords(OH, height, Y0, 1 / scale),
-                           _bilinear_coords(OW, width, X0, 1 / scale))
+    rows = resample_axis(frame.astype(np.float32), OH, 0, "cubic", Y0, height * scale)
+    bg = resample_axis(rows, OW, 1, "cubic", X0, width * scale)
     if sr is not None:
         x0, y0, w, h = roi  # the part of the output that has SR: a = 0 elsewhere, so out = bg there
         top, left = max(0, y0 * scale - Y0), max(0, x0 * scale - X0)

@@ -16,6 +16,7 @@ from pathlib import Path
 from skinedge.errors import SkinedgeError
 from skinedge.runtime.backends.base import Runner
 from skinedge.runtime.models import ModelsError, network, variant_path
+from skinedge.runtime.projection import Fidelity
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
 CPU_PREFERENCE = ("pruned.int8-cpu", "pruned.fp32", "int8-cpu", "fp32")
@@ -128,20 +129,24 @@ def open_runners(models_dir: Path, manifest: dict, backend: str = "auto", precis
     return trt_backend.open_engines(models_dir, manifest, precision, engines, why)
 
 
-def open_pipeline(opened: Opened, manifest: dict, mode: str = "roi", tile: int | None = None):
+def open_pipeline(opened: Opened, manifest: dict, mode: str = "roi", tile: int | None = None,
+                  fidelity: Fidelity | None = None):
     """(pipeline, where) for opened runners: the one-stream :class:`GpuPipeline` (CUDA kernels between the
     networks, DESIGN.md §5) when the networks run on a GPU and the kernels can be built, else the NumPy-host
-    :class:`Pipeline`. Not yet entered; ``where`` says which and why, for the log."""
+    :class:`Pipeline`. Not yet entered; ``where`` says which and why, and how SR is kept faithful, for the log."""
     from skinedge.runtime import cuda_kernels as ck
     from skinedge.runtime.pipeline import Pipeline
+
+    fidelity = fidelity or Fidelity()
 
     tile = tile or opened.tile
     on_gpu = opened.backend == "tensorrt" or (opened.backend == "torch" and _torch_cuda())
     if on_gpu and ck.gpu_available():
         from skinedge.runtime.gpu_pipeline import GpuPipeline
 
-        return (GpuPipeline(opened.seg, opened.sr, manifest, mode, tile=tile, max_batch=opened.max_batch),
-                "gpu: CUDA kernels and both networks on one stream")
+        return (GpuPipeline(opened.seg, opened.sr, manifest, mode, tile=tile, max_batch=opened.max_batch,
+                            fidelity=fidelity),
+                f"gpu: CUDA kernels and both networks on one stream; {fidelity.describe()}")
     why = "the networks run on the CPU" if not on_gpu else "cuda-python (cuda.bindings) or the driver is missing"
-    return (Pipeline(opened.seg, opened.sr, manifest, mode, tile=tile, max_batch=opened.max_batch),
-            f"host: pixel stages in NumPy ({why})")
+    return (Pipeline(opened.seg, opened.sr, manifest, mode, tile=tile, max_batch=opened.max_batch, fidelity=fidelity),
+            f"host: pixel stages in NumPy ({why}); {fidelity.describe()}")

@@ -2,7 +2,8 @@
 // NumPy reference: skinedge/runtime/reference.py::composite.
 //
 // For output pixel (x, y) at up-scaled frame position (X, Y) = (X0 + x, Y0 + y):
-//   bg  = bilinear(frame, clamp((X + 0.5)/scale − 0.5, 0, W−1), likewise Y)      per channel
+//   bg  = bicubic(frame) at (X, Y): Keys a = −0.5 taps of resample_taps(·, ·×scale, "cubic"), taps outside
+//         the frame dropped and the rest renormalised; rows first, then columns       per channel
 //   a   = bilinear(soft, clamp((X + 0.5)·S/(W·scale) − 0.5, 0, S−1), likewise Y)  if (X, Y) lies in
 //         roi×scale and sr != NULL, else 0
 //   out = clamp(floor(a·sr[2−c, Y−y0·scale, X−x0·scale]·255 + (1 − a)·bg + 0.5), 0, 255)
@@ -20,6 +21,29 @@ __device__ __forceinline__ void bilinear_coord(int pos, int in_size, float scale
     *f = src - fl;
 }
 
+__device__ __forceinline__ float keys_cubic(float x)
+{
+    x = fabsf(x);
+    const float a = -0.5f;
+    if (x < 1.0f) return ((a + 2.0f) * x - (a + 3.0f)) * x * x + 1.0f;
+    if (x < 2.0f) return ((x - 5.0f) * x + 8.0f) * x * a - 4.0f * a;
+    return 0.0f;
+}
+
+// The 5 taps of an enlargement in_size → in_size·scale at output position o (as projection.cu::cubic_taps).
+__device__ __forceinline__ void up_taps(int o, int in_size, int scale, int* first, float* w)
+{
+    const double centre = ((double)o + 0.5) / (double)scale;
+    *first = (int)floor(centre - 2.0);
+    float total = 0.0f;
+    for (int i = 0; i < 5; ++i) {
+        const int t = *first + i;
+        w[i] = (t < 0 || t >= in_size) ? 0.0f : keys_cubic((float)((double)t + 0.5 - centre));
+        total = total + w[i];
+    }
+    for (int i = 0; i < 5; ++i) w[i] = w[i] / total;
+}
+
 extern "C" __global__ void composite(const unsigned char* __restrict__ frame, int pitch, int height, int width,
                                      const float* __restrict__ sr, const float* __restrict__ soft, int s,
                                      int x0, int y0, int w, int h, int scale,
@@ -31,13 +55,10 @@ extern "C" __global__ void composite(const unsigned char* __restrict__ frame, in
     if (x >= ow || y >= oh) return;
     const int X = ox0 + x, Y = oy0 + y;
 
-    int fy0, fy1, fx0, fx1;
-    float fy, fx;
-    const float inv = 1.0f / (float)scale;
-    bilinear_coord(Y, height, inv, &fy0, &fy1, &fy);
-    bilinear_coord(X, width, inv, &fx0, &fx1, &fx);
-    const unsigned char* r0 = frame + (size_t)fy0 * pitch;
-    const unsigned char* r1 = frame + (size_t)fy1 * pitch;
+    int ty, tx;
+    float wy[5], wx[5];
+    up_taps(Y, height, scale, &ty, wy);
+    up_taps(X, width, scale, &tx, wx);
 
     // a: the soft mask at this pixel, 0 outside the SR rectangle (there is no SR there)
     const int sy = Y - y0 * scale, sx = X - x0 * scale, sh = h * scale, sw = w * scale;
@@ -54,9 +75,18 @@ extern "C" __global__ void composite(const unsigned char* __restrict__ frame, in
 
     unsigned char* q = out + (size_t)y * out_pitch + 3 * x;
     for (int c = 0; c < 3; ++c) {  // BGR
-        const float top = (float)r0[3 * fx0 + c] * (1.0f - fx) + (float)r0[3 * fx1 + c] * fx;
-        const float bottom = (float)r1[3 * fx0 + c] * (1.0f - fx) + (float)r1[3 * fx1 + c] * fx;
-        float v = top * (1.0f - fy) + bottom * fy;  // bg
+        float v = 0.0f;  // bg: rows first (per column tap), then columns, as the reference
+        for (int j = 0; j < 5; ++j) {
+            const int cx = tx + j;
+            if (cx < 0 || cx >= width) continue;
+            float col = 0.0f;
+            for (int i = 0; i < 5; ++i) {
+                const int cy = ty + i;
+                if (cy < 0 || cy >= height) continue;
+                col = col + wy[i] * (float)frame[(size_t)cy * pitch + 3 * cx + c];
+            }
+            v = v + wx[j] * col;
+        }
         if (a != 0.0f) {
             const float lesion = sr[((size_t)(2 - c) * sh + sy) * sw + sx] * 255.0f;
             v = a * lesion + (1.0f - a) * v;

@@ -1,7 +1,8 @@
-// Kernel (b): the ROI of the frame with everything outside the lesion zeroed → float32 RGB 1×3×h×w in [0, 1].
+// Kernel (b): the ROI of the frame as the SR input → float32 RGB 1×3×h×w in [0, 1]; with ``black``, everything
+// outside the lesion zeroed (the paper's masking; the default keeps the real surround: no halo).
 // NumPy reference: skinedge/runtime/reference.py::masked_roi.
 //
-//   out[c, y, x] = frame[y0+y, x0+x, 2−c] / 255   if bilinear(mask, (sy, sx)) ≥ 0.5, else 0
+//   out[c, y, x] = frame[y0+y, x0+x, 2−c] / 255   if !black or bilinear(mask, (sy, sx)) ≥ 0.5, else 0
 //   sx = clamp((x0 + x + 0.5) · S/W − 0.5, 0, S−1)   (sy likewise with H), mask S×S uint8 0/1
 //
 // The mask coordinate is computed in double, as NumPy does: with a hard 0.5 threshold, exact ties are
@@ -20,19 +21,22 @@ __device__ __forceinline__ void bilinear_coord(int pos, int in_size, double scal
 
 extern "C" __global__ void masked_roi(const unsigned char* __restrict__ frame, int pitch, int height, int width,
                                       const unsigned char* __restrict__ mask, int s,
-                                      int x0, int y0, int w, int h, float* __restrict__ out)
+                                      int x0, int y0, int w, int h, float* __restrict__ out, int black)
 {
     const int x = blockIdx.x * blockDim.x + threadIdx.x;
     const int y = blockIdx.y * blockDim.y + threadIdx.y;
     if (x >= w || y >= h) return;
 
-    int my0, my1, mx0, mx1;
-    float fy, fx;
-    bilinear_coord(y0 + y, s, (double)s / (double)height, &my0, &my1, &fy);
-    bilinear_coord(x0 + x, s, (double)s / (double)width, &mx0, &mx1, &fx);
-    const float top = (float)mask[my0 * s + mx0] * (1.0f - fx) + (float)mask[my0 * s + mx1] * fx;
-    const float bottom = (float)mask[my1 * s + mx0] * (1.0f - fx) + (float)mask[my1 * s + mx1] * fx;
-    const bool keep = top * (1.0f - fy) + bottom * fy >= 0.5f;
+    bool keep = true;
+    if (black) {
+        int my0, my1, mx0, mx1;
+        float fy, fx;
+        bilinear_coord(y0 + y, s, (double)s / (double)height, &my0, &my1, &fy);
+        bilinear_coord(x0 + x, s, (double)s / (double)width, &mx0, &mx1, &fx);
+        const float top = (float)mask[my0 * s + mx0] * (1.0f - fx) + (float)mask[my0 * s + mx1] * fx;
+        const float bottom = (float)mask[my1 * s + mx0] * (1.0f - fx) + (float)mask[my1 * s + mx1] * fx;
+        keep = top * (1.0f - fy) + bottom * fy >= 0.5f;
+    }
 
     const unsigned char* p = frame + (size_t)(y0 + y) * pitch + 3 * (x0 + x);
     const size_t plane = (size_t)h * w;

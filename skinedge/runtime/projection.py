@@ -1,0 +1,109 @@
+"""Data-consistency projection: make the SR output agree with what the camera saw (NumPy reference).
+
+A generator may invent colour and low frequencies; the camera's LR frame is the one truth we have. After SR,
+the output ``x`` is corrected so that down-scaling it gives back the LR input (iterative back-projection):
+
+    x ← x + up(LR − down(x))        ``iterations`` times, then clipped to [0, 1]
+
+with ``down`` the degradation's own down-scaler (anti-aliased bicubic, PIL's kernel, as ``degrade`` and
+training use) and ``up`` the same bicubic kernel enlarging. What survives is detail whose down-scale is zero:
+colour and anything visible at the camera's resolution come from the camera, not from the generator.
+
+``chroma="camera"`` (before projecting) keeps only the generator's luma detail: ``x = up(LR) + Y(SR − up(LR))``
+on all three channels (BT.601 weights), so no hue or saturation the camera did not see enters the lesion.
+
+The consistency *residual*, mean |down(SR) − LR| over the lesion's LR pixels in 0–255 units, measured before
+projection, is each frame's figure of how much the generator invents.
+
+Layout: float32 1×3×h×w RGB in [0, 1] (the SR network's tensors). The CUDA twin is ``kernels/projection.cu``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from skinedge.runtime.reference import resample_axis
+
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # BT.601, RGB
+CHROMA = ("camera", "generator")
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """How the runtime keeps SR faithful to the camera.
+
+    Attributes:
+        iterations: back-projection steps after SR (0: off).
+        chroma: ``camera`` (colour from the smooth up-scale of the frame, luma detail from the generator) or
+            ``generator`` (the generator's own colour, then projected).
+        surround: what SR sees around the lesion inside its ROI: ``frame`` (the real image: no halo) or
+            ``black`` (the paper's masked image; kept for reproducing it).
+    """
+
+    iterations: int = 3
+    chroma: str = "camera"
+    surround: str = "frame"
+
+    def __post_init__(self):
+        if self.iterations < 0:
+            raise ValueError(f"projection iterations must be ≥ 0, got {self.iterations}")
+        if self.chroma not in CHROMA:
+            raise ValueError(f"chroma must be camera or generator, got {self.chroma!r}")
+        if self.surround not in ("frame", "black"):
+            raise ValueError(f"surround must be frame or black, got {self.surround!r}")
+
+    @property
+    def active(self) -> bool:
+        return self.iterations > 0 or self.chroma == "camera"
+
+    def describe(self) -> str:
+        if not self.active:
+            return "projection off, generator's colour"
+        return (f"projection {self.iterations} step(s), chroma from the "
+                f"{'camera' if self.chroma == 'camera' else 'generator'}, {self.surround} surround")
+
+
+OFF = Fidelity(iterations=0, chroma="generator", surround="frame")
+
+
+def down(x: np.ndarray, h: int, w: int) -> np.ndarray:
+    """The degradation's down-scale of 1×3×H×W to 1×3×h×w (rows, then columns)."""
+    return resample_axis(resample_axis(x, h, 2), w, 3)
+
+
+def up(x: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bicubic enlargement of 1×3×h×w to 1×3×H×W (rows, then columns)."""
+    return resample_axis(resample_axis(x, height, 2), width, 3)
+
+
+def keep_luma(sr: np.ndarray, smooth: np.ndarray) -> np.ndarray:
+    """``smooth + Y(sr − smooth)`` per channel: the generator's luma detail on the camera's colour."""
+    d = sr - smooth
+    luma = LUMA[0] * d[:, 0] + LUMA[1] * d[:, 1] + LUMA[2] * d[:, 2]
+    return (smooth + luma[:, None]).astype(np.float32)
+
+
+def residual(sr: np.ndarray, lr: np.ndarray, lesion: np.ndarray | None = None) -> float:
+    """Mean |down(SR) − LR| in 0–255 units over the lesion's LR pixels (all pixels without a mask)."""
+    d = np.abs(down(sr, lr.shape[2], lr.shape[3]) - lr)[0].mean(axis=0) * 255.0
+    if lesion is not None:
+        if not lesion.any():
+            return float("nan")
+        d = d[lesion]
+    return float(d.mean())
+
+
+def project(sr: np.ndarray, lr: np.ndarray, fidelity: Fidelity = Fidelity()) -> np.ndarray:
+    """The SR output made consistent with its LR input (see the module docstring); float32 1×3×H×W."""
+    if not fidelity.active:
+        return sr
+    _, _, height, width = sr.shape
+    _, _, h, w = lr.shape
+    x = sr.astype(np.float32)
+    if fidelity.chroma == "camera":
+        x = keep_luma(x, up(lr, height, width))
+    for _ in range(fidelity.iterations):
+        x = x + up(lr - down(x, h, w), height, width)
+    return np.clip(x, 0.0, 1.0)
