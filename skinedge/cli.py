@@ -218,6 +218,8 @@ def evaluate_command(
     max_side: int = typer.Option(1024, "--max-side", help="larger test images are first shrunk to this side"),
     no_lpips: bool = typer.Option(False, "--no-lpips", help="skip LPIPS"),
     context: int = typer.Option(4, "--context", help="LR pixels of image kept around the predicted lesion when masking before SR"),
+    projection: int = typer.Option(3, "--projection", help="data-consistency steps of the skinedge rows (0: off)"),
+    chroma: str = typer.Option("camera", "--chroma", help="camera | generator: the skinedge rows' colour"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
 ) -> None:
     """The paper's Tables 1-3 on the test split: JSON, Markdown and HTML with image panels."""
@@ -225,7 +227,7 @@ def evaluate_command(
     from skinedge.report import markdown_tables, write_report
 
     report = evaluate(EvalConfig(data, seg, sr, out, split, degradation, limit, panels, max_side, device,
-                                 not no_lpips, context))
+                                 not no_lpips, context, fidelity_option(projection, chroma, "frame")))
     paths = write_report(report, out)
     for line in markdown_tables(report):
         typer.echo(line)

@@ -24,8 +24,11 @@ PAPER_SR = {"isic2018": (28.73, 0.842, 0.125), "ph2": (29.15, 0.857, 0.118),
             "derm7pt": (28.41, 0.835, 0.132)}                       # PSNR, SSIM, LPIPS
 PAPER_METHODS = {"bicubic": (25.41, 0.712, 0.245), "srgan_only": (27.83, 0.798, 0.157),
                  "seg_bicubic": (26.12, 0.735, 0.218), "skinsegmentsrgan": (29.05, 0.851, 0.121)}
-METHOD_NAMES = {"bicubic": "Bicubic", "srgan_only": "SRGAN-only", "seg_bicubic": "Seg+Bicubic",
-                "skinsegmentsrgan": "SkinSegmentSRGAN (ours)"}
+METHOD_NAMES = {"bicubic": "Bicubic", "srgan_only": "SRGAN-only", "srgan_projected": "SRGAN-only + projection",
+                "seg_bicubic": "Seg+Bicubic", "skinsegmentsrgan": "SkinSegmentSRGAN (paper's composition)",
+                "skinedge": "skinedge (real surround, projection, bicubic background)"}
+FIDELITY_KEYS = (("lesion_psnr_y", 2), ("lesion_ssim_y", 3), ("lesion_delta_e", 2), ("border_psnr_y", 2),
+                 ("border_delta_e", 2))
 PRED_RGB = (255, 60, 200)
 
 
@@ -56,32 +59,51 @@ def markdown_tables(report: dict) -> list[str]:
     lines += _table(["", "Dice", "IoU", "Precision", "Recall", "Thr. Jaccard (0.65)"], rows)
     m = t["methods"]
     lines += ["", f"## Table 2 — super-resolution ×{report['scale']} (Y channel, border {report['scale']})", ""]
-    rows = [["SR generator, this run"] + [_f(m["srgan_only"].get(k), d) for k, d in
-                                          (("psnr_y", 2), ("ssim_y", 3), ("lpips", 3))],
-            ["Bicubic, this run"] + [_f(m["bicubic"].get(k), d) for k, d in
-                                     (("psnr_y", 2), ("ssim_y", 3), ("lpips", 3))]]
+    keys = (("psnr_y", 2), ("ssim_y", 3), ("lpips", 3)) + FIDELITY_KEYS
+    rows = [[label] + [_f(m[method].get(k), d) for k, d in keys]
+            for label, method in (("SR generator, this run", "srgan_only"),
+                                  ("SR generator + projection, this run", "srgan_projected"),
+                                  ("Bicubic, this run", "bicubic")) if method in m]
     rows += [[f"paper, {name}" + (" ◀" if name == kind else "")] + [_f(v, d) for v, d in zip(vals, (2, 3, 3))]
-             for name, vals in PAPER_SR.items()]
-    lines += _table(["", "PSNR (dB)", "SSIM", "LPIPS"], rows)
+             + ["–"] * len(FIDELITY_KEYS) for name, vals in PAPER_SR.items()]
+    lines += _table(["", "PSNR (dB)", "SSIM", "LPIPS", "PSNR in lesion", "SSIM in lesion", "ΔE00 in lesion",
+                     "PSNR border ±8 px", "ΔE00 border"], rows)
     gain = m["srgan_only"].get("psnr_y", math.nan) - m["bicubic"].get("psnr_y", math.nan)
     lines += ["", f"SR generator minus bicubic: {_f(gain, 2)} dB PSNR-Y (paper claims +3.2 dB on average)."]
     lines += ["", "## Table 3 — combined pipeline (4× outputs from the LR image)", ""]
     rows = []
     for method in m:
-        ours, paper = m[method], PAPER_METHODS[method]
+        ours, paper = m[method], PAPER_METHODS.get(method, (None, None, None))
         rows.append([METHOD_NAMES[method], _f(ours.get("psnr_y"), 2), _f(ours.get("ssim_y")),
-                     _f(ours.get("lpips")), _f(ours.get("lesion_psnr_y"), 2), _f(ours.get("lesion_ssim_y")),
+                     _f(ours.get("lpips")), *(_f(ours.get(k), d) for k, d in FIDELITY_KEYS),
                      _f(paper[0], 2), _f(paper[1]), _f(paper[2])])
-    lines += _table(["Method", "PSNR", "SSIM", "LPIPS", "PSNR in lesion", "SSIM in lesion",
-                     "paper PSNR", "paper SSIM", "paper LPIPS"], rows)
-    return lines
+    lines += _table(["Method", "PSNR", "SSIM", "LPIPS", "PSNR in lesion", "SSIM in lesion", "ΔE00 in lesion",
+                     "PSNR border ±8 px", "ΔE00 border", "paper PSNR", "paper SSIM", "paper LPIPS"], rows)
+    return lines + ["", *verdict(m)]
+
+
+def verdict(methods: dict) -> list[str]:
+    """Plain sentences: is skinedge's output at least bicubic's in the lesion and along its border?"""
+    ours, bic = methods.get("skinedge"), methods.get("bicubic")
+    if not ours or not bic or "lesion_psnr_y" not in ours:
+        return []
+    gain = ours["lesion_psnr_y"] - bic["lesion_psnr_y"]
+    colour = ours["lesion_delta_e"] - bic["lesion_delta_e"]
+    border = ours["border_psnr_y"] - bic["border_psnr_y"]
+    ok = gain >= 0 and colour <= 0 and border >= 0
+    return [f"skinedge vs bicubic in the lesion: {gain:+.2f} dB PSNR-Y, ΔE00 {colour:+.2f}; along the border "
+            f"(±8 px): {border:+.2f} dB. " + ("At least bicubic on all three." if ok else
+                                              "Not better than bicubic on every count: the generator "
+                                              "(trained for minutes here) adds less than the up-scale it "
+                                              "refines; the projection keeps it close to bicubic.")]
 
 
 def _header(report: dict) -> list[str]:
     return [f"- dataset: `{report['dataset']}` — {report['test_images']} test images "
             f"({report['with_masks']} with masks); split: {report['split']}",
             f"- LR: degradation `{report['degradation']}`, ×{report['scale']}; SR checkpoint phase: "
-            f"{report.get('sr_phase')}; masking keeps {report.get('context_px')} LR px of context",
+            f"{report.get('sr_phase')}; masking keeps {report.get('context_px')} LR px of context; "
+            f"skinedge rows: {report.get('fidelity', 'no projection')}",
             f"- checkpoints: seg `{report['checkpoints']['seg']}`, sr `{report['checkpoints']['sr']}`",
             f"- {report['lpips']}",
             "- protocol: docs/protocol.md; the paper's numbers come from its own data and protocol",
@@ -118,9 +140,33 @@ def case_panels(case) -> list[tuple[str, np.ndarray]]:
     panels = [("LR input (nearest)", _panel(lr_up, box, None, None)),
               ("Original (HR), true mask", _panel(case.hr, box, case.truth, OUTLINE_RGB))]
     for method, image in case.outputs.items():
-        outline = case.pred_mask if method in ("seg_bicubic", "skinsegmentsrgan") else None
+        outline = case.pred_mask if method in ("seg_bicubic", "skinsegmentsrgan", "skinedge") else None
         panels.append((METHOD_NAMES[method], _panel(image, box, outline, PRED_RGB)))
     return panels
+
+
+def zoom_panels(case, side: int = 64) -> list[tuple[str, np.ndarray]]:
+    """A close-up on the true lesion border (where halos and colour shifts show): HR | bicubic | skinedge |
+    |skinedge − HR| ×4 (mean over RGB, grey)."""
+    if "skinedge" not in case.outputs:
+        return []
+    mask = case.truth if case.truth is not None and case.truth.any() else case.pred_mask
+    h, w = case.hr.shape[:2]
+    side = min(side, h, w)
+    if mask is not None and mask.any():
+        ys, xs = np.nonzero(mask)
+        top = int(np.clip(ys.min() - side // 2, 0, h - side))  # the lesion's top edge, at its leftmost column there
+        left = int(np.clip(xs[ys == ys.min()].mean() - side // 2, 0, w - side))
+    else:
+        top, left = (h - side) // 2, (w - side) // 2
+    box = (top, left, side)
+    ours = case.outputs["skinedge"]
+    diff = np.clip(np.abs(ours.astype(np.int16) - case.hr.astype(np.int16)).mean(axis=2) * 4, 0, 255)
+    diff = np.repeat(diff.astype(np.uint8)[:, :, None], 3, axis=2)
+    return [("zoom: original (HR)", _panel(case.hr, box, None, None)),
+            ("zoom: bicubic", _panel(case.outputs["bicubic"], box, None, None)),
+            ("zoom: skinedge", _panel(ours, box, None, None)),
+            ("zoom: |skinedge − HR| ×4", _panel(diff, box, None, None))]
 
 
 def write_report(report: dict, out: Path) -> dict[str, Path]:
@@ -173,7 +219,10 @@ def _html(report: dict, md: list[str]) -> str:
     for case in report["cases"]:
         figures = "".join(f"<figure><img src='{_png_data_uri(img)}'><figcaption>{html.escape(title)}"
                           f"</figcaption></figure>" for title, img in case_panels(case))
-        parts.append(f"<h3>{html.escape(case.id)}</h3><div class=row>{figures}</div>")
+        zoom = "".join(f"<figure><img src='{_png_data_uri(img)}'><figcaption>{html.escape(title)}"
+                       f"</figcaption></figure>" for title, img in zoom_panels(case))
+        parts.append(f"<h3>{html.escape(case.id)}</h3><div class=row>{figures}</div>"
+                     + (f"<div class=row>{zoom}</div>" if zoom else ""))
     style = ("body{font-family:sans-serif;margin:24px;color:#222}table{border-collapse:collapse;margin:8px 0}"
              "td,th{border:1px solid #bbb;padding:4px 8px;text-align:right}td:first-child,th:first-child"
              "{text-align:left}.meta{color:#555;font-size:90%}.row{display:flex;gap:8px;flex-wrap:wrap}"

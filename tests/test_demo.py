@@ -26,7 +26,8 @@ def test_tiny_demo_runs_every_step(tmp_path):
     manifest = json.loads((out / "models" / "models.json").read_text())
     assert {"fp32", "pruned.fp32"} <= set(manifest["networks"]["sr"]["variants"])
     report = json.loads((out / "report" / "report.json").read_text())
-    assert set(report["tables"]["methods"]) == {"bicubic", "srgan_only", "seg_bicubic", "skinsegmentsrgan"}
+    assert set(report["tables"]["methods"]) == {"bicubic", "srgan_only", "srgan_projected", "seg_bicubic",
+                                                "skinsegmentsrgan", "skinedge"}
     assert (out / "contact-sheet.png").is_file() and (out / "report" / "report.html").is_file()
     assert "$ skinedge run --source" in text and "--no-display --max-frames 3 --record" in text
     frames = [json.loads(line) for line in (out / "recording" / "frames.jsonl").read_text().splitlines()]

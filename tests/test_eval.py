@@ -43,12 +43,17 @@ def test_eval_on_isic_uses_the_segmenters_split_and_writes_three_tables(trained)
     assert set(methods) == set(METHODS)
     for row in methods.values():
         assert math.isfinite(row["psnr_y"]) and math.isfinite(row["lesion_psnr_y"])
+        assert row["lesion_delta_e"] >= 0 and row["border_delta_e"] >= 0 and math.isfinite(row["border_psnr_y"])
+    # the projection pulls the generator's output toward the camera: never further from it than G alone
+    assert methods["srgan_projected"]["lesion_delta_e"] <= methods["srgan_only"]["lesion_delta_e"] + 1e-9
     data = json.loads(paths["json"].read_text())
     assert data["paper"]["methods"]["skinsegmentsrgan"] == [29.05, 0.851, 0.121]
     md = paths["md"].read_text()
-    assert "Table 1" in md and "Table 3" in md and "SkinSegmentSRGAN (ours)" in md
+    assert "Table 1" in md and "Table 3" in md and "SkinSegmentSRGAN (paper's composition)" in md
+    assert "ΔE00 in lesion" in md and "skinedge vs bicubic in the lesion:" in md
     html = paths["html"].read_text()
-    assert html.count("<img src='data:image/png;base64,") == 2 * 6  # 2 cases × 6 panels
+    # 2 cases × (LR, HR and 6 methods + 4 zoomed border crops)
+    assert html.count("<img src='data:image/png;base64,") == 2 * (2 + len(METHODS) + 4)
     assert "LPIPS" in report["lpips"]
 
 

@@ -184,3 +184,63 @@ def test_lpips_runs_with_a_local_backbone_file(tmp_path, monkeypatch):
         assert metrics.lpips_distance(a, b) > 0.0
     finally:
         metrics._lpips_model.cache_clear()
+
+
+# ----------------------------------------------------------------- colour fidelity (CIELAB, CIEDE2000)
+skc = pytest.importorskip("skimage.color")
+
+
+@pytest.mark.parametrize("pair", image_pairs()[:3])
+def test_lab_and_ciede2000_equal_skimage(pair):
+    a, b = pair
+    if a.ndim != 3:
+        pytest.skip("colour metrics are for RGB images")
+    assert np.abs(metrics.rgb_to_lab(a) - skc.rgb2lab(a)).max() < 1e-9
+    ours = metrics.delta_e_ciede2000(metrics.rgb_to_lab(a), metrics.rgb_to_lab(b))
+    reference = skc.deltaE_ciede2000(skc.rgb2lab(a), skc.rgb2lab(b))
+    assert np.abs(ours - reference).max() < 1e-9
+    mask = np.zeros(a.shape[:2], bool)
+    mask[3:-5, 7:-2] = True
+    assert metrics.mean_delta_e(a, b, mask) == pytest.approx(float(reference[mask].mean()), abs=1e-9)
+
+
+def test_ciede2000_on_greys_hue_wraps_and_the_published_pairs():
+    # Sharma, Wu and Dalal (2005), Table 1: pairs 1, 7 (a grey), 17 and 25 (hue angles that wrap around 0/360)
+    lab1 = np.array([[50.0, 2.6772, -79.7751], [50.0, 0.0, 0.0], [50.0, 2.5, 0.0], [60.2574, -34.0099, 36.2677]])
+    lab2 = np.array([[50.0, 0.0, -82.7485], [50.0, -1.0, 2.0], [73.0, 25.0, -18.0], [60.4626, -34.1751, 39.4387]])
+    expected = [2.0425, 2.3669, 27.1492, 1.2644]
+    assert metrics.delta_e_ciede2000(lab1, lab2) == pytest.approx(expected, abs=1e-4)
+    grey = np.full((4, 4, 3), 128, np.uint8)
+    assert metrics.mean_delta_e(grey, grey) == 0.0
+    assert math.isnan(metrics.mean_delta_e(grey, grey, np.zeros((4, 4), bool)))
+
+
+def test_border_band_is_both_sides_of_the_border_and_nothing_else():
+    mask = np.zeros((40, 50), bool)
+    mask[10:30, 12:40] = True
+    band = metrics.border_band(mask, radius=3)
+    ys, xs = np.nonzero(band)
+    assert (ys.min(), ys.max(), xs.min(), xs.max()) == (7, 32, 9, 42)  # 3 px outside
+    assert not band[13:27, 15:37].any()  # deeper than 3 px inside: not the border
+    assert band[10:13, 12:40].all() and band[7:10, 9:43].all()  # 3 px inside and outside the top edge
+    assert band.sum() == (26 * 34) - (14 * 22)
+    assert not metrics.border_band(np.zeros((9, 9), bool)).any()
+    edge = np.zeros((20, 20), bool)
+    edge[:, :10] = True  # a lesion cut by the image border: the image edge is not a lesion border
+    assert not metrics.border_band(edge, 2)[:, :7].any() and metrics.border_band(edge, 2)[:, 8:12].all()
+
+
+def test_sr_scores_have_the_fidelity_columns():
+    hr, _ = image_pairs()[0]
+    lr = degrade(hr, Degradation.bicubic_only(4), seed=0) if hr.shape[0] % 4 == 0 else None
+    if lr is None:
+        pytest.skip("pair not a multiple of 4")
+    bic = bicubic_upscale(lr, 4)
+    mask = np.zeros(hr.shape[:2], bool)
+    mask[hr.shape[0] // 4: 3 * hr.shape[0] // 4, hr.shape[1] // 4: 3 * hr.shape[1] // 4] = True
+    row = metrics.sr_scores(bic, hr, 4, mask)
+    assert {"lesion_delta_e", "border_psnr_y", "border_delta_e"} <= set(row)
+    band = metrics.border_band(mask)
+    assert row["border_psnr_y"] == pytest.approx(metrics.psnr(bic, hr, border=4, y_channel=True, mask=band))
+    perfect = metrics.sr_scores(hr, hr, 4, mask)
+    assert perfect["lesion_delta_e"] == 0.0 and math.isinf(perfect["border_psnr_y"])
