@@ -388,8 +388,11 @@ def calibrate_command(
     pruned: Optional[bool] = typer.Option(None, "--pruned/--unpruned", help="start from the pruned network (default: when the profile prunes it)"),
     gate_limit: Optional[int] = typer.Option(None, "--gate-limit", help="measure the gates on at most N test images"),
     force: bool = typer.Option(False, "--force", help="write a variant that fails its gate, marked failing in models.json"),
+    max_delta_e: Optional[float] = typer.Option(None, "--max-delta-e-over-bicubic", help="the truth gate: lesion ΔE00 (as shown, after projection) may exceed bicubic's by at most this (default: the profile's, else 0.3)"),
 ) -> None:
     """FP16 or INT8 (Q/DQ) variants from real calibration images, behind accuracy gates."""
+    import dataclasses
+
     from skinedge.export.calibrate import CalibrateConfig, calibrate, gate_table
     from skinedge.export.gates import Gates
     from skinedge.export.profiles import load_profile
@@ -404,6 +407,8 @@ def calibrate_command(
                           method or (prof.calibration_method if prof else "entropy"),
                           images or (prof.calibration_images if prof else 64), pruned, force, gate_limit,
                           prof.gates if prof else Gates())
+    if max_delta_e is not None:
+        cfg.gates = dataclasses.replace(cfg.gates, delta_e_over_bicubic_max=max_delta_e)
     report = calibrate(cfg, log=typer.echo)
     typer.echo("\n" + gate_table(report))
     if not report["passed"] and not force:

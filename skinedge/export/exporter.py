@@ -209,7 +209,7 @@ def export_models(cfg: ExportConfig, log=print) -> dict[str, Any]:
         path.unlink(missing_ok=True)
     log(f"seg.onnx: parity with PyTorch on {len(items)} images of {spec}: max abs {seg_parity['max_abs']:.2e} "
         f"(probabilities), PSNR {seg_parity['psnr_db']:.1f} dB, mask agreement {seg_parity['mask_agreement']:.4f}")
-    log(f"sr.onnx:  parity with PyTorch on {len(sr_rows)} masked lesion crops: max abs {sr_parity['max_abs']:.2e}, "
+    log(f"sr.onnx:  parity with PyTorch on {len(sr_rows)} lesion crops: max abs {sr_parity['max_abs']:.2e}, "
         f"PSNR {sr_parity['psnr_db']:.1f} dB")
     return manifest
 

@@ -3,9 +3,13 @@ with ONNX Runtime, and refused when it loses more than its gate allows.
 
 Segmenter: mean Dice against the ground truth at the network's resolution (the
 FP32 model's own masks where a dataset has no truth). SR generator: PSNR/SSIM on
-Y inside the lesion against the HR truth of masked lesion crops (the paper's
-protocol), and colour shift: the mean per-channel difference to the FP32 output
-inside the lesion, the symptom users report as "FP16/INT8 turned it pink".
+Y inside the lesion against the HR truth of lesion crops, and colour shift: the
+mean per-channel difference to the FP32 output inside the lesion, the symptom
+users report as "FP16/INT8 turned it pink". Those compare a variant with its own
+FP32 model; one check compares with the truth: the lesion's CIEDE2000 ΔE of what
+users are shown (the output after the runtime's projection) may exceed plain
+bicubic's by at most ``delta_e_over_bicubic_max``, so a model that changes the
+lesion's colours is refused whatever its FP32 parent did.
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ import onnx
 from onnx import helper
 
 from skinedge import metrics
-from skinedge.data.degrade import resize_mask
+from skinedge.data.degrade import bicubic_upscale, resize_mask
 from skinedge.export.onnx_io import run_batched, session
 from skinedge.export.samples import LesionCrop
+from skinedge.runtime.projection import Fidelity, project
 
 
 @dataclass(frozen=True)
@@ -33,12 +38,14 @@ class Gates:
     int8_psnr_drop_db: float = 0.5
     int8_ssim_drop: float = 0.01
     colour_shift_max: float = 2 / 255
+    delta_e_over_bicubic_max: float = 0.3
 
     def limits(self, net: str, precision: str) -> dict[str, float]:
         kind = "fp16" if precision == "fp16" else "int8"
         if net == "seg":
             return {"dice_drop": getattr(self, f"{kind}_dice_drop")}
-        limits = {"psnr_drop_db": getattr(self, f"{kind}_psnr_drop_db"), "colour_shift": self.colour_shift_max}
+        limits = {"psnr_drop_db": getattr(self, f"{kind}_psnr_drop_db"), "colour_shift": self.colour_shift_max,
+                  "delta_e_over_bicubic": self.delta_e_over_bicubic_max}
         if kind == "int8":
             limits["ssim_drop"] = self.int8_ssim_drop
         return limits
@@ -85,11 +92,26 @@ def sr_outputs(model: onnx.ModelProto, crops: list[LesionCrop]) -> list[np.ndarr
     return [sess.run(None, {name: x})[0][0].transpose(1, 2, 0) for x in feeds]
 
 
+def _u8(image: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
+
+
+def shown(output: np.ndarray, crop: LesionCrop, fidelity: Fidelity = Fidelity()) -> np.ndarray:
+    """What the runtime shows for one crop: the H×W×3 output projected onto the crop's LR pixels, uint8."""
+    unit = lambda a: np.ascontiguousarray(a.transpose(2, 0, 1)[None], np.float32)  # noqa: E731
+    return _u8(project(unit(output), unit(crop.lr.astype(np.float32) / 255.0), fidelity)[0].transpose(1, 2, 0))
+
+
 def sr_metrics(outputs: list[np.ndarray], held: HeldOut, reference: list[np.ndarray] | None = None) -> dict:
-    """Lesion PSNR/SSIM (Y, border = scale) of uint8-rounded outputs, and the colour shift to FP32."""
-    rows = [metrics.sr_scores(np.clip(np.rint(o * 255), 0, 255).astype(np.uint8), c.hr, held.scale, c.mask)
-            for o, c in zip(outputs, held.crops)]
+    """Lesion PSNR/SSIM (Y, border = scale) of uint8-rounded outputs, the colour shift to FP32, and the lesion
+    ΔE00 to the truth of the shown (projected) outputs and of bicubic."""
+    rows = [metrics.sr_scores(_u8(o), c.hr, held.scale, c.mask) for o, c in zip(outputs, held.crops)]
     result = {k: float(np.nanmean([r[f"lesion_{k}"] for r in rows])) for k in ("psnr_y", "ssim_y")}
+    result["delta_e_raw"] = float(np.nanmean([r["lesion_delta_e"] for r in rows]))
+    result["delta_e"] = float(np.nanmean([metrics.mean_delta_e(shown(o, c), c.hr, c.mask, held.scale)
+                                          for o, c in zip(outputs, held.crops)]))
+    result["bicubic_delta_e"] = float(np.nanmean([metrics.mean_delta_e(bicubic_upscale(c.lr, held.scale), c.hr,
+                                                                       c.mask, held.scale) for c in held.crops]))
     if reference is not None:
         diffs = [(o - r)[c.mask] for o, r, c in zip(outputs, reference, held.crops) if c.mask.any()]
         pooled = np.concatenate(diffs) if diffs else np.zeros((1, 3))
@@ -111,6 +133,9 @@ def judge(net: str, precision: str, fp32: dict, variant: dict, gates: Gates) -> 
         measured["ssim_drop"] = (fp32["ssim_y"], variant["ssim_y"], fp32["ssim_y"] - variant["ssim_y"])
     if "colour_shift" in limits:
         measured["colour_shift"] = (0.0, variant["colour_shift"], variant["colour_shift"])
+    if "delta_e_over_bicubic" in limits:  # against the truth: bicubic's ΔE in the "fp32" column
+        measured["delta_e_over_bicubic"] = (variant["bicubic_delta_e"], variant["delta_e"],
+                                            variant["delta_e"] - variant["bicubic_delta_e"])
     checks = [{"name": k, "fp32": a, "variant": b, "loss": d, "limit": limits[k],
                "passed": bool(math.isfinite(d) and d <= limits[k])} for k, (a, b, d) in measured.items()]
     failed = [c for c in checks if not c["passed"]]

@@ -1,9 +1,9 @@
 """Real images for parity checks, calibration and accuracy gates, prepared as the runtime does.
 
 No torch here: the segmenter's input is PIL-bilinear-resized and normalised with
-the mean/std from ``models.json``; the SR generator gets masked lesion crops
-(bicubic ×scale LR of a lesion-centred window, lesion mask dilated by the
-runtime's context), exactly what the pipeline feeds it.
+the mean/std from ``models.json``; the SR generator gets lesion crops (bicubic
+×scale LR of a lesion-centred window, with the real image around the lesion),
+exactly what the pipeline feeds it.
 """
 
 from __future__ import annotations
@@ -18,9 +18,6 @@ from skinedge.data.dataset import Dataset, Item
 from skinedge.data.degrade import Degradation, degrade, mod_crop, resize_mask
 from skinedge.data.splits import recorded_or_new_split
 from skinedge.errors import DataError
-from skinedge.runtime.composite import dilate, mask_image
-
-SR_CONTEXT = 4  # LR pixels of context around the lesion mask (evaluate.py's default, see docs/protocol.md)
 SR_LR_SIDE = 64  # LR crop side for the SR gates and calibration
 SR_TIMING_SIDES = (64, 128, 256)  # LR sides the runtime feeds the generator (ROIs up to its 256² tile)
 
@@ -48,10 +45,10 @@ def mask_from_logits(logits: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 @dataclass
 class LesionCrop:
-    """One SR sample: the masked LR crop the network sees, and the HR truth to score it."""
+    """One SR sample: the LR crop the network sees, and the HR truth to score it."""
 
     id: str
-    lr: np.ndarray  # h×w×3 uint8, background zeroed outside the dilated lesion mask
+    lr: np.ndarray  # h×w×3 uint8, the real surround kept (the runtime never feeds a black one)
     hr: np.ndarray  # (h·scale)×(w·scale)×3 uint8
     mask: np.ndarray  # (h·scale)×(w·scale) bool lesion mask (where quality is scored)
 
@@ -67,9 +64,8 @@ def _window(mask: np.ndarray | None, shape: tuple[int, int], side: int) -> tuple
     return int(np.clip(cy - side // 2, 0, h - side)), int(np.clip(cx - side // 2, 0, w - side))
 
 
-def lesion_crop(item: Item, mask: np.ndarray, scale: int, lr_side: int = SR_LR_SIDE,
-                context: int = SR_CONTEXT) -> LesionCrop:
-    """Cut a lesion-centred HR window (≤ lr_side·scale), degrade it bicubically, mask it."""
+def lesion_crop(item: Item, mask: np.ndarray, scale: int, lr_side: int = SR_LR_SIDE) -> LesionCrop:
+    """Cut a lesion-centred HR window (≤ lr_side·scale) and degrade it bicubically."""
     image = mod_crop(item.image, scale)
     mask = mask[: image.shape[0], : image.shape[1]]
     side = min(lr_side * scale, image.shape[0] - image.shape[0] % scale, image.shape[1] - image.shape[1] % scale)
@@ -78,9 +74,7 @@ def lesion_crop(item: Item, mask: np.ndarray, scale: int, lr_side: int = SR_LR_S
     top, left = _window(mask, image.shape[:2], side)
     hr = np.ascontiguousarray(image[top:top + side, left:left + side])
     hr_mask = mask[top:top + side, left:left + side]
-    lr = degrade(hr, Degradation.bicubic_only(scale))
-    lr_mask = resize_mask(hr_mask, lr.shape[1], lr.shape[0])
-    return LesionCrop(item.id, mask_image(lr, dilate(lr_mask, context)), hr, hr_mask)
+    return LesionCrop(item.id, degrade(hr, Degradation.bicubic_only(scale)), hr, hr_mask)
 
 
 def image_stats(item: Item, mask: np.ndarray) -> tuple[float, float]:
