@@ -19,7 +19,6 @@ from PIL import Image
 
 from fake_cuda import FakeDriver, HostRunner, install
 from skinedge.errors import SkinedgeError
-from skinedge.runtime.projection import OFF
 from skinedge.runtime import cuda_kernels as ck
 from skinedge.runtime import gpu_pipeline as gp
 from skinedge.runtime.device_nets import DeviceNet
@@ -27,6 +26,7 @@ from skinedge.runtime import reference
 from skinedge.runtime.backends.base import Runner
 from skinedge.runtime.mask import MaskSettings
 from skinedge.runtime.pipeline import Pipeline
+from skinedge.runtime.projection import OFF
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 KEYS = {"preprocess", "seg", "mask", "sr", "project", "composite", "total"}
@@ -157,6 +157,10 @@ def assert_same(want, got):
     assert diff.max() <= 1, f"max diff {diff.max()} at {np.unravel_index(diff.argmax(), diff.shape)}"
     assert (diff > 0).mean() < 0.01
     assert set(got.timings_ms) == KEYS and got.note == want.note
+    if want.found:  # the lesion's consistency residual, summed on the device with atomics
+        assert got.residual == pytest.approx(want.residual, rel=1e-4, abs=1e-4)
+    else:
+        assert got.residual is None and want.residual is None
     assert all(v >= 0 for v in got.timings_ms.values())
     assert got.timings_ms["total"] == pytest.approx(sum(v for k, v in got.timings_ms.items() if k != "total"))
 

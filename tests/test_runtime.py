@@ -253,3 +253,85 @@ def test_build_engines_without_tensorrt_exits_2_with_one_line(exported, capsys, 
     code, _, err = cli(capsys, "build-engines", "--models", models, "--profile", fp32, "--out", tmp_path / "engines")
     assert code == 2 and "TensorRT" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "engines").exists() or not list((tmp_path / "engines").iterdir())
+
+
+# ----------------------------------------------------------------- fidelity: surround, projection, residual
+
+def _fidelity_case():
+    """A 64×80 frame with a dark lesion disc, a segmenter that finds it, and a 'generator' that up-scales
+    (nearest) with a strong colour cast: the kind of invention the projection must undo."""
+    from skinedge.runtime.backends.base import Runner
+
+    class Fn(Runner):
+        name = "fn"
+
+        def __init__(self, fn, input_name, output_name):
+            super().__init__(None)
+            self.fn, self.input_name, self.output_name, self.inputs = fn, input_name, output_name, []
+
+        def _activate_impl(self, resolved):
+            return [self.input_name]
+
+        def _infer_impl(self, feed):
+            self.inputs.append(feed[self.input_name].copy())
+            return {self.output_name: self.fn(feed[self.input_name])}
+
+    h, w, s = 64, 80, 32
+    yy, xx = np.mgrid[:h, :w]
+    disc = (yy - 30) ** 2 + (xx - 42) ** 2 <= 14 ** 2
+    frame = np.where(disc[:, :, None], [60, 50, 110], [170, 180, 210]).astype(np.uint8)  # BGR
+    frame = np.clip(frame + np.random.default_rng(0).normal(0, 6, frame.shape), 0, 255).astype(np.uint8)
+    my, mx = (np.mgrid[:s, :s] + 0.5) / s
+    logits = np.where((my * h - 30) ** 2 + (mx * w - 42) ** 2 <= 14 ** 2, 6.0, -6.0).astype(np.float32)
+    cast = np.array([0.12, -0.08, 0.1], np.float32)[None, :, None, None]
+    seg = Fn(lambda x: logits[None, None].copy(), "image", "logits")
+    sr = Fn(lambda x: np.clip(x.repeat(4, 2).repeat(4, 3) + cast, 0, 1), "lr", "sr")
+    manifest = {"networks": {"seg": {"input": {"name": "image", "shape": [1, 3, s, s], "mean": [0, 0, 0],
+                                               "std": [1, 1, 1]}, "output": {"name": "logits"}},
+                             "sr": {"input": {"name": "lr"}, "output": {"name": "sr"}, "scale": 4}}}
+    return frame, disc, seg, sr, manifest
+
+
+def test_projection_gives_back_the_cameras_colour_and_reports_what_was_invented():
+    from skinedge import metrics
+    from skinedge.runtime.pipeline import Pipeline
+    from skinedge.runtime.projection import OFF, Fidelity, down
+
+    frame, disc, seg, sr, manifest = _fidelity_case()
+    truth = np.asarray(Image.fromarray(frame[:, :, ::-1]).resize((80 * 4, 64 * 4), Image.BICUBIC))
+    lesion = np.asarray(Image.fromarray(disc.astype(np.uint8) * 255).resize((320, 256), Image.NEAREST)) > 0
+    inner = lesion & ~metrics.border_band(lesion, 12)
+    results = {}
+    for name, fidelity in (("off", OFF), ("generator", Fidelity(3, "generator")), ("camera", Fidelity())):
+        with Pipeline(seg, sr, manifest, "full", fidelity=fidelity) as p:
+            results[name] = p(frame)
+    for r in results.values():  # the residual is measured before projection: the same cast each time
+        assert r.found and r.residual == pytest.approx(results["off"].residual)
+    assert results["off"].residual > 15  # ≈ 255 · mean |cast| = 25.5 on the lesion's pixels
+    shift = {k: float(np.abs(r.image[:, :, ::-1][inner].astype(float).mean(0) - truth[inner].mean(0)).max())
+             for k, r in results.items()}
+    assert shift["off"] > 15 and shift["generator"] < 1.5 and shift["camera"] < 1.5
+    # projected, the output down-scales to the camera's frame inside the lesion
+    out = results["generator"].image[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32) / 255
+    back = down(out, 64, 80)[0].transpose(1, 2, 0) * 255
+    core = disc & ~metrics.border_band(disc, 3)
+    assert np.abs(back[core] - frame[:, :, ::-1][core]).mean() < 1.5
+
+
+def test_sr_sees_the_real_surround_unless_the_paper_masking_is_asked_for():
+    from skinedge.runtime.pipeline import Pipeline
+    from skinedge.runtime.projection import Fidelity
+
+    frame, disc, seg, sr, manifest = _fidelity_case()
+    for surround in ("frame", "black"):
+        sr.inputs.clear()
+        with Pipeline(seg, sr, manifest, "roi", fidelity=Fidelity(surround=surround)) as p:
+            result = p(frame)
+        x0, y0, w, h = result.roi
+        fed = sr.inputs[-1][0]
+        crop = frame[y0:y0 + h, x0:x0 + w, ::-1].transpose(2, 0, 1) / np.float32(255)
+        assert not disc[y0, x0]  # the ROI's corner lies outside the lesion disc
+        if surround == "frame":
+            assert np.array_equal(fed, crop.astype(np.float32))
+        else:
+            assert (fed[:, 0, 0] == 0).all() and (fed[:, h // 2, w // 2] > 0).all()
