@@ -205,6 +205,21 @@ def _print_result(prefix: str, result: dict, out: Path) -> None:
     typer.echo(f"checkpoints: {out / (prefix + '-best.pt')} (best), {out / (prefix + '-last.pt')} (resumable)")
 
 
+PROJECTION_HELP = "data-consistency steps after SR, so that down-scaling the output gives back the camera's pixels (0: off)"
+CHROMA_HELP = "camera: colour from the camera, luma detail from the generator | generator: the generator's colour"
+SURROUND_HELP = "what SR sees around the lesion: frame (the real image, no halo) | black (the paper's masking)"
+
+
+def fidelity_option(projection: int, chroma: str, surround: str):
+    """The runtime's :class:`Fidelity` from CLI options; a bad value is one line."""
+    from skinedge.runtime.projection import Fidelity
+
+    try:
+        return Fidelity(projection, chroma, surround)
+    except ValueError as exc:
+        raise SkinedgeError(str(exc)) from None
+
+
 @app.command("eval")
 def evaluate_command(
     data: str = typer.Option(..., "--data", help=SPEC_HELP),
@@ -300,12 +315,16 @@ def run_cli(
     height: Optional[int] = typer.Option(None, "--height", help="capture height"),
     fps: Optional[float] = typer.Option(None, "--fps", help="capture frame rate"),
     realtime: bool = typer.Option(False, "--realtime", help="play files at their frame rate, dropping frames like a camera"),
+    projection: int = typer.Option(3, "--projection", help=PROJECTION_HELP),
+    chroma: str = typer.Option("camera", "--chroma", help=CHROMA_HELP),
+    surround: str = typer.Option("frame", "--surround", help=SURROUND_HELP),
 ) -> None:
     """Live: camera or stream in, enhanced view out (window, file, web viewer)."""
     from skinedge.runtime.live import run_command
 
+    fidelity = fidelity_option(projection, chroma, surround)
     run_command(camera, source, models, backend, precision, mode, engines, record, serve, no_display, max_frames,
-                width, height, fps, realtime, log=typer.echo)
+                width, height, fps, realtime, log=typer.echo, fidelity=fidelity)
 
 
 @app.command("bench")
@@ -330,16 +349,6 @@ def bench_cli(
                   log=typer.echo)
 
 
-def fidelity_option(projection: int, chroma: str, surround: str):
-    """The runtime's :class:`Fidelity` from CLI options; a bad value is one line."""
-    from skinedge.runtime.projection import Fidelity
-
-    try:
-        return Fidelity(projection, chroma, surround)
-    except ValueError as exc:
-        raise SkinedgeError(str(exc)) from None
-
-
 @app.command("enhance")
 def enhance_command(
     inputs: list[str] = typer.Argument(..., help="image files, folders and globs"),
@@ -351,9 +360,9 @@ def enhance_command(
     engines: Optional[Path] = typer.Option(None, "--engines", help="TensorRT engines (skinedge build-engines)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace outputs already in --out"),
     tile: Optional[int] = typer.Option(None, "--tile", help="SR tile side in LR pixels (default: 256 on ONNX Runtime/torch, the engine's maximum on TensorRT); smaller tiles use less memory, cost more time"),
-    projection: int = typer.Option(3, "--projection", help="data-consistency steps after SR: down-scaling the output gives back the camera's pixels (0: off)"),
-    chroma: str = typer.Option("camera", "--chroma", help="camera: colour from the camera, luma detail from the generator | generator"),
-    surround: str = typer.Option("frame", "--surround", help="what SR sees around the lesion: frame (real image, no halo) | black (the paper's masking)"),
+    projection: int = typer.Option(3, "--projection", help=PROJECTION_HELP),
+    chroma: str = typer.Option("camera", "--chroma", help=CHROMA_HELP),
+    surround: str = typer.Option("frame", "--surround", help=SURROUND_HELP),
 ) -> None:
     """Segment and super-resolve image files."""
     from skinedge.runtime.enhance import enhance_files, expand_inputs

@@ -41,3 +41,16 @@ def exported(trained):
     except SystemExit as exc:
         assert not exc.code
     return root, spec, models
+
+
+REAL_DEV_SET = Path(__file__).resolve().parents[2] / "shared" / "data" / "isic2017-val96"
+
+
+@pytest.fixture(scope="session")
+def real_isic() -> str:
+    """The real dev set (96 ISIC images with expert masks, ../shared/data) as a dataset spec; skips without it.
+
+    Never copied into the repository (../shared/data/README.md): tests read it where it lies."""
+    if not (REAL_DEV_SET / "ISIC2018_Task1-2_Training_Input").is_dir():
+        pytest.skip(f"the real dermoscopy dev set is not at {REAL_DEV_SET} (a clone outside the workspace has none)")
+    return f"isic2018:{REAL_DEV_SET}"

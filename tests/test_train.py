@@ -196,3 +196,16 @@ def test_cuda_request_without_a_gpu_is_a_clear_error(isic, tmp_path):
         pytest.skip("a GPU is present")
     with pytest.raises(SkinedgeError, match="--device cuda: no CUDA GPU"):
         train_seg(seg_config(isic, tmp_path, device="cuda"))
+
+
+def test_both_networks_train_on_real_isic_images_at_their_1024_px(real_isic, tmp_path):
+    """SR takes random HR crops of the 1024-px images as they are (no whole-image resize), with the bicubic skip;
+    the segmenter reads the same layout; both validate in eval mode on the real held-out part."""
+    result = train_sr(SRConfig(real_isic, tmp_path / "run", phase="pretrain", blocks=2, features=16, hr_size=96,
+                               batch=2, max_steps=2, device="cpu", val_limit=1, bicubic_skip=True))
+    assert result["pretrain"]["steps"] == 2 and math.isfinite(result["pretrain"]["last"]["lesion_psnr_y"])
+    generator, payload = load_generator(tmp_path / "run" / "sr-pretrain-best.pt")
+    assert payload["arch"]["bicubic_skip"] and payload["data"]["spec"] == real_isic
+    seg = train_seg(SegConfig(real_isic, tmp_path / "run", encoder="resnet18", size=64, batch=2, max_steps=1,
+                              device="cpu", bn_batches=1))
+    assert 0.0 <= seg["last"]["dice"] <= 1.0

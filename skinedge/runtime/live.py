@@ -23,6 +23,7 @@ import numpy as np
 from skinedge.errors import SkinedgeError
 from skinedge.runtime.capture import LatestFrame
 from skinedge.runtime.pipeline import FrameResult
+from skinedge.runtime.projection import Fidelity
 from skinedge.runtime.record import Recorder, check_record_path
 from skinedge.runtime.sinks import Sink
 from skinedge.runtime.sources import Source, open_source
@@ -230,7 +231,7 @@ def run_command(camera: int | None, source: str | None, models: Path, backend: s
                 precision: str = "auto", mode: str = "roi", engines: Path | None = None, record: Path | None = None,
                 serve: str | None = None, no_display: bool = False, max_frames: int | None = None,
                 width: int | None = None, height: int | None = None, fps: float | None = None,
-                realtime: bool = False, log: Callable[[str], None] = print) -> dict:
+                realtime: bool = False, log: Callable[[str], None] = print, fidelity: Fidelity | None = None) -> dict:
     """Everything ``skinedge run`` does: check the options, open all, run live, print the summary.
 
     Cheap checks come first (one source, max frames, --serve, the record folder), so a typo is one line
@@ -251,7 +252,7 @@ def run_command(camera: int | None, source: str | None, models: Path, backend: s
         log(f"source: {src.describe()}")
         opened = open_runners(models, manifest, backend, precision, engines)
         log(f"backend {opened.backend} ({opened.why}); seg {opened.variants['seg']}, sr {opened.variants['sr']}")
-        pipeline, where = open_pipeline(opened, manifest, mode)
+        pipeline, where = open_pipeline(opened, manifest, mode, fidelity=fidelity)
         log(f"pipeline {where}")
         pipeline = stack.enter_context(pipeline)
         sinks = open_sinks(no_display, address, log)

@@ -4,7 +4,8 @@ Layout of ``PATH/``::
 
     raw-00000.avi, raw-00001.avi, ...            the camera frames (MJPG, the frame size)
     enhanced-00000.avi, enhanced-00001.avi, ...  the enhanced views, letterboxed onto a fixed canvas
-    frames.jsonl     per frame: index, time, found, roi, lesion_area, timings_ms, end_to_end_ms, segment
+    frames.jsonl     per frame: index, time, found, roi, lesion_area, residual (the consistency residual, 0–255),
+                     timings_ms, end_to_end_ms, segment
     segments.jsonl   one line per segment once it is closed: files, frame count, first frame index
 
 Why segments: an AVI (like an MP4) is only complete once its writer has put
@@ -181,6 +182,7 @@ def _line(result: FrameResult, index: int, end_to_end_ms: float | None, segment:
         "found": bool(result.found),
         "roi": [int(v) for v in result.roi] if result.roi is not None else None,
         "lesion_area": round(float(result.lesion_area), 6),
+        "residual": None if result.residual is None else round(float(result.residual), 3),
         "timings_ms": {k: round(float(v), 3) for k, v in result.timings_ms.items()},
         "end_to_end_ms": None if end_to_end_ms is None else round(float(end_to_end_ms), 3),
         "segment": segment,

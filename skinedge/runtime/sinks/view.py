@@ -169,6 +169,8 @@ def status_lines(result: "FrameResult | None", stats: dict) -> list[str]:
         first.append("NO SIGNAL")
     elif result.found:
         first.append(f"lesion {100 * result.lesion_area:.1f}%")
+        if getattr(result, "residual", None) is not None:
+            first.append(f"invented {result.residual:.1f}/255")
     else:
         first.append("no lesion")
     stages = [f"{k} {float(v):.1f}" for k, v in lat.items() if k not in ("e2e", "end_to_end", "total")]

@@ -134,7 +134,8 @@ class WebSink:
         snapshot["view"] = {"width": view.shape[1], "height": view.shape[0]}
         if result is not None:
             snapshot["view"].update(found=bool(result.found), roi=_jsonable(result.roi), note=result.note,
-                                    lesion_area=_jsonable(result.lesion_area))
+                                    lesion_area=_jsonable(result.lesion_area),
+                                    residual=_jsonable(getattr(result, "residual", None)))
         with self._cond:
             self._seq += 1
             self._view, snapshot["shown"] = view, self._seq
