@@ -11,7 +11,6 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from skinedge import metrics

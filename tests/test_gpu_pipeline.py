@@ -18,12 +18,12 @@ import pytest
 from PIL import Image
 
 from fake_cuda import FakeDriver, HostRunner, install
+from fake_runners import FnRunner
 from skinedge.errors import SkinedgeError
 from skinedge.runtime import cuda_kernels as ck
 from skinedge.runtime import gpu_pipeline as gp
 from skinedge.runtime.device_nets import DeviceNet
 from skinedge.runtime import reference
-from skinedge.runtime.backends.base import Runner
 from skinedge.runtime.mask import MaskSettings
 from skinedge.runtime.pipeline import Pipeline
 from skinedge.runtime.projection import OFF
@@ -55,23 +55,6 @@ class HostNet(DeviceNet):
         out = self.fn(inp)
         assert out.shape == tuple(y_shape)
         _view(y, y_shape)[:] = out
-
-
-class FnRunner(Runner):
-    """The same function as a CPU runner for Pipeline."""
-
-    name = "fn"
-
-    def __init__(self, fn, input_name: str, output_name: str = "out"):
-        super().__init__(None)
-        self.fn, self.input_name, self.output_name, self.inputs = fn, input_name, output_name, []
-
-    def _activate_impl(self, resolved):
-        return [self.input_name]
-
-    def _infer_impl(self, feed):
-        self.inputs.append(feed[self.input_name].copy())
-        return {self.output_name: self.fn(feed[self.input_name])}
 
 
 class Lesions:
@@ -236,7 +219,8 @@ def test_no_device_allocation_after_the_first_frame_and_a_larger_frame_reallocat
         pinned_ptrs = [ptr for ptr, _ in gpu._pinned.values()]
     assert set(owned) <= set(fake.freed) and set(pinned_ptrs) <= set(fake.host_freed)
     assert fake.streams == [] and fake.events == [] and fake.retained == 0
-    assert sorted(fake.unloaded) == sorted([",".join(f) for f in ck.KERNEL_FUNCTIONS.values()] + ["tile_accumulate,tile_normalize"])
+    assert sorted(fake.unloaded) == sorted(
+        [",".join(f) for f in ck.KERNEL_FUNCTIONS.values()] + ["tile_accumulate,tile_normalize"])
     gpu.close()  # idempotent
 
 

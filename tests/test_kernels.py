@@ -376,7 +376,8 @@ def test_kernels_tap_tables_uploaded_once_and_freed(fake_gpu):
     assert len(kernels._allocations) == tables and np.array_equal(first, second)
     owned = list(kernels._allocations)
     kernels.close()
-    assert set(owned) <= set(fake.freed) and sorted(fake.unloaded) == sorted(",".join(f) for f in ck.KERNEL_FUNCTIONS.values())
+    modules = sorted(",".join(functions) for functions in ck.KERNEL_FUNCTIONS.values())
+    assert set(owned) <= set(fake.freed) and sorted(fake.unloaded) == modules
     kernels.close()  # idempotent
 
 

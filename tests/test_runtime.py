@@ -260,21 +260,7 @@ def test_build_engines_without_tensorrt_exits_2_with_one_line(exported, capsys, 
 def _fidelity_case():
     """A 64×80 frame with a dark lesion disc, a segmenter that finds it, and a 'generator' that up-scales
     (nearest) with a strong colour cast: the kind of invention the projection must undo."""
-    from skinedge.runtime.backends.base import Runner
-
-    class Fn(Runner):
-        name = "fn"
-
-        def __init__(self, fn, input_name, output_name):
-            super().__init__(None)
-            self.fn, self.input_name, self.output_name, self.inputs = fn, input_name, output_name, []
-
-        def _activate_impl(self, resolved):
-            return [self.input_name]
-
-        def _infer_impl(self, feed):
-            self.inputs.append(feed[self.input_name].copy())
-            return {self.output_name: self.fn(feed[self.input_name])}
+    from fake_runners import FnRunner as Fn
 
     h, w, s = 64, 80, 32
     yy, xx = np.mgrid[:h, :w]

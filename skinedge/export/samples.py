@@ -15,7 +15,7 @@ from PIL import Image
 
 from skinedge.data import open_dataset
 from skinedge.data.dataset import Dataset, Item
-from skinedge.data.degrade import Degradation, degrade, mod_crop, resize_mask
+from skinedge.data.degrade import Degradation, degrade, mod_crop
 from skinedge.data.splits import recorded_or_new_split
 from skinedge.errors import DataError
 SR_LR_SIDE = 64  # LR crop side for the SR gates and calibration
