@@ -18,7 +18,7 @@ def test_tiny_demo_runs_every_step(tmp_path):
         assert f"$ skinedge {command}" in text
     assert "| network | variant | check | FP32 | variant | loss | limit | result |" in text
     assert "| sr | int8 | colour_shift |" in text and "Pruning sr by 30%" in text
-    assert "$ skinedge enhance @" in text and "--backend onnxruntime --precision int8-cpu" in text
+    assert "$ skinedge enhance @" in text and "--backend onnxruntime --precision auto" in text
     gallery = (out / "report" / "enhanced" / "index.html").read_text()
     split = json.loads((out / "run" / "split.json").read_text())["splits"]["test"]
     assert gallery.count("<figure>") == len(split) and all(f"{i}.png" in gallery for i in split)
