@@ -7,6 +7,7 @@ CLI, ``skinedge enhance LR… --models M --mode full`` (so the whole frame comes
 
 - ``before``: the SR input with a black surround, no projection (what the runtime did before this change);
 - ``surround``: the real surround, no projection (the halo fix alone);
+- ``black_projected``: the black surround, projection with the generator's colour (the projection alone);
 - ``project``: the real surround, projection with the generator's own colour;
 - ``default``: the real surround, projection, colour from the camera (what ``enhance`` does by default).
 
@@ -42,6 +43,7 @@ SCALE = 4
 SETTINGS = {
     "before": ["--surround", "black", "--projection", "0", "--chroma", "generator"],
     "surround": ["--surround", "frame", "--projection", "0", "--chroma", "generator"],
+    "black_projected": ["--surround", "black", "--projection", "3", "--chroma", "generator"],
     "project": ["--surround", "frame", "--projection", "3", "--chroma", "generator"],
     "default": [],
 }

@@ -101,7 +101,7 @@ def main() -> int:
     parser.add_argument("--paper-minutes", type=float, default=15.0)
     parser.add_argument("--seg-minutes", type=float, default=30.0)
     parser.add_argument("--sr-epochs", type=int, default=250, help="sets the cosine schedule's length")
-    parser.add_argument("--seg-epochs", type=int, default=60)
+    parser.add_argument("--seg-epochs", type=int, default=90, help="sets the cosine schedule's length")
     parser.add_argument("--only", choices=("prepare", "sr", "paper", "seg", "score"), action="append")
     parser.add_argument("--synthetic-seg", type=Path, help="a segmenter trained on generated data only")
     parser.add_argument("--iterations", type=int, default=3, help="projection iterations")
