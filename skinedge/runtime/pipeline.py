@@ -98,6 +98,7 @@ class Pipeline:
         t["sr"] = _lap(start, t)
         camera = lr if self.fidelity.surround == "frame" else reference.masked_roi(frame, lm.mask, lm.roi, "frame")
         invented = residual(sr, camera, reference.roi_lesion(lm.soft, frame.shape[:2], lm.roi))
+        invented = None if invented != invented else invented  # no lesion pixel inside the ROI: nothing to say
         sr = project(sr, camera, self.fidelity)
         t["project"] = _lap(start, t)
         x0, y0, rw, rh = lm.roi
