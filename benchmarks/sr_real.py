@@ -130,7 +130,7 @@ def main() -> int:
 
     started = time.perf_counter()
     result = score_and_export(args, spec, split)
-    result["trained_here"] = trained
+    result["trained_here"] = trained  # False: a finished run in --work was reused
     result["score_seconds"] = round(time.perf_counter() - started, 1)
     text = json.dumps(result, indent=2, default=float)
     print(text)
