@@ -38,7 +38,7 @@ from skinedge.export.onnx_io import session
 from skinedge.export.pruning import PruneConfig, prune_models
 from skinedge.models.srgan import IMAGENET_MEAN, IMAGENET_STD, Generator
 from skinedge.models.unet import build_segmenter
-from skinedge.runtime.models import load_models
+from skinedge.runtime.manifest import load_models
 from skinedge.train.batchnorm import recalibrate_batchnorm
 from skinedge.train.checkpoint import save_checkpoint
 from skinedge.train.samples import SegSamples, SRSamples

@@ -212,7 +212,7 @@ SURROUND_HELP = "what SR sees around the lesion: frame (the real image, no halo)
 
 def fidelity_option(projection: int, chroma: str, surround: str):
     """The runtime's :class:`Fidelity` from CLI options; a bad value is one line."""
-    from skinedge.runtime.projection import Fidelity
+    from skinedge.runtime.pipeline.projection import Fidelity
 
     try:
         return Fidelity(projection, chroma, surround)
@@ -293,7 +293,7 @@ def build_engines_cli(
     rebuild: bool = typer.Option(False, "--rebuild", help="rebuild even engines whose manifest matches"),
 ) -> None:
     """Build TensorRT engines from a models directory and a build profile (needs TensorRT 10.3+ and a GPU)."""
-    from skinedge.runtime.engines import build_engines_command
+    from skinedge.runtime.engines.build import build_engines_command
 
     build_engines_command(models, out, profile, rebuild, log=typer.echo)
 
@@ -320,7 +320,7 @@ def run_cli(
     surround: str = typer.Option("frame", "--surround", help=SURROUND_HELP),
 ) -> None:
     """Live: camera or stream in, enhanced view out (window, file, web viewer)."""
-    from skinedge.runtime.live import run_command
+    from skinedge.runtime.live.loop import run_command
 
     fidelity = fidelity_option(projection, chroma, surround)
     run_command(camera, source, models, backend, precision, mode, engines, record, serve, no_display, max_frames,
@@ -343,7 +343,7 @@ def bench_cli(
     no_baseline: bool = typer.Option(False, "--no-baseline", help="skip the torch FP32 baseline"),
 ) -> None:
     """Per-stage latency of the pipeline per backend and precision, against torch FP32."""
-    from skinedge.runtime.bench import bench_command
+    from skinedge.runtime.bench.run import bench_command
 
     bench_command(models, backend, precision, mode, frames, warmup, data, size, engines, json_path, plot, no_baseline,
                   log=typer.echo)
@@ -365,24 +365,10 @@ def enhance_command(
     surround: str = typer.Option("frame", "--surround", help=SURROUND_HELP),
 ) -> None:
     """Segment and super-resolve image files."""
-    from skinedge.runtime.enhance import enhance_files, expand_inputs
-    from skinedge.runtime.models import load_models
-    from skinedge.runtime.select import open_pipeline, open_runners
+    from skinedge.runtime.enhance import enhance_command as enhance
 
-    manifest = load_models(models)
-    opened = open_runners(models, manifest, backend, precision, engines)
-    typer.echo(f"backend {opened.backend} ({opened.why}); seg {opened.variants['seg']}, sr {opened.variants['sr']}")
-    total = len(expand_inputs(inputs)[0])
-    if tile is not None and not 16 <= tile <= opened.tile:
-        raise SkinedgeError(f"--tile must be between 16 and {opened.tile} for the {opened.backend} backend, got {tile}")
-    pipeline, where = open_pipeline(opened, manifest, mode, tile, fidelity_option(projection, chroma, surround))
-    typer.echo(f"pipeline {where}")
-    with pipeline, \
-            progress_bar(total, "enhance", enabled=total > 3) as update:
-        summary = enhance_files(inputs, pipeline, out, overwrite, log=typer.echo, progress=update)
-    typer.echo(f"{len(summary.done)} enhanced, {len(summary.failed)} failed; outputs in {out}/")
-    if summary.failed:
-        raise SkinedgeError(f"{len(summary.failed)} input(s) failed (see the lines above)")
+    enhance(inputs, models, out, backend, precision, mode, engines, overwrite, tile,
+            fidelity_option(projection, chroma, surround), log=typer.echo)
 
 
 @app.command("calibrate")

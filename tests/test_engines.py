@@ -20,8 +20,8 @@ import pytest
 
 from skinedge.errors import SkinedgeError
 from skinedge.runtime import engines as E
-from skinedge.runtime.build_profile import NetShapes
-from skinedge.runtime.models import ModelsError, load_models
+from skinedge.runtime.engines.profile import NetShapes
+from skinedge.runtime.manifest import ModelsError, load_models
 
 PROFILES = Path(__file__).resolve().parents[1] / "export"
 ORIN = {"tensorrt_version": "10.3.0.30", "gpu": {"name": "Orin", "compute_capability": "8.7"}}

@@ -30,7 +30,7 @@ from skinedge.export.onnx_io import check_model, save_onnx, session, sha256_file
 from skinedge.export.onnx_rules import unsupported_ops
 from skinedge.export.samples import dataset_parts, lesion_crop, mask_from_logits, seg_input
 from skinedge.models.srgan import IMAGENET_MEAN, IMAGENET_STD
-from skinedge.runtime.models import FORMAT, FORMAT_VERSION, MANIFEST, variant_file
+from skinedge.runtime.manifest import FORMAT, FORMAT_VERSION, MANIFEST, variant_file
 
 OPSET = 17
 SEG_INPUT, SEG_OUTPUT = "image", "logits"

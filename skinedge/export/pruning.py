@@ -32,7 +32,7 @@ from skinedge.export.onnx_io import load_onnx, save_onnx, sha256_file
 from skinedge.export.prune import prune_network, pruned_shapes
 from skinedge.export.samples import dataset_parts
 from skinedge.progress import progress_bar
-from skinedge.runtime.models import MANIFEST, NETWORKS, load_models, network, variant_file, variant_path
+from skinedge.runtime.manifest import MANIFEST, NETWORKS, load_models, network, variant_file, variant_path
 
 
 @dataclass

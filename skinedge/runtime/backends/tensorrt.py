@@ -35,9 +35,10 @@ from typing import Any, Callable
 import numpy as np
 
 from skinedge.errors import SkinedgeError
-from skinedge.runtime.backends.base import Runner
-from skinedge.runtime.engine_manifest import read_manifest, sidecar_path
-from skinedge.runtime.engines import find_engine, load_engine, require_tensorrt, trt_logger
+from skinedge.runtime.backends.base import Opened, Runner
+from skinedge.runtime.engines.load import find_engine, load_engine
+from skinedge.runtime.engines.manifest import read_manifest, sidecar_path
+from skinedge.runtime.engines.trt import require_tensorrt, trt_logger
 
 
 def _cudart():
@@ -296,9 +297,7 @@ class TrtRunner(Runner):
 
 
 def open_engines(models_dir: Path, manifest: dict, precision: str, engines: Path | None, why: str):
-    """The two TensorRT runners for ``skinedge.runtime.select.open_runners`` (not yet activated)."""
-    from skinedge.runtime.select import Opened
-
+    """The two TensorRT runners for :func:`skinedge.runtime.backends.open_runners` (not yet activated)."""
     require_tensorrt()
     if engines is None:
         raise SkinedgeError("the tensorrt backend needs --engines DIR (made by `skinedge build-engines`)")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 if TYPE_CHECKING:
-    from skinedge.runtime.pipeline import FrameResult
+    from skinedge.runtime.pipeline.host import FrameResult
 
 
 class Sink(Protocol):

@@ -18,7 +18,7 @@ import numpy as np
 from skinedge.errors import SkinedgeError
 
 if TYPE_CHECKING:
-    from skinedge.runtime.pipeline import FrameResult
+    from skinedge.runtime.pipeline.host import FrameResult
 
 MIN_HEIGHT, MAX_HEIGHT = 360, 540  # default panel height: the frame's, clamped to this range
 DEFAULT_SHAPE = (480, 640)  # a grey canvas of this size when there is no frame at all

@@ -1,4 +1,4 @@
-"""TensorRT engines: plan what to build, build, write with a sidecar manifest, load-or-rebuild.
+"""TensorRT engines: plan what to build, build, write with a sidecar manifest.
 
 An engine is tied to one GPU and one TensorRT version (DESIGN.md §4), so every
 engine ``ENGINES/<net>.<variant>.trt<version>.<sm..-gpu>.engine`` gets a sidecar
@@ -13,100 +13,45 @@ TensorRT 10.3 (JetPack 6) and 11.x.
 
 No torch, onnx or NumPy here; ``tensorrt`` and ``cuda.bindings`` are
 imported inside the functions that need them. Build profiles and the variant
-and shapes they ask for: :mod:`skinedge.runtime.build_profile`; names and
-sidecar manifests: :mod:`skinedge.runtime.engine_manifest`.
+and shapes they ask for: :mod:`skinedge.runtime.engines.profile`; names and
+sidecar manifests: :mod:`skinedge.runtime.engines.manifest`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from skinedge.atomic import sha256_file, write_bytes_atomic, write_json_atomic
 from skinedge.errors import SkinedgeError
-from skinedge.runtime.build_profile import (BuildProfile, Shapes, default_profile, read_profile, resolve_shapes,
-                                            select_variant)
-from skinedge.runtime.engine_manifest import (engine_name, gpu_tag, make_manifest, manifest_mismatches, read_manifest,
-                                              short_sha, sidecar_path, timing_cache_name, version_tuple)
-from skinedge.runtime.models import NETWORKS, ModelsError, load_models, network
+from skinedge.runtime.engines.manifest import (
+    INDEX,
+    engine_name,
+    engine_sha_problems,
+    gpu_tag,
+    make_manifest,
+    manifest_mismatches,
+    read_manifest,
+    short_sha,
+    sidecar_path,
+    timing_cache_name,
+)
+from skinedge.runtime.engines.profile import (
+    BuildProfile,
+    Shapes,
+    default_profile,
+    read_profile,
+    resolve_shapes,
+    select_variant,
+)
+from skinedge.runtime.engines.trt import require_tensorrt, system_info, trt_logger
+from skinedge.runtime.manifest import NETWORKS, ModelsError, load_models, network
 
-INDEX = "engines.json"
-MIN_TENSORRT = (10, 3)
-TENSORRT_MISSING = ("TensorRT is not installed here: build-engines needs TensorRT 10.3+ "
-                    "(JetPack 6 or NVIDIA's tensorrt wheel)")
 Builder = Callable[..., bytes]  # build_engine's signature
-
-
-class MissingTensorRT(SkinedgeError):
-    """TensorRT (or a recent enough one) is not importable here."""
-
-    exit_code = 2
-
-
-# ---------------------------------------------------------------- TensorRT presence, system
-
-
-def tensorrt_available() -> bool:
-    """True when ``import tensorrt`` works (says nothing about a GPU)."""
-    try:
-        import tensorrt  # noqa: F401
-    except Exception:  # noqa: BLE001 - a broken install (missing libnvinfer) raises OSError etc.
-        return False
-    return True
-
-
-def require_tensorrt():
-    """The ``tensorrt`` module, or :class:`MissingTensorRT` (exit 2) when absent or older than 10.3."""
-    try:
-        import tensorrt as trt
-    except Exception:  # noqa: BLE001
-        raise MissingTensorRT(TENSORRT_MISSING) from None
-    if version_tuple(trt.__version__)[:2] < MIN_TENSORRT:
-        raise MissingTensorRT(f"TensorRT {trt.__version__} is too old: build-engines needs TensorRT 10.3+ "
-                              "(JetPack 6 or NVIDIA's tensorrt wheel)")
-    return trt
-
-
-def system_info(device: int = 0) -> dict[str, Any]:
-    """``{"tensorrt_version", "gpu": {"name", "compute_capability"}}`` of this machine (CUDA device ``device``).
-
-    Raises:
-        MissingTensorRT: no TensorRT.
-        SkinedgeError: no CUDA driver or GPU.
-    """
-    trt = require_tensorrt()
-    try:
-        from cuda.bindings import driver
-    except ImportError:
-        raise SkinedgeError("cuda-python is not installed: pip install 'skinedge[gpu]' "
-                            "(cuda-python 12.x on JetPack 6)") from None
-    try:
-        _cu(driver.cuInit(0), "cuInit")
-        dev = _cu(driver.cuDeviceGet(device), "cuDeviceGet")
-        raw = _cu(driver.cuDeviceGetName(256, dev), "cuDeviceGetName")
-        attr = driver.CUdevice_attribute
-        major = _cu(driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev), "attr")
-        minor = _cu(driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev), "attr")
-    except SkinedgeError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - no driver library: cuda.pathfinder raises its own error types
-        raise SkinedgeError(f"no usable CUDA GPU here ({str(exc).strip()[:160]})") from None
-    name = (raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)).split("\x00")[0].strip()
-    return {"tensorrt_version": str(trt.__version__), "gpu": {"name": name, "compute_capability": f"{major}.{minor}"}}
-
-
-def _cu(result, what: str):
-    """Unpack a ``cuda.bindings.driver`` call's ``(CUresult, value)``; raise on an error."""
-    err, *values = result
-    if int(err) != 0:
-        raise SkinedgeError(f"no usable CUDA GPU here ({what} failed: {getattr(err, 'name', err)})")
-    return values[0] if len(values) == 1 else tuple(values)
 
 
 # ---------------------------------------------------------------- what to build
@@ -129,7 +74,7 @@ class EnginePlan:
                 "calibration_set_sha256": self.calibration_set_sha256}
 
 
-def _variant_facts(models_dir: Path, manifest: dict[str, Any], net: str, variant: str) -> tuple[Path, str, str,
+def variant_facts(models_dir: Path, manifest: dict[str, Any], net: str, variant: str) -> tuple[Path, str, str,
                                                                                                  str | None]:
     """(ONNX path, its sha256 checked against models.json, precision, calibration-set sha256)."""
     entry = network(manifest, net)["variants"][variant]
@@ -155,46 +100,10 @@ def plan_engines(models_dir: str | Path, manifest: dict[str, Any], profile: Buil
         want = profile.nets[net]
         variant = select_variant(manifest, net, want, profile.name)
         shapes = resolve_shapes(manifest, net, want, profile.name)
-        path, sha, precision, calibration = _variant_facts(models_dir, manifest, net, variant)
+        path, sha, precision, calibration = variant_facts(models_dir, manifest, net, variant)
         name = engine_name(net, variant, system["tensorrt_version"], gpu_tag(system["gpu"]))
         plans.append(EnginePlan(net, variant, precision, path, sha, shapes, calibration, name))
     return plans
-
-
-# ---------------------------------------------------------------- TensorRT build
-
-_LOGGER = None
-_LOGGER_LOCK = threading.Lock()
-
-
-def trt_logger():
-    """One process-wide TensorRT logger (TensorRT wants the same one for builders and runtimes).
-
-    Warnings and errors go to stderr; the last errors are kept for error messages.
-    """
-    global _LOGGER
-    with _LOGGER_LOCK:
-        if _LOGGER is None:
-            trt = require_tensorrt()
-
-            class _Logger(trt.ILogger):
-                def __init__(self):
-                    trt.ILogger.__init__(self)
-                    self.errors: deque[str] = deque(maxlen=8)
-                    sev = trt.ILogger.Severity
-                    self._errors = (sev.INTERNAL_ERROR, sev.ERROR)
-                    self._shown = (sev.INTERNAL_ERROR, sev.ERROR, sev.WARNING)
-
-                def log(self, severity, msg):
-                    if severity in self._errors:
-                        self.errors.append(str(msg).strip())
-                    if severity in self._shown:
-                        import sys
-
-                        print(f"TensorRT: {msg}", file=sys.stderr, flush=True)
-
-            _LOGGER = _Logger()
-        return _LOGGER
 
 
 def _progress_monitor(trt, log: Callable[[str], None], start: float):
@@ -324,7 +233,7 @@ def build_engine(onnx_path: str | Path, shapes: dict[str, tuple], workspace_mib:
 # ---------------------------------------------------------------- build-engines
 
 
-def _build_and_write(plan: EnginePlan, out_dir: Path, system: dict[str, Any], *, workspace_mib: int,
+def build_and_write(plan: EnginePlan, out_dir: Path, system: dict[str, Any], *, workspace_mib: int,
                      profile: str, profile_path: str | None, models_dir: Path, builder: Builder,
                      log: Callable[[str], None]) -> tuple[bytes, dict[str, Any]]:
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -354,8 +263,8 @@ def _reuse_problems(engine_path: Path, plan: EnginePlan, system: dict[str, Any])
     except SkinedgeError as exc:
         return [str(exc)]
     problems = manifest_mismatches(manifest, system, plan.onnx_sha256, plan.expected())
-    if not problems and manifest.get("engine", {}).get("sha256") != sha256_file(engine_path):
-        problems.append("the engine file changed since its sidecar was written")
+    if not problems:  # hashing a large engine only when nothing cheaper already refused it
+        problems += engine_sha_problems(manifest, sha256_file(engine_path))
     return problems
 
 
@@ -398,7 +307,7 @@ def build_engines(models_dir: str | Path, out_dir: str | Path, profile_path: str
             log(f"{plan.net}: {plan.name} is up to date (sidecar matches); reused")
         else:
             log(f"{plan.net}: building {plan.name} from {plan.onnx_path.name} ({'; '.join(reasons)})")
-            _build_and_write(plan, out_dir, system, workspace_mib=profile.workspace_mib, profile=profile.name,
+            build_and_write(plan, out_dir, system, workspace_mib=profile.workspace_mib, profile=profile.name,
                              profile_path=str(profile.path) if profile.path else None, models_dir=models_dir,
                              builder=builder, log=log)
         result["engines"][plan.net] = {"engine": str(engine_path), "manifest": str(sidecar_path(engine_path)),
@@ -417,92 +326,3 @@ def build_engines_command(models: str | Path, out: str | Path, profile: str | Pa
     for net, row in result["engines"].items():
         log(f"{net}: {row['engine']} ({'built' if row['built'] else 'reused'}, {row['variant']})")
     return 0
-
-
-def rebuild_command(manifest: dict[str, Any], engine_dir: Path, models_dir: str | Path | None) -> str:
-    models = models_dir or manifest.get("source", {}).get("models_dir") or "MODELS"
-    profile = f" --profile {manifest['profile_path']}" if manifest.get("profile_path") else ""
-    return f"skinedge build-engines --models {models}{profile} --out {engine_dir}"
-
-
-def find_engine(engines_dir: str | Path, net: str, variant: str | None = None) -> Path:
-    """The engine serving ``net`` in ``engines_dir``: the one ``engines.json`` names, or (``variant`` given)
-    the engine of that variant (newest sidecar first)."""
-    engines_dir = Path(engines_dir)
-    if variant in (None, "auto"):
-        try:
-            index = json.loads((engines_dir / INDEX).read_text(encoding="utf-8"))
-            return engines_dir / index["networks"][net]["engine"]
-        except (OSError, ValueError, KeyError, TypeError):
-            raise SkinedgeError(f"{engines_dir} has no {net} engine listed in {INDEX}; "
-                                "build them with `skinedge build-engines --models MODELS --out "
-                                f"{engines_dir}`") from None
-    found = []
-    for side in engines_dir.glob("*.engine.json"):
-        try:
-            m = read_manifest(side)
-        except SkinedgeError:
-            continue
-        if m.get("net") == net and m.get("variant") == variant:
-            found.append((m.get("built_at", ""), side))
-    if not found:
-        raise SkinedgeError(f"{engines_dir} has no {variant} engine of {net}; build it with "
-                            f"`skinedge build-engines --models MODELS --profile PROFILE --out {engines_dir}`")
-    side = max(found)[1]
-    return side.with_name(side.name[:-len(".json")])
-
-
-# ---------------------------------------------------------------- load
-
-
-def load_engine(engine_path: str | Path, models_dir: str | Path | None = None, rebuild: bool = False,
-                log: Callable[[str], None] = print, *, system: dict[str, Any] | None = None,
-                builder: Builder | None = None) -> bytes:
-    """A serialized engine checked against its sidecar, this system and (``models_dir``) the current ONNX file.
-
-    A mismatch rebuilds it (``rebuild``, needs ``models_dir``; the new engine is named for
-    this system and lands beside the old one) or raises SkinedgeError naming every
-    difference and the command that rebuilds it.
-    """
-    engine_path = Path(engine_path)
-    engine_dir = engine_path.parent
-    if not engine_path.is_file():
-        raise SkinedgeError(f"engine not found: {engine_path} (build it with `skinedge build-engines "
-                            f"--models MODELS --out {engine_dir}`)")
-    manifest = read_manifest(sidecar_path(engine_path))
-    system = system or system_info()
-    net, variant = manifest.get("net"), manifest.get("variant")
-    onnx_sha, expected, plan = None, None, None
-    if models_dir is not None:
-        models = load_models(models_dir)
-        if net not in NETWORKS or variant not in network(models, net)["variants"]:
-            raise SkinedgeError(f"{engine_path.name} was built from {net} {variant}, which {models_dir}/models.json "
-                                f"does not have; rebuild: `{rebuild_command(manifest, engine_dir, models_dir)}`")
-        entry = network(models, net)["variants"][variant]
-        if entry.get("status") != "ok":
-            raise SkinedgeError(f"{net} {variant} is marked failing in models.json (its accuracy gate): "
-                                "its engine is not used")
-        path, onnx_sha, precision, calibration = _variant_facts(Path(models_dir), models, net, variant)
-        expected = {"variant": variant, "precision": precision, "calibration_set_sha256": calibration}
-        plan = EnginePlan(net, variant, precision, path, onnx_sha, manifest.get("shapes", {}), calibration,
-                          engine_name(net, variant, system["tensorrt_version"], gpu_tag(system["gpu"])))
-    problems = manifest_mismatches(manifest, system, onnx_sha, expected)
-    blob = engine_path.read_bytes()
-    if manifest.get("engine", {}).get("sha256") != hashlib.sha256(blob).hexdigest():
-        problems.append("the engine file changed since its sidecar manifest was written")
-    if not problems:
-        return blob
-    if not rebuild or plan is None:
-        how = rebuild_command(manifest, engine_dir, models_dir)
-        raise SkinedgeError(f"{engine_path.name} cannot be used here: {'; '.join(problems)}. Rebuild it: `{how}`"
-                            + ("" if models_dir is not None else " (or load it with the models directory and "
-                               "rebuild=True)"))
-    if builder is None:
-        require_tensorrt()
-        builder = build_engine
-    log(f"{net}: rebuilding {plan.name} ({'; '.join(problems)})")
-    blob, _ = _build_and_write(plan, engine_dir, system, workspace_mib=int(manifest.get("workspace_mib") or 0),
-                               profile=str(manifest.get("profile") or "rebuild"),
-                               profile_path=manifest.get("profile_path"), models_dir=Path(models_dir),
-                               builder=builder, log=log)
-    return blob

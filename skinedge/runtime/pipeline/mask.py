@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from skinedge.runtime.composite import dilate, feather
-from skinedge.runtime.reference import Roi
+from skinedge.runtime.pipeline.reference import Roi
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def lesion_mask(logits: np.ndarray, frame_shape: tuple[int, int], settings: Mask
 
 def frame_mask(mask: np.ndarray, frame_shape: tuple[int, int]) -> np.ndarray:
     """An S×S 0/1 mask at frame resolution (bilinear ≥ 0.5, the masked-ROI kernel's rule)."""
-    from skinedge.runtime.reference import _bilinear_coords, sample_bilinear
+    from skinedge.runtime.pipeline.reference import _bilinear_coords, sample_bilinear
 
     h, w = frame_shape
     s = mask.shape[0]

@@ -36,7 +36,7 @@ from typing import Callable
 import numpy as np
 
 from skinedge.errors import SkinedgeError
-from skinedge.runtime.pipeline import FrameResult
+from skinedge.runtime.pipeline.host import FrameResult
 
 SEGMENT_S = 10.0
 MAX_CANVAS = 1280  # long side of the enhanced canvas: ×2 of a VGA camera, a 1080p one scaled down

@@ -27,7 +27,7 @@ import numpy as np
 
 from skinedge.data.imageio import IMAGE_SUFFIXES, read_rgb
 from skinedge.errors import SkinedgeError
-from skinedge.runtime.pipeline import check_frame
+from skinedge.runtime.pipeline.host import check_frame
 
 # FFmpeg prints its own decoder chatter ("overread", "invalid frame") for every damaged
 # packet; we report a damaged file in one line ourselves. Set before FFmpeg is first used;

@@ -4,7 +4,7 @@ preprocess → seg → mask (threshold, small-blob removal, context, ROI) →
 the ROI at native resolution, with its real surround (never a black one: the
 generator was not trained on it, and it draws a dark halo) → SR (tiled and
 batched when large) → projection (SR made consistent with the camera's LR
-ROI, :mod:`skinedge.runtime.projection`) → composite (bicubic up-scale of the
+ROI, :mod:`skinedge.runtime.pipeline.projection`) → composite (bicubic up-scale of the
 background, feathered lesion blend). The pixel stages are the NumPy
 references of the CUDA kernels.
 """
@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from skinedge.errors import SkinedgeError
-from skinedge.runtime import reference
 from skinedge.runtime.backends.base import Runner
-from skinedge.runtime.mask import LesionMask, MaskSettings, lesion_mask
-from skinedge.runtime.projection import Fidelity, project, residual
-from skinedge.runtime.reference import Roi
-from skinedge.runtime.tiling import super_resolve_tiled
+from skinedge.runtime.pipeline import reference
+from skinedge.runtime.pipeline.mask import LesionMask, MaskSettings, lesion_mask
+from skinedge.runtime.pipeline.projection import Fidelity, project, residual
+from skinedge.runtime.pipeline.reference import Roi
+from skinedge.runtime.pipeline.tiling import super_resolve_tiled
 
 MODES = ("roi", "full")
 MIN_SIDE = 16  # smaller frames carry no lesion worth enhancing
