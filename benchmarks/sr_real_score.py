@@ -20,8 +20,8 @@ from skinedge.data.splits import read_split
 from skinedge.evaluate import project_rgb, segment
 from skinedge.export.exporter import ExportConfig, export_models
 from skinedge.runtime.pipeline.projection import Fidelity
-from skinedge.train.seg import load_segmenter
-from skinedge.train.sr import load_generator, super_resolve
+from skinedge.models.load import load_generator, load_segmenter
+from skinedge.train.sr import super_resolve
 
 SCALE = 4
 KEYS = ("lesion_psnr_y", "lesion_ssim_y", "lesion_delta_e", "border_psnr_y", "border_delta_e")

@@ -247,7 +247,7 @@ def test_prune_makes_a_smaller_runnable_network_that_calibrates(exported, capsys
     # the saved checkpoint rebuilds the pruned network, and it matches its ONNX file
     import torch
 
-    from skinedge.train.sr import load_generator
+    from skinedge.models.load import load_generator
 
     generator, payload = load_generator(work / "sr.pruned.pt")
     widths = [m.out_channels for m in generator.modules() if isinstance(m, torch.nn.Conv2d)]

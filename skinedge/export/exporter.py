@@ -143,8 +143,7 @@ def _parity_items(cfg: ExportConfig, seg_payload: dict):
 
 def export_models(cfg: ExportConfig, log=print) -> dict[str, Any]:
     """Write ``seg.onnx``, ``sr.onnx`` and ``models.json`` into ``cfg.out``; returns the manifest."""
-    from skinedge.train.seg import load_segmenter
-    from skinedge.train.sr import load_generator
+    from skinedge.models.load import load_generator, load_segmenter
 
     stale = _previous_variants(cfg.out, cfg.overwrite)
     seg_model, seg_payload = load_segmenter(cfg.seg)

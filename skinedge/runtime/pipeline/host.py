@@ -108,6 +108,22 @@ class Pipeline:
         return FrameResult(image, True, lm.roi, lm.area, lm, t, residual=invented)
 
 
+def as_bgr(frame: np.ndarray | None) -> np.ndarray | None:
+    """A camera frame as H×W×3 uint8 BGR: grey (H×W or H×W×1) and BGRA are converted, 16-bit frames scaled to
+    8 bits; None or an empty frame gives None. Any other layout is a one-line SkinedgeError."""
+    if frame is None or frame.size == 0:
+        return None
+    if frame.dtype == np.uint16:
+        frame = (frame >> 8).astype(np.uint8)
+    if frame.dtype != np.uint8 or frame.ndim not in (2, 3) or (frame.ndim == 3 and frame.shape[2] not in (1, 3, 4)):
+        raise SkinedgeError(f"a frame must be H×W×3 uint8 BGR, got {frame.shape} {frame.dtype}")
+    if frame.ndim == 2:
+        return np.repeat(frame[:, :, None], 3, axis=2)
+    if frame.shape[2] == 1:
+        return np.repeat(frame, 3, axis=2)
+    return np.ascontiguousarray(frame[:, :, :3]) if frame.shape[2] == 4 else frame
+
+
 def check_frame(frame: np.ndarray) -> tuple[int, int]:
     """(H, W) of a usable frame; a wrong layout or a too-small frame is a one-line SkinedgeError."""
     if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
