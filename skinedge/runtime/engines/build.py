@@ -1,20 +1,18 @@
-"""TensorRT engines: plan what to build, build, write with a sidecar manifest.
+"""Build TensorRT engines (``skinedge build-engines``) and write each with its sidecar manifest.
 
 An engine is tied to one GPU and one TensorRT version (DESIGN.md §4), so every
 engine ``ENGINES/<net>.<variant>.trt<version>.<sm..-gpu>.engine`` gets a sidecar
 ``<engine>.json`` (never a header glued to the engine: trtexec and DeepStream
-must still read the file) recording what it was built from and for. Loading an
-engine whose sidecar does not match the running system or the current ONNX file
-rebuilds it or says exactly what differs and how to rebuild.
+must still read the file) recording what it was built from and for; an engine
+whose sidecar still matches is reused (loading one: :mod:`.load`).
 
 Precision lives in the ONNX file (FP16 weights, INT8 Q/DQ), so networks are
 built strongly typed with no precision flags: the subset of the API common to
 TensorRT 10.3 (JetPack 6) and 11.x.
 
 No torch, onnx or NumPy here; ``tensorrt`` and ``cuda.bindings`` are
-imported inside the functions that need them. Build profiles and the variant
-and shapes they ask for: :mod:`skinedge.runtime.engines.profile`; names and
-sidecar manifests: :mod:`skinedge.runtime.engines.manifest`.
+imported inside the functions that need them. What to build: :mod:`.plan`;
+build profiles: :mod:`.profile`; names and sidecar manifests: :mod:`.manifest`.
 """
 
 from __future__ import annotations
@@ -22,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,81 +27,27 @@ from skinedge.atomic import sha256_file, write_bytes_atomic, write_json_atomic
 from skinedge.errors import SkinedgeError
 from skinedge.runtime.engines.manifest import (
     INDEX,
-    engine_name,
     engine_sha_problems,
-    gpu_tag,
     make_manifest,
     manifest_mismatches,
     read_manifest,
-    short_sha,
     sidecar_path,
     timing_cache_name,
 )
+from skinedge.runtime.engines.plan import EnginePlan, plan_engines
 from skinedge.runtime.engines.profile import (
-    BuildProfile,
-    Shapes,
     default_profile,
     read_profile,
     resolve_shapes,
     select_variant,
 )
 from skinedge.runtime.engines.trt import require_tensorrt, system_info, trt_logger
-from skinedge.runtime.manifest import NETWORKS, ModelsError, load_models, network
+from skinedge.runtime.manifest import NETWORKS, load_models
 
 Builder = Callable[..., bytes]  # build_engine's signature
 
 
-# ---------------------------------------------------------------- what to build
-
-@dataclass(frozen=True)
-class EnginePlan:
-    """One engine to build or reuse."""
-
-    net: str
-    variant: str
-    precision: str
-    onnx_path: Path
-    onnx_sha256: str
-    shapes: Shapes
-    calibration_set_sha256: str | None
-    name: str
-
-    def expected(self) -> dict[str, Any]:
-        return {"variant": self.variant, "precision": self.precision, "shapes": self.shapes,
-                "calibration_set_sha256": self.calibration_set_sha256}
-
-
-def variant_facts(models_dir: Path, manifest: dict[str, Any], net: str, variant: str) -> tuple[Path, str, str,
-                                                                                                 str | None]:
-    """(ONNX path, its sha256 checked against models.json, precision, calibration-set sha256)."""
-    entry = network(manifest, net)["variants"][variant]
-    path = models_dir / entry["file"]
-    if not path.is_file():
-        raise ModelsError(f"{path} is listed in models.json but missing")
-    sha = sha256_file(path)
-    if entry.get("sha256") and sha != entry["sha256"]:
-        raise ModelsError(f"models.json does not match {entry['file']} (sha256 {short_sha(entry['sha256'])} in "
-                          f"models.json, {short_sha(sha)} on disk): the file was changed or replaced after "
-                          "`skinedge export`/`calibrate`/`prune` wrote it; re-run that command")
-    precision = str(entry.get("precision") or variant.split(".")[-1])
-    calibration = entry.get("calibration") or {}
-    return path, sha, precision, calibration.get("set_sha256") if precision == "int8" else None
-
-
-def plan_engines(models_dir: str | Path, manifest: dict[str, Any], profile: BuildProfile,
-                 system: dict[str, Any]) -> list[EnginePlan]:
-    """What build-engines will make for this models directory, profile and system (no TensorRT needed)."""
-    models_dir = Path(models_dir)
-    plans = []
-    for net in NETWORKS:
-        want = profile.nets[net]
-        variant = select_variant(manifest, net, want, profile.name)
-        shapes = resolve_shapes(manifest, net, want, profile.name)
-        path, sha, precision, calibration = variant_facts(models_dir, manifest, net, variant)
-        name = engine_name(net, variant, system["tensorrt_version"], gpu_tag(system["gpu"]))
-        plans.append(EnginePlan(net, variant, precision, path, sha, shapes, calibration, name))
-    return plans
-
+# ---------------------------------------------------------------- TensorRT build
 
 def _progress_monitor(trt, log: Callable[[str], None], start: float):
     """An ``IProgressMonitor`` printing top-level phases and, at most every 5 s, the step in progress."""

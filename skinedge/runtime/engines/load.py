@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from skinedge.errors import SkinedgeError
-from skinedge.runtime.engines.build import Builder, EnginePlan, build_and_write, build_engine, variant_facts
+from skinedge.runtime.engines.build import Builder, build_and_write, build_engine
 from skinedge.runtime.engines.manifest import (
     INDEX,
     engine_name,
@@ -18,6 +18,7 @@ from skinedge.runtime.engines.manifest import (
     read_manifest,
     sidecar_path,
 )
+from skinedge.runtime.engines.plan import EnginePlan, variant_facts
 from skinedge.runtime.engines.trt import require_tensorrt, system_info
 from skinedge.runtime.manifest import NETWORKS, load_models, network
 
