@@ -46,7 +46,7 @@ from skinedge.runtime.pipeline.tiling import tile_side, tile_starts
 
 STAGES = ("preprocess", "seg", "mask", "sr", "project", "composite")
 BLEND_SOURCE = r"""
-// Feathered tile blend of skinedge/runtime/tiling.py::super_resolve_tiled: out += tile·w, weight += w per tile
+// Feathered tile blend of skinedge/runtime/pipeline/tiling.py::super_resolve_tiled: out += tile·w, weight += w per tile
 // (w = wy·wx, linear ramps over the overlap toward a neighbour, 1 at the ROI border), then out /= weight.
 __device__ float ramp(int i, int length, int start, int total, int overlap)
 {
