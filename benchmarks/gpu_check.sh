@@ -32,10 +32,10 @@ for dist in ("cuda-python", "cuda-bindings", "numpy", "torch", "cupy-cuda12x", "
     except md.PackageNotFoundError:
         pass
 try:
-    from skinedge.runtime import cuda_kernels as ck
-    print("  gpu_available:", ck.gpu_available(), "| NVRTC", ck.nvrtc_version(), "archs", ck.supported_archs())
+    from skinedge.runtime.gpu import device as cu, ptx as nv
+    print("  gpu_available:", cu.gpu_available(), "| NVRTC", nv.nvrtc_version(), "archs", nv.supported_archs())
 except Exception as exc:  # report, the steps below say the rest
-    print("  cuda_kernels/NVRTC:", type(exc).__name__, exc)
+    print("  gpu.device/ptx (NVRTC):", type(exc).__name__, exc)
 PYEOF
 
 echo "== pytest -m 'gpu or tensorrt'"

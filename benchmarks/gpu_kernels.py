@@ -22,8 +22,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from skinedge.runtime import cuda_kernels as ck  # noqa: E402
-from skinedge.runtime import reference as ref  # noqa: E402
+from skinedge.runtime.gpu import device as cu  # noqa: E402
+from skinedge.runtime.gpu import kernels as ck  # noqa: E402
+from skinedge.runtime.gpu import ptx as nv  # noqa: E402
+from skinedge.runtime.pipeline import reference as ref  # noqa: E402
 
 H, W, S, SCALE = 1080, 1920, 256, 4
 ROI = (900, 400, 128, 128)
@@ -45,12 +47,12 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
-    if not ck.gpu_available():
+    if not cu.gpu_available():
         print("gpu_kernels: no CUDA GPU here (cuda.bindings missing, no driver, or no device): nothing to time.")
         return 0
     from cuda.bindings import driver
 
-    check = ck._cu_check
+    check = cu.check
     check(driver.cuInit(0), "cuInit")
     device = check(driver.cuDeviceGet(0), "cuDeviceGet")
     name = check(driver.cuDeviceGetName(128, device), "cuDeviceGetName").split(b"\0")[0].decode()
@@ -141,7 +143,7 @@ def main() -> int:
          lambda: ref.composite(frame, None, soft, ROI, SCALE, full_rect), 1)
 
     tolerance = {"preprocess": 1e-4, "masked_roi": 1e-6, "composite": 1.0}
-    print(f"GPU: {name} ({kernels.arch}), NVRTC {'.'.join(map(str, ck.nvrtc_version()))}; "
+    print(f"GPU: {name} ({kernels.arch}), NVRTC {'.'.join(map(str, nv.nvrtc_version()))}; "
           f"CPU: {platform.processor() or platform.machine()}; GPU mean of {args.repeat} launches")
     print(f"{'kernel':<12} {'size':<30} {'GPU ms':>9} {'CPU ref ms':>11} {'speedup':>9} {'max diff':>10}  ok")
     ok = True

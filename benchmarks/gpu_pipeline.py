@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from skinedge.runtime import cuda_kernels as ck  # noqa: E402
+from skinedge.runtime.gpu import device as cu  # noqa: E402
 
 STAGES = ("preprocess", "seg", "mask", "sr", "composite", "total", "wall")
 SIZES = ((256, 256), (1080, 1920))
@@ -111,7 +111,7 @@ def main() -> int:
     parser.add_argument("--fp32", action="store_true", help="FP32 on the GPU (default FP16, the torch backend's)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    if not ck.gpu_available():
+    if not cu.gpu_available():
         print("gpu_pipeline: no CUDA GPU here (cuda.bindings missing, no driver, or no device): nothing to time.")
         return 0
     try:
@@ -122,8 +122,8 @@ def main() -> int:
     if not torch.cuda.is_available():
         print("gpu_pipeline: torch sees no CUDA GPU: nothing to time.")
         return 0
-    from skinedge.runtime.gpu_pipeline import GpuPipeline
-    from skinedge.runtime.pipeline import Pipeline
+    from skinedge.runtime.gpu.pipeline import GpuPipeline
+    from skinedge.runtime.pipeline.host import Pipeline
 
     half = not args.fp32
     seg, sr = networks(torch, args.lesion)

@@ -28,9 +28,9 @@ import numpy as np
 
 from skinedge.data.generate import write_synthetic
 from skinedge.data.imageio import read_rgb
-from skinedge.runtime.models import load_models
-from skinedge.runtime.pipeline import Pipeline
-from skinedge.runtime.select import open_runners
+from skinedge.runtime.backends import open_runners
+from skinedge.runtime.manifest import load_models
+from skinedge.runtime.pipeline.host import Pipeline
 
 STAGES = ("preprocess", "seg", "mask", "sr", "composite", "total")
 

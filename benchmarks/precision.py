@@ -38,9 +38,9 @@ from skinedge.export.onnx_io import session
 from skinedge.export.pruning import PruneConfig, prune_models
 from skinedge.models.srgan import IMAGENET_MEAN, IMAGENET_STD, Generator
 from skinedge.models.unet import build_segmenter
-from skinedge.runtime.models import load_models
+from skinedge.runtime.manifest import load_models
 from skinedge.train.batchnorm import recalibrate_batchnorm
-from skinedge.train.checkpoint import save_checkpoint
+from skinedge.models.checkpoint import save_checkpoint
 from skinedge.train.samples import SegSamples, SRSamples
 from skinedge.train.sr import degradation_of
 
@@ -151,8 +151,7 @@ def main() -> None:
         prepared_s = time.perf_counter() - started
 
         manifest = load_models(models)
-        from skinedge.train.seg import load_segmenter
-        from skinedge.train.sr import load_generator
+        from skinedge.models.load import load_generator, load_segmenter
 
         seg, _ = load_segmenter(seg_ckpt)
         gen, _ = load_generator(sr_ckpt)

@@ -26,7 +26,8 @@ from skinedge.data import open_dataset  # noqa: E402
 from skinedge.data.degrade import Degradation, bicubic_upscale, degrade  # noqa: E402
 from skinedge.data.generate import write_synthetic  # noqa: E402
 from skinedge.data.splits import make_split, write_split  # noqa: E402
-from skinedge.train.sr import SRConfig, degradation_of, load_generator, super_resolve, train_sr  # noqa: E402
+from skinedge.models.load import load_generator  # noqa: E402
+from skinedge.train.sr import SRConfig, degradation_of, super_resolve, train_sr  # noqa: E402
 
 
 def held_out(generator_path: Path, dataset, ids: list[str], how: Degradation) -> dict:

@@ -2,7 +2,7 @@
 
 Held-out images = the split's test ids. HR = the working copy's image (``--hr-side`` px), LR = bicubic ÷4 of
 HR; each generator super-resolves the whole LR image (eval mode, torch, CPU), then the runtime's projection
-(``skinedge.runtime.projection``, default settings) makes the "with projection" row. Scores inside the true
+(``skinedge.runtime.pipeline.projection``, default settings) makes the "with projection" row. Scores inside the true
 lesion and in its ±8 px border band (``skinedge.metrics``), as differences to bicubic, mean over images.
 """
 
@@ -19,9 +19,9 @@ from skinedge.data.degrade import bicubic_resize, bicubic_upscale
 from skinedge.data.splits import read_split
 from skinedge.evaluate import project_rgb, segment
 from skinedge.export.exporter import ExportConfig, export_models
-from skinedge.runtime.projection import Fidelity
-from skinedge.train.seg import load_segmenter
-from skinedge.train.sr import load_generator, super_resolve
+from skinedge.runtime.pipeline.projection import Fidelity
+from skinedge.models.load import load_generator, load_segmenter
+from skinedge.train.sr import super_resolve
 
 SCALE = 4
 KEYS = ("lesion_psnr_y", "lesion_ssim_y", "lesion_delta_e", "border_psnr_y", "border_delta_e")

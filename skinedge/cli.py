@@ -8,7 +8,6 @@ bug and keeps its traceback.
 from __future__ import annotations
 
 import errno
-import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -17,7 +16,6 @@ import typer
 
 import skinedge
 from skinedge.errors import SkinedgeError
-from skinedge.progress import progress_bar
 
 app = typer.Typer(
     help="Find the skin lesion, show it sharper, in real time (SkinSegmentSRGAN).",
@@ -59,14 +57,9 @@ def data_synth(
     seed: int = typer.Option(0, "--seed", help="random seed; same seed = byte-identical files"),
 ) -> None:
     """Generate dermoscopy-like images with exact lesion masks (folder layout + manifest)."""
-    from skinedge.data.generate import write_synthetic
+    from skinedge.commands import data_synth as run
 
-    with progress_bar(count, "generating") as update:
-        manifest = write_synthetic(out, count, size, seed, progress=update)
-    areas = [item["info"].get("lesion_area", 0.0) for item in manifest["items"]]
-    typer.echo(f"wrote {count} generated images {size}×{size} (seed {seed}) to {out}; "
-               f"lesion area {min(areas):.1%}–{max(areas):.1%}. Not patient data.")
-    typer.echo(f"read it as synthetic:{out} (or folder:{out})")
+    run(out, count, size, seed, log=typer.echo)
 
 
 @data_app.command("check")
@@ -75,16 +68,11 @@ def data_check(spec: str = typer.Argument(..., help=SPEC_HELP)) -> None:
 
     Exit status 1 when any item is unusable.
     """
-    from skinedge.data import open_dataset
-    from skinedge.data.check import check_dataset, format_report
+    from skinedge.commands import data_check as run
 
-    dataset = open_dataset(spec)
-    with progress_bar(len(dataset), "checking") as update:
-        report = check_dataset(dataset, progress=update)
-    for line in format_report(report):
-        typer.echo(line)
-    if not report.ok:
-        raise typer.Exit(1)
+    status = run(spec, log=typer.echo)
+    if status:
+        raise typer.Exit(status)
 
 
 @data_app.command("split")
@@ -96,13 +84,9 @@ def data_split(
                                  help="auto | official (the layout's own split) | random (70/15/15 by group)"),
 ) -> None:
     """Write a reproducible, group-aware (patient-level) train/val/test split."""
-    from skinedge.data import open_dataset
-    from skinedge.data.splits import make_split, write_split
+    from skinedge.commands import data_split as run
 
-    split = make_split(open_dataset(spec), seed=seed, strategy=strategy)  # type: ignore[arg-type]
-    digest = write_split(split, out)
-    counts = ", ".join(f"{k} {len(v)}" for k, v in split.parts.items())
-    typer.echo(f"{split.strategy} split of {spec}: {counts} → {out} (sha256 {digest[:12]})")
+    run(spec, out, seed, strategy, log=typer.echo)
 
 
 @data_app.command("sheet")
@@ -113,11 +97,9 @@ def data_sheet(
     tile: int = typer.Option(256, "--tile", help="tile side in pixels"),
 ) -> None:
     """Save a contact sheet: images in a grid with the lesion mask outlined in green."""
-    from skinedge.data import open_dataset
-    from skinedge.data.sheet import contact_sheet
+    from skinedge.commands import data_sheet as run
 
-    shown = contact_sheet(open_dataset(spec), out, count=count, tile=tile)
-    typer.echo(f"wrote {out} ({len(shown)} images)")
+    run(spec, out, count, tile, log=typer.echo)
 
 
 # ------------------------------------------------------------------------- train
@@ -146,16 +128,13 @@ def train_seg_command(
     resume: bool = typer.Option(False, "--resume", help="continue RUN/seg-last.pt"),
 ) -> None:
     """Train the U-Net segmenter (BCE + Dice, Adam 1e-4, batch 16, 50 epochs, 256², paper §4.2.1)."""
-    from skinedge.train.seg import SegConfig, train_seg
+    from skinedge.commands import train_seg
+    from skinedge.train.seg import SegConfig
 
-    if size % 32:
-        raise SkinedgeError(f"--size must be a multiple of 32 (the U-Net downsamples 5 times), got {size}; "
-                            f"try {max(32, round(size / 32) * 32)}")
-    result = train_seg(SegConfig(
+    train_seg(SegConfig(
         data=data, out=out, split=split, encoder=encoder, encoder_weights=encoder_weights, dropout=dropout,
         size=size, batch=batch, epochs=epochs, lr=lr, schedule=schedule, seed=seed, max_steps=max_steps,
-        max_minutes=max_minutes, device=device, resume=resume, bn_batches=bn_batches))
-    _print_result("seg", result, out)
+        max_minutes=max_minutes, device=device, resume=resume, bn_batches=bn_batches), log=typer.echo)
 
 
 @train_app.command("sr")
@@ -184,25 +163,16 @@ def train_sr_command(
     resume: bool = typer.Option(False, "--resume", help="continue RUN/sr-<phase>-last.pt"),
 ) -> None:
     """Train the SRGAN generator: pretrain (MSE) then GAN (content + 1e-3 adversarial), paper §4.2.2."""
-    from skinedge.train.sr import SRConfig, train_sr
+    from skinedge.commands import train_sr
+    from skinedge.train.sr import SRConfig
 
-    results = train_sr(SRConfig(
+    train_sr(SRConfig(
         data=data, out=out, split=split, phase=phase, blocks=blocks, features=features,
         bicubic_skip=bicubic_skip, hr_size=hr_size, batch=batch, epochs=epochs, lr=lr, schedule=schedule,
         pixel_loss=pixel_loss, vgg_weights=vgg_weights, degradation=degradation, seed=seed,
         max_steps=max_steps, max_minutes=max_minutes, device=device, resume=resume, init=init,
-        val_limit=val_limit))
-    for name, result in results.items():
-        _print_result(f"sr-{name}", result, out)
+        val_limit=val_limit), log=typer.echo)
 
-
-def _print_result(prefix: str, result: dict, out: Path) -> None:
-    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for all
-        return
-    best = result.get("best") or {}
-    shown = "  ".join(f"{k} {v:.4f}" for k, v in best.items() if isinstance(v, float))
-    typer.echo(f"{prefix}: {result.get('steps', 0)} steps; best validation: {shown or 'none'}")
-    typer.echo(f"checkpoints: {out / (prefix + '-best.pt')} (best), {out / (prefix + '-last.pt')} (resumable)")
 
 
 PROJECTION_HELP = "data-consistency steps after SR, so that down-scaling the output gives back the camera's pixels (0: off)"
@@ -212,7 +182,7 @@ SURROUND_HELP = "what SR sees around the lesion: frame (the real image, no halo)
 
 def fidelity_option(projection: int, chroma: str, surround: str):
     """The runtime's :class:`Fidelity` from CLI options; a bad value is one line."""
-    from skinedge.runtime.projection import Fidelity
+    from skinedge.runtime.pipeline.projection import Fidelity
 
     try:
         return Fidelity(projection, chroma, surround)
@@ -238,15 +208,11 @@ def evaluate_command(
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
 ) -> None:
     """The paper's Tables 1-3 on the test split: JSON, Markdown and HTML with image panels."""
-    from skinedge.evaluate import EvalConfig, evaluate
-    from skinedge.report import markdown_tables, write_report
+    from skinedge.commands import evaluate
+    from skinedge.evaluate import EvalConfig
 
-    report = evaluate(EvalConfig(data, seg, sr, out, split, degradation, limit, panels, max_side, device,
-                                 not no_lpips, context, fidelity_option(projection, chroma, "frame")))
-    paths = write_report(report, out)
-    for line in markdown_tables(report):
-        typer.echo(line)
-    typer.echo(f"\nreport: {paths['html']} (also {paths['md'].name}, {paths['json'].name}); {report['lpips']}")
+    evaluate(EvalConfig(data, seg, sr, out, split, degradation, limit, panels, max_side, device, not no_lpips,
+                        context, fidelity_option(projection, chroma, "frame")), log=typer.echo)
 
 
 @app.command("export")
@@ -259,10 +225,10 @@ def export_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="replace models already in --out (and drop their variants)"),
 ) -> None:
     """Export both checkpoints to ONNX (MODELS/ with models.json), checked against PyTorch."""
-    from skinedge.export.exporter import ExportConfig, export_models
+    from skinedge.commands import export
+    from skinedge.export.exporter import ExportConfig
 
-    export_models(ExportConfig(seg, sr, out, data, images, overwrite), log=typer.echo)
-    typer.echo(f"models: {out / 'seg.onnx'}, {out / 'sr.onnx'}, {out / 'models.json'}")
+    export(ExportConfig(seg, sr, out, data, images, overwrite), log=typer.echo)
 
 
 @app.command("prune")
@@ -278,11 +244,10 @@ def prune_command(
     gate_limit: Optional[int] = typer.Option(None, "--gate-limit", help="measure accuracy on at most N test images"),
 ) -> None:
     """Structured channel pruning of one network, fine-tune, re-export (variant pruned.fp32)."""
-    from skinedge.export.pruning import PruneConfig, prune_models, prune_table
+    from skinedge.commands import prune
+    from skinedge.export.pruning import PruneConfig
 
-    report = prune_models(PruneConfig(models, net, ratio, data, steps, batch, lr, distill, gate_limit), log=typer.echo)
-    typer.echo("\n" + prune_table(report))
-    typer.echo(f"pruned model: {models / report['file']} (calibrate it with `skinedge calibrate --pruned`)")
+    prune(PruneConfig(models, net, ratio, data, steps, batch, lr, distill, gate_limit), log=typer.echo)
 
 
 @app.command("build-engines")
@@ -293,7 +258,7 @@ def build_engines_cli(
     rebuild: bool = typer.Option(False, "--rebuild", help="rebuild even engines whose manifest matches"),
 ) -> None:
     """Build TensorRT engines from a models directory and a build profile (needs TensorRT 10.3+ and a GPU)."""
-    from skinedge.runtime.engines import build_engines_command
+    from skinedge.runtime.engines.build import build_engines_command
 
     build_engines_command(models, out, profile, rebuild, log=typer.echo)
 
@@ -320,7 +285,7 @@ def run_cli(
     surround: str = typer.Option("frame", "--surround", help=SURROUND_HELP),
 ) -> None:
     """Live: camera or stream in, enhanced view out (window, file, web viewer)."""
-    from skinedge.runtime.live import run_command
+    from skinedge.runtime.live.loop import run_command
 
     fidelity = fidelity_option(projection, chroma, surround)
     run_command(camera, source, models, backend, precision, mode, engines, record, serve, no_display, max_frames,
@@ -343,7 +308,7 @@ def bench_cli(
     no_baseline: bool = typer.Option(False, "--no-baseline", help="skip the torch FP32 baseline"),
 ) -> None:
     """Per-stage latency of the pipeline per backend and precision, against torch FP32."""
-    from skinedge.runtime.bench import bench_command
+    from skinedge.runtime.bench.run import bench_command
 
     bench_command(models, backend, precision, mode, frames, warmup, data, size, engines, json_path, plot, no_baseline,
                   log=typer.echo)
@@ -365,24 +330,10 @@ def enhance_command(
     surround: str = typer.Option("frame", "--surround", help=SURROUND_HELP),
 ) -> None:
     """Segment and super-resolve image files."""
-    from skinedge.runtime.enhance import enhance_files, expand_inputs
-    from skinedge.runtime.models import load_models
-    from skinedge.runtime.select import open_pipeline, open_runners
+    from skinedge.runtime.enhance import enhance_command as enhance
 
-    manifest = load_models(models)
-    opened = open_runners(models, manifest, backend, precision, engines)
-    typer.echo(f"backend {opened.backend} ({opened.why}); seg {opened.variants['seg']}, sr {opened.variants['sr']}")
-    total = len(expand_inputs(inputs)[0])
-    if tile is not None and not 16 <= tile <= opened.tile:
-        raise SkinedgeError(f"--tile must be between 16 and {opened.tile} for the {opened.backend} backend, got {tile}")
-    pipeline, where = open_pipeline(opened, manifest, mode, tile, fidelity_option(projection, chroma, surround))
-    typer.echo(f"pipeline {where}")
-    with pipeline, \
-            progress_bar(total, "enhance", enabled=total > 3) as update:
-        summary = enhance_files(inputs, pipeline, out, overwrite, log=typer.echo, progress=update)
-    typer.echo(f"{len(summary.done)} enhanced, {len(summary.failed)} failed; outputs in {out}/")
-    if summary.failed:
-        raise SkinedgeError(f"{len(summary.failed)} input(s) failed (see the lines above)")
+    enhance(inputs, models, out, backend, precision, mode, engines, overwrite, tile,
+            fidelity_option(projection, chroma, surround), log=typer.echo)
 
 
 @app.command("calibrate")
@@ -400,29 +351,10 @@ def calibrate_command(
     max_delta_e: Optional[float] = typer.Option(None, "--max-delta-e-over-bicubic", help="the truth gate: lesion ΔE00 (as shown, after projection) may exceed bicubic's by at most this (default: the profile's, else 0.3)"),
 ) -> None:
     """FP16 or INT8 (Q/DQ) variants from real calibration images, behind accuracy gates."""
-    import dataclasses
+    from skinedge.commands import calibrate
 
-    from skinedge.export.calibrate import CalibrateConfig, calibrate, gate_table
-    from skinedge.export.gates import Gates
-    from skinedge.export.profiles import load_profile
-
-    nets = {"seg": ("seg",), "sr": ("sr",), "both": ("seg", "sr")}.get(net)
-    if nets is None:
-        raise SkinedgeError(f"--net must be seg, sr or both, not {net!r}")
-    prof = load_profile(profile) if profile else None
-    if pruned is None:
-        pruned = bool(prof and any(prof.net(n).pruning_ratio > 0 for n in nets))
-    cfg = CalibrateConfig(models, precision, data, nets,
-                          method or (prof.calibration_method if prof else "entropy"),
-                          images or (prof.calibration_images if prof else 64), pruned, force, gate_limit,
-                          prof.gates if prof else Gates())
-    if max_delta_e is not None:
-        cfg.gates = dataclasses.replace(cfg.gates, delta_e_over_bicubic_max=max_delta_e)
-    report = calibrate(cfg, log=typer.echo)
-    typer.echo("\n" + gate_table(report))
-    if not report["passed"] and not force:
-        raise SkinedgeError("a variant failed its accuracy gate and was not written (see the table above; "
-                            "--force writes it marked failing)")
+    calibrate(models, precision, data, net, profile, method, images, pruned, gate_limit, force, max_delta_e,
+              log=typer.echo)
 
 
 @app.command("demo")

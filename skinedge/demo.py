@@ -1,8 +1,9 @@
 """``skinedge demo``: the whole chain on generated data, on the CPU.
 
-The demo is a list of real CLI invocations, run in this process and printed as
-the command a user would type, so each later stage (train, eval, export,
-calibrate, enhance, run, bench) slots in as one more line of :func:`demo_steps`.
+The demo is a list of library calls, each the one its CLI command makes, run in
+this process and printed as the command a user would type (:func:`demo_steps`).
+It never goes through the CLI's parser: ``skinedge.cli`` imports this module, not
+the other way round.
 """
 
 from __future__ import annotations
@@ -42,62 +43,101 @@ GATED = "calibrate"
 SEED = 0
 
 
-def demo_steps(out: Path, plan: DemoPlan = FULL) -> list[tuple[str, list[str] | Callable[[], None]]]:
-    """(what it shows, CLI argv or a small in-process step) for each stage the demo runs, in order."""
+Step = tuple[str, "list[str] | None", Callable[[], "int | None"]]  # what it shows, its CLI line, the call
+
+
+def demo_steps(out: Path, plan: DemoPlan = FULL) -> list[Step]:
+    """(what it shows, the equivalent CLI argv or None for a small in-process step, the library call) for each
+    stage the demo runs, in order. The call is what the CLI runs for that argv (:mod:`skinedge.commands` and the
+    runtime's commands); the argv is printed, never parsed."""
+    from skinedge import commands
+    from skinedge.evaluate import EvalConfig
+    from skinedge.export.exporter import ExportConfig
+    from skinedge.export.pruning import PruneConfig
+    from skinedge.runtime.bench.run import bench_command
+    from skinedge.runtime.enhance import enhance_command
+    from skinedge.runtime.live.loop import run_command
+    from skinedge.train.seg import SegConfig
+    from skinedge.train.sr import SRConfig
+
+    log = typer.echo
     data, run, models = out / "data", out / "run", out / "models"
     spec = f"synthetic:{data}"
     images = str(plan.calibration_images)
+    seg_ckpt, sr_ckpt = run / "seg-best.pt", run / "sr-pretrain-best.pt"
+    heldout, enhanced, report = out / "heldout.txt", out / "report" / "enhanced", out / "report"
     return [
         ("generate dermoscopy-like images with exact masks",
          ["data", "synth", str(data), "--count", str(plan.count), "--size", str(plan.size),
-          "--seed", str(SEED)]),
-        ("check every image and mask", ["data", "check", spec]),
+          "--seed", str(SEED)],
+         lambda: commands.data_synth(data, plan.count, plan.size, SEED, log=log)),
+        ("check every image and mask", ["data", "check", spec], lambda: commands.data_check(spec, log=log)),
         ("write a patient-level 70/15/15 split",
-         ["data", "split", spec, "--out", str(run / "split.json"), "--seed", str(SEED)]),
+         ["data", "split", spec, "--out", str(run / "split.json"), "--seed", str(SEED)],
+         lambda: commands.data_split(spec, run / "split.json", SEED, log=log)),
         ("draw a contact sheet of the data with masks outlined",
-         ["data", "sheet", spec, "--out", str(out / "contact-sheet.png")]),
+         ["data", "sheet", spec, "--out", str(out / "contact-sheet.png")],
+         lambda: commands.data_sheet(spec, out / "contact-sheet.png", log=log)),
         ("train the segmenter (EfficientNet-B3 U-Net, random init) for a fixed small budget",
          ["train", "seg", "--data", spec, "--out", str(run), "--size", str(plan.size), "--batch", "8",
           "--lr", "1e-3", "--schedule", "cosine", "--epochs", str(plan.seg_epochs), "--bn-batches", "16",
-          "--device", "cpu",
-          "--seed", str(SEED)]),
+          "--device", "cpu", "--seed", str(SEED)],
+         lambda: commands.train_seg(SegConfig(data=spec, out=run, size=plan.size, batch=8, lr=1e-3,
+                                              schedule="cosine", epochs=plan.seg_epochs, bn_batches=16,
+                                              device="cpu", seed=SEED), log=log)),
         (f"pre-train a reduced SR generator ({plan.sr_blocks} residual blocks, pixel L1 loss)",
          ["train", "sr", "--data", spec, "--out", str(run), "--phase", "pretrain", "--blocks",
           str(plan.sr_blocks), "--hr-size", str(plan.sr_hr), "--batch", "16", "--lr", "1e-3",
           "--schedule", "cosine", "--pixel-loss", "l1", "--max-steps", str(plan.sr_steps),
-          "--val-limit", "16", "--device", "cpu", "--seed", str(SEED)]),
+          "--val-limit", "16", "--device", "cpu", "--seed", str(SEED)],
+         lambda: commands.train_sr(SRConfig(data=spec, out=run, phase="pretrain", blocks=plan.sr_blocks,
+                                            hr_size=plan.sr_hr, batch=16, lr=1e-3, schedule="cosine",
+                                            pixel_loss="l1", max_steps=plan.sr_steps, val_limit=16,
+                                            device="cpu", seed=SEED), log=log)),
         ("evaluate: the paper's three tables on the held-out test split",
-         ["eval", "--data", spec, "--seg", str(run / "seg-best.pt"), "--sr", str(run / "sr-pretrain-best.pt"),
-          "--out", str(out / "report"), "--device", "cpu"]),
+         ["eval", "--data", spec, "--seg", str(seg_ckpt), "--sr", str(sr_ckpt), "--out", str(report),
+          "--device", "cpu"],
+         lambda: commands.evaluate(EvalConfig(spec, seg_ckpt, sr_ckpt, report, device="cpu"), log=log)),
         ("export both networks to ONNX and check them against PyTorch",
-         ["export", "--seg", str(run / "seg-best.pt"), "--sr", str(run / "sr-pretrain-best.pt"),
-          "--out", str(models)]),
+         ["export", "--seg", str(seg_ckpt), "--sr", str(sr_ckpt), "--out", str(models)],
+         lambda: commands.export(ExportConfig(seg_ckpt, sr_ckpt, models), log=log)),
         ("FP16 variants, gated against FP32 on the held-out split",
-         ["calibrate", "--models", str(models), "--precision", "fp16", "--data", spec]),
+         ["calibrate", "--models", str(models), "--precision", "fp16", "--data", spec],
+         lambda: commands.calibrate(models, "fp16", spec, log=log)),
         ("INT8 Q/DQ variants (TensorRT form and fastest CPU form) from stratified calibration images, gated",
          ["calibrate", "--models", str(models), "--precision", "int8", "--data", spec, "--images", images,
-          "--method", "entropy"]),
+          "--method", "entropy"],
+         lambda: commands.calibrate(models, "int8", spec, images=plan.calibration_images, method="entropy",
+                                    log=log)),
         ("prune 30% of the SR generator's channels, fine-tune it distilled from the unpruned one",
          ["prune", "--models", str(models), "--net", "sr", "--ratio", "0.3", "--data", spec,
-          "--steps", str(plan.prune_steps)]),
+          "--steps", str(plan.prune_steps)],
+         lambda: commands.prune(PruneConfig(models, "sr", 0.3, spec, steps=plan.prune_steps), log=log)),
         ("INT8 of the pruned SR generator, gated",
          ["calibrate", "--models", str(models), "--precision", "int8", "--data", spec, "--net", "sr", "--pruned",
-          "--images", images, "--method", "entropy"]),
-        ("list the held-out test images", lambda: write_heldout_list(data, run / "split.json", out / "heldout.txt")),
+          "--images", images, "--method", "entropy"],
+         lambda: commands.calibrate(models, "int8", spec, net="sr", pruned=True, images=plan.calibration_images,
+                                    method="entropy", log=log)),
+        ("list the held-out test images", None, lambda: write_heldout_list(data, run / "split.json", heldout)),
         ("enhance the held-out images on ONNX Runtime (the lean runtime, no torch) with the fastest variants "
          "the accuracy gates allowed",
-         ["enhance", f"@{out / 'heldout.txt'}", "--models", str(models), "--out", str(out / "report" / "enhanced"),
-          "--backend", "onnxruntime", "--precision", "auto"]),
-        ("link the enhanced panels from the report", lambda: link_gallery(out / "report")),
-        ("make a short video of the held-out images (the stand-in for a dermatoscope camera)",
-         lambda: write_video(out / "heldout.txt", out / "heldout.avi")),
+         ["enhance", f"@{heldout}", "--models", str(models), "--out", str(enhanced), "--backend", "onnxruntime",
+          "--precision", "auto"],
+         lambda: enhance_command([f"@{heldout}"], models, enhanced, "onnxruntime", "auto", log=log)),
+        ("link the enhanced panels from the report", None, lambda: link_gallery(report)),
+        ("make a short video of the held-out images (the stand-in for a dermatoscope camera)", None,
+         lambda: write_video(heldout, out / "heldout.avi")),
         ("live: the video through the pipeline headless, recorded (raw and enhanced segments, per-frame log)",
          ["run", "--source", str(out / "heldout.avi"), "--models", str(models), "--backend", "onnxruntime",
-          "--no-display", "--max-frames", str(plan.live_frames), "--record", str(out / "recording")]),
+          "--no-display", "--max-frames", str(plan.live_frames), "--record", str(out / "recording")],
+         lambda: run_command(None, str(out / "heldout.avi"), models, "onnxruntime", no_display=True,
+                             max_frames=plan.live_frames, record=out / "recording", log=log)),
         ("bench: per-stage latency of torch FP32 against ONNX Runtime FP32 and auto (INT8 + pruned)",
          ["bench", "--models", str(models), "--backend", "torch", "--backend", "onnxruntime", "--precision", "fp32",
           "--precision", "auto", "--frames", str(plan.bench_frames), "--warmup", "1", "--size", str(plan.size),
-          "--json", str(out / "report" / "bench.json"), "--plot", str(out / "report" / "bench.png")]),
+          "--json", str(report / "bench.json"), "--plot", str(report / "bench.png")],
+         lambda: bench_command(models, ["torch", "onnxruntime"], ["fp32", "auto"], [], plan.bench_frames, 1, None,
+                               plan.size, None, report / "bench.json", report / "bench.png", False, log=log)),
     ]
 
 
@@ -151,22 +191,16 @@ def link_gallery(report: Path) -> None:
 
 
 def run_demo(out: Path, plan: DemoPlan = FULL) -> None:
-    """Run :func:`demo_steps` in order; stop at the first failing step."""
-    from skinedge.cli import app
-
+    """Run :func:`demo_steps` in order, printing each step's CLI line; stop at the first failing step."""
     typer.echo("skinedge demo: everything below runs on generated images (not patient data); "
                "networks, when trained, start from random initialisation (no pretrained weights).")
     started = time.perf_counter()
-    for number, (what, argv) in enumerate(demo_steps(out, plan), start=1):
-        if callable(argv):
-            typer.echo(f"\n[{number}] {what}")
-            argv()
-            continue
-        typer.echo(f"\n[{number}] {what}\n$ skinedge {' '.join(argv)}")
+    for number, (what, argv, call) in enumerate(demo_steps(out, plan), start=1):
+        typer.echo(f"\n[{number}] {what}" + (f"\n$ skinedge {' '.join(argv)}" if argv else ""))
         try:
-            code = app(args=argv, prog_name="skinedge", standalone_mode=False)
+            code = call()
         except SkinedgeError as exc:
-            if argv[0] != GATED:
+            if not argv or argv[0] != GATED:
                 raise
             typer.echo(f"(the gate refused a variant, as it should when accuracy is lost: {exc})")
             continue

@@ -27,12 +27,13 @@ from skinedge.data import open_dataset
 from skinedge.data.degrade import bicubic_upscale, degrade, mod_crop, resize_mask
 from skinedge.data.splits import read_split, recorded_or_new_split
 from skinedge.errors import MissingWeights, SkinedgeError
-from skinedge.runtime.composite import composite, dilate, feather, mask_image
-from skinedge.runtime.projection import Fidelity, project
+from skinedge.runtime.pipeline.mask import dilate, feather, mask_image
+from skinedge.runtime.pipeline.projection import Fidelity, project
+from skinedge.runtime.pipeline.reference import blend
 from skinedge.train.loop import pick_device
 from skinedge.train.samples import normalise_imagenet
-from skinedge.train.seg import load_segmenter
-from skinedge.train.sr import degradation_of, load_generator, super_resolve
+from skinedge.models.load import load_generator, load_segmenter
+from skinedge.train.sr import degradation_of, super_resolve
 
 METHODS = ("bicubic", "srgan_only", "srgan_projected", "seg_bicubic", "skinsegmentsrgan", "skinedge")
 
@@ -76,7 +77,7 @@ def segment(model: torch.nn.Module, image: np.ndarray, size: int, device: torch.
 
 
 def project_rgb(sr: np.ndarray, lr: np.ndarray, fidelity: Fidelity) -> np.ndarray:
-    """:func:`skinedge.runtime.projection.project` on uint8 H×W×3 RGB images (the runtime's own NumPy code)."""
+    """:func:`skinedge.runtime.pipeline.projection.project` on uint8 H×W×3 RGB images (the runtime's own NumPy code)."""
     unit = lambda a: np.ascontiguousarray(a.transpose(2, 0, 1)[None], np.float32) / np.float32(255)  # noqa: E731
     out = project(unit(sr), unit(lr), fidelity)[0].transpose(1, 2, 0)
     return np.clip(np.floor(out * 255.0 + 0.5), 0, 255).astype(np.uint8)
@@ -156,9 +157,9 @@ def evaluate(cfg: EvalConfig) -> dict:
             "bicubic": bic,
             "srgan_only": sr,
             "srgan_projected": projected,
-            "seg_bicubic": composite(bicubic_upscale(masked_lr, scale), bic, soft),
-            "skinsegmentsrgan": composite(super_resolve(generator, masked_lr[None], device)[0], bic, soft),
-            "skinedge": composite(projected, bic, soft),
+            "seg_bicubic": blend(bicubic_upscale(masked_lr, scale), bic, soft),
+            "skinsegmentsrgan": blend(super_resolve(generator, masked_lr[None], device)[0], bic, soft),
+            "skinedge": blend(projected, bic, soft),
         }
         for method, out in outputs.items():
             quality_rows[method].append(_quality(out, hr, truth, scale, use_lpips))

@@ -22,8 +22,9 @@ import types
 
 import numpy as np
 
-from skinedge.runtime import cuda_kernels as ck
-from skinedge.runtime.reference import resample_taps
+from skinedge.runtime.gpu import kernels as ck
+from skinedge.runtime.gpu import ptx as nv
+from skinedge.runtime.pipeline.reference import resample_taps
 
 _SHIM = r"""
 #include <algorithm>
@@ -62,13 +63,13 @@ class HostRunner:
     """Runs the .cu kernels on the CPU, through the same argument builders as :class:`Kernels`.
 
     ``extra``: more sources (module name → CUDA text) to build, with their kernels' parameter types in
-    ``signatures`` (kernel name → list of NumPy types, as ``cuda_kernels._SIGNATURES``).
+    ``signatures`` (kernel name → list of NumPy types, as ``kernels.SIGNATURES``).
     """
 
     def __init__(self, folder, extra: dict[str, str] | None = None, signatures: dict | None = None):
         self.fn = {}
-        self.signatures = {**ck._SIGNATURES, **(signatures or {})}
-        for module, source in {**ck.kernel_sources(), **(extra or {})}.items():
+        self.signatures = {**ck.SIGNATURES, **(signatures or {})}
+        for module, source in {**nv.kernel_sources(), **(extra or {})}.items():
             names = kernel_names(source)
             cpp, lib = folder / f"{module}.cpp", folder / f"lib{module}.so"
             cpp.write_text(_SHIM + source + "\n" + "".join(_host_wrapper(n, source) for n in names))
@@ -169,7 +170,7 @@ class FakeDriver:
 
     def __init__(self, host_fns, signatures: dict | None = None):
         self.host_fns, self.memory, self.launches, self.freed, self.unloaded = host_fns, {}, [], [], []
-        self.signatures = {**ck._SIGNATURES, **(signatures or {})}
+        self.signatures = {**ck.SIGNATURES, **(signatures or {})}
         self.ok = self.CUresult.CUDA_SUCCESS
         self.allocs = 0  # cuMemAlloc calls
         self.host_allocs, self.host_freed = 0, []  # cuMemAllocHost calls, cuMemFreeHost pointers
@@ -312,5 +313,5 @@ def install(monkeypatch, fake: FakeDriver) -> None:
         monkeypatch.setitem(sys.modules, "cuda", types.ModuleType("cuda"))
         monkeypatch.setitem(sys.modules, "cuda.bindings", bindings)
     monkeypatch.setattr(bindings, "driver", fake, raising=False)
-    monkeypatch.setattr(ck, "cached_ptx", lambda name, arch, cache_dir=None: f"// {arch}\n".encode() + "".join(
-        f".entry {fn}(\n" for fn in ck.KERNEL_FUNCTIONS[name]).encode())
+    monkeypatch.setattr(nv, "cached_ptx", lambda name, arch, cache_dir=None: f"// {arch}\n".encode() + "".join(
+        f".entry {fn}(\n" for fn in nv.KERNEL_FUNCTIONS[name]).encode())

@@ -1,4 +1,4 @@
-"""``skinedge bench`` (skinedge.runtime.bench) on the small exported pair: numbers, schema, skips, plot."""
+"""``skinedge bench`` (skinedge.runtime.bench.run) on the small exported pair: numbers, schema, skips, plot."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from test_runtime_lean import BLOCK_HEAVY
 
 from skinedge.errors import SkinedgeError
-from skinedge.runtime.bench import BenchConfig, bench_command, expand_configs, run_bench
-from skinedge.runtime.bench_report import BENCH_SCHEMA, STAGES, format_table, validate_bench
-from test_runtime_lean import BLOCK_HEAVY
+from skinedge.runtime.bench.report import BENCH_SCHEMA, STAGES, format_table, validate_bench
+from skinedge.runtime.bench.run import BenchConfig, bench_command, expand_configs, run_bench
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +134,7 @@ def test_frames_from_a_dataset_and_no_baseline(exported, synth_dir):
 
 
 WITHOUT_TORCH = BLOCK_HEAVY + """
-from skinedge.runtime.bench import bench_command
+from skinedge.runtime.bench.run import bench_command
 doc = bench_command(sys.argv[1], ["onnxruntime"], ["fp32"], ["roi"], 1, 0, None, 64, None, None, None, False,
                     log=lambda _: None)
 print([(r["backend"], r["status"]) for r in doc["results"]], doc["results"][0]["reason"])

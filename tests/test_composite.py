@@ -1,10 +1,11 @@
-"""The NumPy masking/composite of the pipeline (the reference the CUDA kernel will be tested against)."""
+"""The NumPy masking and the composite's blending rule (the reference the CUDA kernel is tested against)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from skinedge.runtime.composite import composite, dilate, feather, mask_image
+from skinedge.runtime.pipeline.mask import dilate, feather, mask_image
+from skinedge.runtime.pipeline.reference import blend
 
 
 def test_dilate_grows_a_pixel_into_a_square():
@@ -29,9 +30,9 @@ def test_feather_keeps_mass_and_composite_blends_between_inputs():
     assert soft.dtype == np.float32 and 0.0 <= soft.min() and soft.max() <= 1.0
     assert abs(soft.sum() - mask.sum()) < 1e-3 * mask.sum()
     lesion, background = np.full((32, 32, 3), 250, np.uint8), np.full((32, 32, 3), 10, np.uint8)
-    out = composite(lesion, background, soft)
+    out = blend(lesion, background, soft)
     assert out[16, 16].tolist() == [250] * 3 and out[0, 0].tolist() == [10] * 3
     edge = out[16, 8, 0]
     assert 10 < edge < 250  # a gradual seam, no hard step
     hard = np.where(mask[..., None], lesion, background)
-    assert np.array_equal(composite(lesion, background, feather(mask, 0)), hard)
+    assert np.array_equal(blend(lesion, background, feather(mask, 0)), hard)

@@ -9,7 +9,7 @@ import sys
 import torch
 
 from layouts import make_isic2018
-from skinedge.train.checkpoint import load_checkpoint
+from skinedge.models.checkpoint import load_checkpoint
 
 
 def free_port() -> int:

@@ -20,8 +20,8 @@ import pytest
 
 from skinedge.errors import SkinedgeError
 from skinedge.runtime import engines as E
-from skinedge.runtime.build_profile import NetShapes
-from skinedge.runtime.models import ModelsError, load_models
+from skinedge.runtime.engines.profile import NetShapes
+from skinedge.runtime.manifest import ModelsError, load_models
 
 PROFILES = Path(__file__).resolve().parents[1] / "export"
 ORIN = {"tensorrt_version": "10.3.0.30", "gpu": {"name": "Orin", "compute_capability": "8.7"}}
@@ -492,7 +492,7 @@ def _ort(path: Path, feed: dict) -> np.ndarray:
 @pytest.mark.tensorrt
 @pytest.mark.gpu
 def test_real_engines_build_run_reuse_and_rebuild(gpu_system, tmp_path):
-    from skinedge.runtime.backends.tensorrt import EngineFromPath, SharedScratch, TrtRunner
+    from skinedge.runtime.backends.tensorrt import EngineFromPath, TrtRunner
 
     models, out = _real_models(tmp_path / "models"), tmp_path / "engines"
     profile = _real_profile(tmp_path / "tiny.toml")
@@ -522,15 +522,14 @@ def test_real_engines_build_run_reuse_and_rebuild(gpu_system, tmp_path):
         assert got.shape == (shape[0], 3, 4 * shape[2], 4 * shape[3])
         np.testing.assert_allclose(got, _ort(models / "sr.onnx", {"lr": lr}), atol=2e-2, rtol=1e-2)
 
-    # the on-GPU path: device pointers in and out, one shared stream, one shared scratch block
+    # the on-GPU path: device pointers in and out, one shared stream
     from cuda.bindings import runtime as cudart
 
     lr = rng.random((1, 3, 16, 16), dtype=np.float32)
     want = _ort(models / "sr.onnx", {"lr": lr})
     stream = cudart.cudaStreamCreate()[1]
-    scratch = SharedScratch()
-    seg_runner = TrtRunner(EngineFromPath(seg_engine, models), stream=stream, scratch=scratch)
-    sr_runner = TrtRunner(EngineFromPath(sr_engine, models), stream=stream, scratch=scratch)
+    seg_runner = TrtRunner(EngineFromPath(seg_engine, models), stream=stream)
+    sr_runner = TrtRunner(EngineFromPath(sr_engine, models), stream=stream)
     with seg_runner, sr_runner:
         d_in = sr_runner.device_buffers["lr"][0]
         err, d_out = cudart.cudaMalloc(want.nbytes)
@@ -546,7 +545,6 @@ def test_real_engines_build_run_reuse_and_rebuild(gpu_system, tmp_path):
         np.testing.assert_allclose(got, want, atol=2e-2, rtol=1e-2)
         np.testing.assert_allclose(seg_runner.infer({"image": image[:1]})["logits"],
                                    _ort(models / "seg.onnx", {"image": image[:1]}), atol=2e-2, rtol=1e-2)
-    assert scratch.ptr == 0
     cudart.cudaStreamDestroy(stream)
 
     # a second build reuses both; a changed ONNX rebuilds that one only

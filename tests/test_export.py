@@ -18,8 +18,7 @@ from skinedge.export.fp16 import convert_to_fp16
 from skinedge.export.onnx_io import session
 from skinedge.export.onnx_rules import check_tensorrt_qdq, unsupported_ops
 from skinedge.export.profiles import load_profile
-from skinedge.runtime.models import load_models
-
+from skinedge.runtime.manifest import load_models
 
 # The test networks are trained for a few steps: their output is far from the truth, so the truth gate (lesion ΔE
 # no worse than bicubic's + 0.3) refuses them, as it should; tests about the conversion itself lift it.
@@ -248,7 +247,7 @@ def test_prune_makes_a_smaller_runnable_network_that_calibrates(exported, capsys
     # the saved checkpoint rebuilds the pruned network, and it matches its ONNX file
     import torch
 
-    from skinedge.train.sr import load_generator
+    from skinedge.models.load import load_generator
 
     generator, payload = load_generator(work / "sr.pruned.pt")
     widths = [m.out_channels for m in generator.modules() if isinstance(m, torch.nn.Conv2d)]

@@ -15,18 +15,19 @@ import shutil
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from fake_cuda import FakeDriver, HostRunner, install
 from fake_runners import FnRunner
+from PIL import Image
+
 from skinedge.errors import SkinedgeError
-from skinedge.runtime import cuda_kernels as ck
-from skinedge.runtime import gpu_pipeline as gp
-from skinedge.runtime.device_nets import DeviceNet
-from skinedge.runtime import reference
-from skinedge.runtime.mask import MaskSettings
-from skinedge.runtime.pipeline import Pipeline
-from skinedge.runtime.projection import OFF
+from skinedge.runtime.gpu import device as cu
+from skinedge.runtime.gpu import pipeline as gp
+from skinedge.runtime.gpu import ptx as nv
+from skinedge.runtime.gpu.device_nets import DeviceNet
+from skinedge.runtime.pipeline import reference
+from skinedge.runtime.pipeline.host import Pipeline
+from skinedge.runtime.pipeline.mask import MaskSettings
+from skinedge.runtime.pipeline.projection import OFF
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 KEYS = {"preprocess", "seg", "mask", "sr", "project", "composite", "total"}
@@ -220,7 +221,7 @@ def test_no_device_allocation_after_the_first_frame_and_a_larger_frame_reallocat
     assert set(owned) <= set(fake.freed) and set(pinned_ptrs) <= set(fake.host_freed)
     assert fake.streams == [] and fake.events == [] and fake.retained == 0
     assert sorted(fake.unloaded) == sorted(
-        [",".join(f) for f in ck.KERNEL_FUNCTIONS.values()] + ["tile_accumulate,tile_normalize"])
+        [",".join(f) for f in nv.KERNEL_FUNCTIONS.values()] + ["tile_accumulate,tile_normalize"])
     gpu.close()  # idempotent
 
 
@@ -271,7 +272,7 @@ def test_tensorrt_adapter_runs_on_the_pipeline_stream_with_the_engine_buffers(fa
 
 
 def test_tile_blend_on_the_device_is_exactly_the_reference_blend(fake):
-    from skinedge.runtime.tiling import super_resolve_tiled
+    from skinedge.runtime.pipeline.tiling import super_resolve_tiled
 
     lesions = Lesions(S)
     lesions.set(0.45, 0.55, 0.3)
@@ -289,7 +290,7 @@ def test_tile_blend_on_the_device_is_exactly_the_reference_blend(fake):
 def test_blend_kernels_compile_with_nvrtc_and_are_cached(tmp_path, monkeypatch):
     try:
         from cuda.bindings import nvrtc  # noqa: F401
-        supported = ck.supported_archs()
+        supported = nv.supported_archs()
     except Exception as exc:
         pytest.skip(f"cuda.bindings.nvrtc not usable: {exc}")
     import re
@@ -301,7 +302,7 @@ def test_blend_kernels_compile_with_nvrtc_and_are_cached(tmp_path, monkeypatch):
         entry = re.search(rf"\.entry {name}\((.*?)\)", ptx, re.S)
         assert entry and re.findall(r"\.param \.(\w+)", entry.group(1)) == [types[t] for t in signature]
     assert "fma.rn.f32" not in ptx and ".ftz" not in ptx and "approx" not in ptx  # the reference's rounding
-    monkeypatch.setattr(ck, "compile_ptx", lambda *a: pytest.fail("compiled again"))
+    monkeypatch.setattr(nv, "compile_ptx", lambda *a: pytest.fail("compiled again"))
     assert gp.blend_ptx(f"sm_{arch}", tmp_path).decode() == ptx and len(list(tmp_path.iterdir())) == 1
 
 
@@ -324,7 +325,7 @@ def test_module_imports_neither_torch_nor_cuda():
     import subprocess
     import sys
 
-    code = ("import sys, skinedge.runtime.gpu_pipeline; "
+    code = ("import sys, skinedge.runtime.gpu.pipeline; "
             "bad = [k for k in sys.modules if k.split('.')[0] in ('torch', 'cuda', 'tensorrt')]; "
             "assert not bad, bad; print('ok')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -335,7 +336,7 @@ def test_module_imports_neither_torch_nor_cuda():
 
 @pytest.fixture()
 def torch_cuda(monkeypatch):
-    if not ck.gpu_available():
+    if not cu.gpu_available():
         pytest.skip("no CUDA GPU (cuda.bindings driver init or device count failed)")
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
@@ -487,9 +488,10 @@ def test_torch_cuda_adapter_matches_the_cpu_pipeline(torch_cuda, shape, disc, mo
 @pytest.mark.gpu
 def test_the_cli_runs_torch_on_cuda_through_the_gpu_pipeline(torch_cuda, exported, capsys, tmp_path):
     """`enhance` and `bench` with the torch backend on a GPU take GpuPipeline; the pictures match ONNX Runtime's."""
-    from skinedge.runtime.bench import bench_command
-    from skinedge.runtime.bench_report import validate_bench
     from test_export import cli
+
+    from skinedge.runtime.bench.report import validate_bench
+    from skinedge.runtime.bench.run import bench_command
 
     root, _, models = exported
     images = sorted((root / "data" / "images").glob("*.png"))[:3]

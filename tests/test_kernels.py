@@ -1,4 +1,4 @@
-"""The three CUDA kernels (``skinedge/runtime/kernels/*.cu``) and their NumPy references.
+"""The three CUDA kernels (``skinedge/runtime/gpu/cu/*.cu``) and their NumPy references.
 
 Four layers, each skipping cleanly where its tool is missing:
 
@@ -20,13 +20,22 @@ import subprocess
 
 import numpy as np
 import pytest
-
 from fake_cuda import FakeDriver as _FakeDriver
 from fake_cuda import HostRunner as _HostRunner
 from fake_cuda import install as install_fake_driver
-from skinedge.runtime import cuda_kernels as ck
-from skinedge.runtime.projection import Fidelity, project, residual
-from skinedge.runtime.reference import composite, masked_roi, preprocess, resample_matrix, resample_taps, roi_lesion
+
+from skinedge.runtime.gpu import device as cu
+from skinedge.runtime.gpu import kernels as ck
+from skinedge.runtime.gpu import ptx as nv
+from skinedge.runtime.pipeline.projection import Fidelity, project, residual
+from skinedge.runtime.pipeline.reference import (
+    composite,
+    masked_roi,
+    preprocess,
+    resample_matrix,
+    resample_taps,
+    roi_lesion,
+)
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -361,7 +370,7 @@ def test_kernels_class_end_to_end_on_a_fake_driver(fake_gpu):
     assert {stream for _, stream in fake.launches} == {7}  # every launch on the caller's stream
     for case in PROJECTION_CASES[:2]:
         _check_projection(runner, *case)
-    assert {name for name, _ in fake.launches} == {f for fs in ck.KERNEL_FUNCTIONS.values() for f in fs}
+    assert {name for name, _ in fake.launches} == {f for fs in nv.KERNEL_FUNCTIONS.values() for f in fs}
 
 
 def test_kernels_tap_tables_uploaded_once_and_freed(fake_gpu):
@@ -376,7 +385,7 @@ def test_kernels_tap_tables_uploaded_once_and_freed(fake_gpu):
     assert len(kernels._allocations) == tables and np.array_equal(first, second)
     owned = list(kernels._allocations)
     kernels.close()
-    modules = sorted(",".join(functions) for functions in ck.KERNEL_FUNCTIONS.values())
+    modules = sorted(",".join(functions) for functions in nv.KERNEL_FUNCTIONS.values())
     assert set(owned) <= set(fake.freed) and sorted(fake.unloaded) == modules
     kernels.close()  # idempotent
 
@@ -390,7 +399,7 @@ def test_launch_arguments_are_checked():
         ck.composite_args(0, 37, 53, None, None, 20, (0, 0, 1, 1), 4, (0, 0, 53 * 4 + 1, 4), 0)
     grid, args = ck.composite_args(0, 37, 53, None, None, 20, (0, 0, 0, 0), 4, (0, 0, 212, 148), 0)
     assert grid == (7, 19) and args[4] == 0 and args[5] == 0  # no SR: null pointers, ROI unused
-    assert [len(ck._SIGNATURES[n]) for n in ("preprocess", "masked_roi", "composite")] == [
+    assert [len(ck.SIGNATURES[n]) for n in ("preprocess", "masked_roi", "composite")] == [
         len(ck.preprocess_args(lambda i, o: (0, 0, 3), 0, 4, 4, 0, 2, MEAN, STD)[1]),
         len(ck.masked_roi_args(0, 4, 4, 0, 4, (0, 0, 1, 1), 0)[1]), len(args)]
     with pytest.raises(ValueError, match="surround"):
@@ -399,11 +408,11 @@ def test_launch_arguments_are_checked():
     ck.project_launches(lambda name, grid, args: launched.append((name, len(args))), 1, 2, 5, 7, 4, 2, "camera",
                         3, 4, (5, 16, 40, 50, 0, 0, 6))
     assert [n for n, _ in launched] == ["resample_axis"] * 2 + ["lesion_residual", "keep_luma"] + ["resample_axis"] * 8
-    assert all(len(ck._SIGNATURES[n]) == k for n, k in launched)
+    assert all(len(ck.SIGNATURES[n]) == k for n, k in launched)
 
 
 def test_module_imports_no_cuda_at_import_time():
-    code = ("import sys; import skinedge.runtime.cuda_kernels as m; "
+    code = ("import sys; import skinedge.runtime.gpu.kernels, skinedge.runtime.gpu.device as m; "
             "assert not any(k.startswith('cuda') for k in sys.modules), sorted(k for k in sys.modules if 'cuda' in k); "
             "assert isinstance(m.gpu_available(), bool); print('ok')")
     import sys
@@ -413,10 +422,10 @@ def test_module_imports_no_cuda_at_import_time():
 
 
 def test_kernel_sources_hold_their_extern_c_kernels():
-    sources = ck.kernel_sources()
-    assert sorted(sources) == sorted(ck.KERNEL_NAMES)
+    sources = nv.kernel_sources()
+    assert sorted(sources) == sorted(nv.KERNEL_NAMES)
     for name, text in sources.items():
-        assert re.findall(r'extern "C" __global__ void (\w+)\(', text) == list(ck.KERNEL_FUNCTIONS[name])
+        assert re.findall(r'extern "C" __global__ void (\w+)\(', text) == list(nv.KERNEL_FUNCTIONS[name])
 
 
 # ====================================================================== 3. NVRTC → PTX, disk cache (no GPU)
@@ -426,7 +435,7 @@ def _nvrtc():
         from cuda.bindings import nvrtc  # noqa: F401
     except Exception as exc:  # not installed, or the NVRTC library is missing
         pytest.skip(f"cuda.bindings.nvrtc not importable: {exc}")
-    return ck.nvrtc_version(), ck.supported_archs()
+    return nv.nvrtc_version(), nv.supported_archs()
 
 
 _PTX_TYPES = {np.uint64: ".u64", np.int32: ".u32", np.float32: ".f32"}
@@ -437,65 +446,65 @@ def test_every_kernel_compiles_to_ptx(arch):
     version, supported = _nvrtc()
     if arch not in supported:
         pytest.skip(f"NVRTC {version[0]}.{version[1]} does not support compute_{arch} (supports {supported})")
-    for source_name, source in ck.kernel_sources().items():
-        ptx = ck.compile_ptx(source, source_name, f"compute_{arch}").decode()
+    for source_name, source in nv.kernel_sources().items():
+        ptx = nv.compile_ptx(source, source_name, f"compute_{arch}").decode()
         assert f".target sm_{arch}" in ptx
-        for name in ck.KERNEL_FUNCTIONS[source_name]:
+        for name in nv.KERNEL_FUNCTIONS[source_name]:
             entry = re.search(rf"\.entry {name}\((.*?)\)", ptx, re.S)
             assert entry, f"no .entry {name} in the PTX"
             types = re.findall(r"\.param \.(\w+)", entry.group(1))
-            assert ["." + t for t in types] == [_PTX_TYPES[t] for t in ck._SIGNATURES[name]], name
+            assert ["." + t for t in types] == [_PTX_TYPES[t] for t in ck.SIGNATURES[name]], name
         assert "fma.rn.f32" not in ptx and "fma.rn.f64" not in ptx  # --fmad=false: NumPy's rounding
         assert ".ftz" not in ptx and "approx" not in ptx
 
 
 def test_compile_error_carries_the_nvrtc_log():
     _nvrtc()
-    with pytest.raises(ck.CudaError, match="undefined_thing"):
-        ck.compile_ptx('extern "C" __global__ void k() { undefined_thing = 1; }', "broken", 87)
+    with pytest.raises(cu.CudaError, match="undefined_thing"):
+        nv.compile_ptx('extern "C" __global__ void k() { undefined_thing = 1; }', "broken", 87)
     with pytest.raises(ValueError):
-        ck.normalize_arch("ampere")
-    assert ck.normalize_arch(87) == ck.normalize_arch("sm_87") == ck.normalize_arch("compute_87") == "compute_87"
+        nv.normalize_arch("ampere")
+    assert nv.normalize_arch(87) == nv.normalize_arch("sm_87") == nv.normalize_arch("compute_87") == "compute_87"
 
 
 def test_disk_cache_returns_the_same_ptx_and_one_file_per_source_and_arch(tmp_path, monkeypatch):
     _, supported = _nvrtc()
     archs = [a for a in (80, 87) if a in supported]
     calls = []
-    real = ck.compile_ptx
-    monkeypatch.setattr(ck, "compile_ptx", lambda *a: calls.append(a) or real(*a))
-    first = {(n, a): ck.cached_ptx(n, a, tmp_path) for n in ck.KERNEL_NAMES for a in archs}
+    real = nv.compile_ptx
+    monkeypatch.setattr(nv, "compile_ptx", lambda *a: calls.append(a) or real(*a))
+    first = {(n, a): nv.cached_ptx(n, a, tmp_path) for n in nv.KERNEL_NAMES for a in archs}
     assert len(calls) == len(first)
-    again = {(n, a): ck.cached_ptx(n, f"sm_{a}", tmp_path) for n in ck.KERNEL_NAMES for a in archs}
+    again = {(n, a): nv.cached_ptx(n, f"sm_{a}", tmp_path) for n in nv.KERNEL_NAMES for a in archs}
     assert again == first and len(calls) == len(first)  # served from disk
     files = sorted(p.name for p in tmp_path.iterdir())
     assert len(files) == len(first) and all(f.endswith(".ptx") for f in files)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left
-    sources = ck.kernel_sources()
+    sources = nv.kernel_sources()
     for (name, arch), ptx in first.items():
-        key = ck.cache_key(sources[name], arch)
+        key = nv.cache_key(sources[name], arch)
         assert (tmp_path / f"{name}.compute_{arch}.{key}.ptx").read_bytes() == ptx
     # the key follows the source, the arch and the NVRTC version
     src = sources["composite"]
-    keys = {ck.cache_key(src, 87), ck.cache_key(src + " ", 87), ck.cache_key(src, 80), ck.cache_key(src, 87, (12, 6))}
+    keys = {nv.cache_key(src, 87), nv.cache_key(src + " ", 87), nv.cache_key(src, 80), nv.cache_key(src, 87, (12, 6))}
     assert len(keys) == 4
 
 
 def test_disk_cache_default_folder_follows_xdg_cache_home(tmp_path, monkeypatch):
     _, supported = _nvrtc()
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert ck.default_cache_dir() == tmp_path / "skinedge" / "ptx"
-    ck.cached_ptx("masked_roi", max(supported))
+    assert nv.default_cache_dir() == tmp_path / "skinedge" / "ptx"
+    nv.cached_ptx("masked_roi", max(supported))
     assert len(list((tmp_path / "skinedge" / "ptx").glob("masked_roi.*.ptx"))) == 1
     monkeypatch.delenv("XDG_CACHE_HOME")
-    assert ck.default_cache_dir().parts[-3:] == (".cache", "skinedge", "ptx")
+    assert nv.default_cache_dir().parts[-3:] == (".cache", "skinedge", "ptx")
 
 
 def test_unwritable_cache_still_returns_ptx(tmp_path, caplog):
     _, supported = _nvrtc()
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    ptx = ck.cached_ptx("preprocess", max(supported), blocker / "ptx")
+    ptx = nv.cached_ptx("preprocess", max(supported), blocker / "ptx")
     assert b".entry preprocess" in ptx and "PTX cache not written" in caplog.text
 
 
@@ -508,7 +517,7 @@ class _GpuRunner:
         self.k, self.stream, self.buffers = kernels, stream, []
 
     def _check(self, result, what):
-        return ck._cu_check(result, what)
+        return cu.check(result, what)
 
     def alloc(self, nbytes: int) -> int:
         from cuda.bindings import driver
@@ -577,15 +586,15 @@ class _GpuRunner:
 
 @pytest.fixture(scope="module")
 def gpu(tmp_path_factory):
-    if not ck.gpu_available():
+    if not cu.gpu_available():
         pytest.skip("no CUDA GPU (cuda.bindings driver init or device count failed)")
     from cuda.bindings import driver
 
-    ck._cu_check(driver.cuInit(0), "cuInit")
-    device = ck._cu_check(driver.cuDeviceGet(0), "cuDeviceGet")
-    context = ck._cu_check(driver.cuDevicePrimaryCtxRetain(device), "cuDevicePrimaryCtxRetain")
-    ck._cu_check(driver.cuCtxSetCurrent(context), "cuCtxSetCurrent")
-    stream = ck._cu_check(driver.cuStreamCreate(0), "cuStreamCreate")
+    cu.check(driver.cuInit(0), "cuInit")
+    device = cu.check(driver.cuDeviceGet(0), "cuDeviceGet")
+    context = cu.check(driver.cuDevicePrimaryCtxRetain(device), "cuDevicePrimaryCtxRetain")
+    cu.check(driver.cuCtxSetCurrent(context), "cuCtxSetCurrent")
+    stream = cu.check(driver.cuStreamCreate(0), "cuStreamCreate")
     kernels = ck.Kernels(stream, cache_dir=tmp_path_factory.mktemp("ptx"))
     runner = _GpuRunner(kernels, stream)
     yield runner
@@ -638,4 +647,4 @@ def test_gpu_tap_tables_are_uploaded_once(gpu_runner):
 @pytest.mark.gpu
 def test_gpu_arch_is_one_nvrtc_supports(gpu_runner):
     arch = int(gpu_runner.k.arch.split("_")[1])
-    assert arch in ck.supported_archs()
+    assert arch in nv.supported_archs()

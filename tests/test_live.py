@@ -18,14 +18,14 @@ import pytest
 from skinedge.data.generate import write_synthetic
 from skinedge.data.imageio import read_rgb
 from skinedge.errors import SkinedgeError
-from skinedge.runtime import capture as capture_mod
-from skinedge.runtime.capture import LatestFrame
-from skinedge.runtime.live import parse_serve, run_command, run_live, source_uri
-from skinedge.runtime.models import load_models
-from skinedge.runtime.pipeline import FrameResult, Pipeline
-from skinedge.runtime.record import Recorder, canvas_size, check_record_path
-from skinedge.runtime.select import open_runners
-from skinedge.runtime.sources import Source, has_gstreamer, open_source
+from skinedge.runtime.backends import open_runners
+from skinedge.runtime.live import capture as capture_mod
+from skinedge.runtime.live.capture import LatestFrame
+from skinedge.runtime.live.loop import parse_serve, run_command, run_live, source_uri
+from skinedge.runtime.live.sources import Source, has_gstreamer, open_source
+from skinedge.runtime.manifest import load_models
+from skinedge.runtime.pipeline.host import FrameResult, Pipeline
+from skinedge.runtime.sinks.recorder import Recorder, canvas_size, check_record_path
 
 H, W, FPS = 96, 128, 10.0
 STATS_KEYS = {"frame", "fps", "latency_ms", "dropped", "signal", "source", "backend", "variants"}
@@ -359,8 +359,8 @@ def test_a_viewer_that_quits_ends_the_run(frames):
 KILLED = """
 import sys, time
 import numpy as np
-from skinedge.runtime.pipeline import FrameResult
-from skinedge.runtime.record import Recorder
+from skinedge.runtime.pipeline.host import FrameResult
+from skinedge.runtime.sinks.recorder import Recorder
 rec = Recorder(sys.argv[1], 10.0, segment_s=0.5)  # 5 frames a segment
 rng = np.random.default_rng(0)
 for i in range(12):

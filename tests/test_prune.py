@@ -11,7 +11,8 @@ from torch import nn
 pytest.importorskip("torch_pruning")  # the "train" extra
 
 from skinedge.errors import SkinedgeError  # noqa: E402
-from skinedge.export.prune import apply_pruned_shapes, prune_network, pruned_shapes  # noqa: E402
+from skinedge.export.prune import prune_network  # noqa: E402
+from skinedge.models.shapes import apply_pruned_shapes, pruned_shapes  # noqa: E402
 from skinedge.models.srgan import Generator  # noqa: E402
 from skinedge.models.unet import build_segmenter  # noqa: E402
 

@@ -11,16 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_export import cli
+from test_runtime_lean import BLOCK_HEAVY
 
 from skinedge.data.imageio import read_rgb
 from skinedge.errors import SkinedgeError
-from skinedge.runtime import reference
-from skinedge.runtime.models import load_models
-from skinedge.runtime.pipeline import Pipeline
-from skinedge.runtime.select import choose_backend, open_pipeline, open_runners
-from skinedge.runtime.tiling import super_resolve_tiled, tile_side, tile_starts
-from test_export import cli
-from test_runtime_lean import BLOCK_HEAVY
+from skinedge.runtime.backends import choose_backend, open_runners
+from skinedge.runtime.manifest import load_models
+from skinedge.runtime.pipeline import reference
+from skinedge.runtime.pipeline.host import Pipeline
+from skinedge.runtime.pipeline.tiling import super_resolve_tiled, tile_side, tile_starts
+from skinedge.runtime.session import open_pipeline
 
 
 def lesion_frame(root, index: int = 0) -> np.ndarray:
@@ -62,13 +63,13 @@ def test_full_mode_holds_the_roi_view_at_its_place(exported):
 
 
 def _always_lesion():
-    from skinedge.runtime.mask import MaskSettings
+    from skinedge.runtime.pipeline.mask import MaskSettings
 
     return MaskSettings(min_area=0.0)
 
 
 def test_no_lesion_passes_the_smooth_upscale_and_says_so(exported):
-    from skinedge.runtime.mask import MaskSettings
+    from skinedge.runtime.pipeline.mask import MaskSettings
 
     _, _, models = exported
     frame = np.full((48, 64, 3), (120, 150, 200), np.uint8)
@@ -143,7 +144,7 @@ def test_auto_precision_takes_the_fastest_variant_the_gates_allow(exported, tmp_
 
 
 def test_networks_on_the_cpu_get_the_numpy_host_pipeline(exported, monkeypatch):
-    from skinedge.runtime import select
+    from skinedge.runtime import backends
 
     _, _, models = exported
     manifest = load_models(models)
@@ -151,8 +152,8 @@ def test_networks_on_the_cpu_get_the_numpy_host_pipeline(exported, monkeypatch):
     assert isinstance(pipeline, Pipeline) and where == ("host: pixel stages in NumPy (the networks run on the CPU); "
                                                        "projection 3 step(s), chroma from the camera, frame surround")
     assert (pipeline.mode, pipeline.tile) == ("full", 64)
-    monkeypatch.setattr(select, "_torch_cuda", lambda: True)  # torch on a GPU, but no cuda.bindings/driver here
-    monkeypatch.setattr("skinedge.runtime.cuda_kernels.gpu_available", lambda: False)
+    monkeypatch.setattr(backends, "torch_cuda", lambda: True)  # torch on a GPU, but no cuda.bindings/driver here
+    monkeypatch.setattr("skinedge.runtime.gpu.device.gpu_available", lambda: False)
     pipeline, where = open_pipeline(open_runners(models, manifest, "torch", "fp32"), manifest)
     assert isinstance(pipeline, Pipeline) and "cuda.bindings" in where and pipeline.tile == 256
 
@@ -220,9 +221,9 @@ def test_enhance_refuses_a_tampered_model_and_a_gate_refused_precision(exported,
 CPU_PIPELINE_WITHOUT_TORCH = BLOCK_HEAVY + """
 from pathlib import Path
 import numpy as np
-from skinedge.runtime.models import load_models
-from skinedge.runtime.pipeline import Pipeline
-from skinedge.runtime.select import open_runners
+from skinedge.runtime.manifest import load_models
+from skinedge.runtime.pipeline.host import Pipeline
+from skinedge.runtime.backends import open_runners
 models = Path(sys.argv[1])
 manifest = load_models(models)
 opened = open_runners(models, manifest, "auto", "auto")
@@ -280,8 +281,8 @@ def _fidelity_case():
 
 def test_projection_gives_back_the_cameras_colour_and_reports_what_was_invented():
     from skinedge import metrics
-    from skinedge.runtime.pipeline import Pipeline
-    from skinedge.runtime.projection import OFF, Fidelity, down
+    from skinedge.runtime.pipeline.host import Pipeline
+    from skinedge.runtime.pipeline.projection import OFF, Fidelity, down
 
     frame, disc, seg, sr, manifest = _fidelity_case()
     truth = np.asarray(Image.fromarray(frame[:, :, ::-1]).resize((80 * 4, 64 * 4), Image.BICUBIC))
@@ -305,8 +306,8 @@ def test_projection_gives_back_the_cameras_colour_and_reports_what_was_invented(
 
 
 def test_sr_sees_the_real_surround_unless_the_paper_masking_is_asked_for():
-    from skinedge.runtime.pipeline import Pipeline
-    from skinedge.runtime.projection import Fidelity
+    from skinedge.runtime.pipeline.host import Pipeline
+    from skinedge.runtime.pipeline.projection import Fidelity
 
     frame, disc, seg, sr, manifest = _fidelity_case()
     for surround in ("frame", "black"):

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 from skinedge.errors import SkinedgeError
-from skinedge.runtime.mask import LesionMask, lesion_mask
-from skinedge.runtime.pipeline import FrameResult
+from skinedge.runtime.pipeline.host import FrameResult
+from skinedge.runtime.pipeline.mask import LesionMask, lesion_mask
 
 cv2 = pytest.importorskip("cv2")
 from skinedge.runtime.sinks import view  # noqa: E402 (needs cv2)

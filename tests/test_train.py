@@ -19,10 +19,11 @@ import torch
 from layouts import make_derm7pt, make_isic2018, make_ph2
 from skinedge.errors import DataError, SkinedgeError
 from skinedge.train import seg as seg_module
-from skinedge.train.checkpoint import CheckpointError, load_checkpoint
+from skinedge.models.checkpoint import CheckpointError, load_checkpoint
 from skinedge.train.loop import TrainingStopped
-from skinedge.train.seg import SegConfig, load_segmenter, train_seg
-from skinedge.train.sr import SRConfig, load_generator, train_sr
+from skinedge.models.load import load_generator, load_segmenter
+from skinedge.train.seg import SegConfig, train_seg
+from skinedge.train.sr import SRConfig, train_sr
 
 
 @pytest.fixture(scope="module")

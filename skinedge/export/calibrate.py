@@ -26,9 +26,16 @@ from skinedge.export.fp16 import convert_to_fp16
 from skinedge.export.int8 import CPU_U8S8, TENSORRT, Quantizer, latency_ms, scratch_dir
 from skinedge.export.onnx_io import load_onnx, save_onnx, session
 from skinedge.export.onnx_rules import check_tensorrt_qdq, quantized_layers
-from skinedge.export.samples import (SR_TIMING_SIDES, dataset_parts, image_stats, lesion_crop, mask_from_logits,
-                                     seg_input, stratified_pick)
-from skinedge.runtime.models import MANIFEST, NETWORKS, load_models, network, variant_file, variant_name, variant_path
+from skinedge.export.samples import (
+    SR_TIMING_SIDES,
+    dataset_parts,
+    image_stats,
+    lesion_crop,
+    mask_from_logits,
+    seg_input,
+    stratified_pick,
+)
+from skinedge.runtime.manifest import MANIFEST, NETWORKS, load_models, network, variant_file, variant_name, variant_path
 
 FLOAT_FRACTIONS = (0.05, 0.15)  # mixed-precision retries: leave these shares of conv layers in float
 COST_SAMPLES = 4  # calibration images used to measure per-layer cost

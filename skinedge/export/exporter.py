@@ -30,7 +30,7 @@ from skinedge.export.onnx_io import check_model, save_onnx, session, sha256_file
 from skinedge.export.onnx_rules import unsupported_ops
 from skinedge.export.samples import dataset_parts, lesion_crop, mask_from_logits, seg_input
 from skinedge.models.srgan import IMAGENET_MEAN, IMAGENET_STD
-from skinedge.runtime.models import FORMAT, FORMAT_VERSION, MANIFEST, variant_file
+from skinedge.runtime.manifest import FORMAT, FORMAT_VERSION, MANIFEST, variant_file
 
 OPSET = 17
 SEG_INPUT, SEG_OUTPUT = "image", "logits"
@@ -143,8 +143,7 @@ def _parity_items(cfg: ExportConfig, seg_payload: dict):
 
 def export_models(cfg: ExportConfig, log=print) -> dict[str, Any]:
     """Write ``seg.onnx``, ``sr.onnx`` and ``models.json`` into ``cfg.out``; returns the manifest."""
-    from skinedge.train.seg import load_segmenter
-    from skinedge.train.sr import load_generator
+    from skinedge.models.load import load_generator, load_segmenter
 
     stale = _previous_variants(cfg.out, cfg.overwrite)
     seg_model, seg_payload = load_segmenter(cfg.seg)

@@ -25,7 +25,7 @@ from skinedge import metrics
 from skinedge.data.degrade import bicubic_upscale, resize_mask
 from skinedge.export.onnx_io import run_batched, session
 from skinedge.export.samples import LesionCrop
-from skinedge.runtime.projection import Fidelity, project
+from skinedge.runtime.pipeline.projection import Fidelity, project
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import onnx
 
 from skinedge.atomic import sha256_file, write_bytes_atomic  # noqa: F401 - sha256_file re-exported
 from skinedge.errors import SkinedgeError
+from skinedge.runtime.backends.onnxruntime import SessionFromOnnx
 
 
 def load_onnx(path: str | Path) -> onnx.ModelProto:
@@ -43,20 +44,22 @@ def save_onnx(model: onnx.ModelProto, path: str | Path) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def session(path_or_model: str | Path | onnx.ModelProto, threads: int = 0):
-    """A CPU ONNX Runtime session (``threads`` 0 = ORT's default)."""
-    import onnxruntime as ort
+def fixed_shape(model: onnx.ModelProto) -> bool:
+    """True when every input's dimensions after the batch are fixed numbers (the segmenter; not the SR
+    generator, which takes any ROI size)."""
+    return all(d.HasField("dim_value") for i in model.graph.input for d in i.type.tensor_type.shape.dim[1:])
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = threads
-    source = path_or_model.SerializeToString() if isinstance(path_or_model, onnx.ModelProto) else str(path_or_model)
+
+def session(path_or_model: str | Path | onnx.ModelProto, threads: int = 0):
+    """A CPU ONNX Runtime session with the runtime's own settings
+    (:class:`skinedge.runtime.backends.onnxruntime.SessionFromOnnx`; ``threads`` 0 = one per usable core)."""
+    if isinstance(path_or_model, onnx.ModelProto):
+        return SessionFromOnnx(path_or_model.SerializeToString(), threads, fixed_shape(path_or_model))()
     try:
-        return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph types
-        name = "model" if isinstance(path_or_model, onnx.ModelProto) else str(path_or_model)
-        raise SkinedgeError(f"{name}: ONNX Runtime cannot load it ({str(exc).strip()[:300]})") from None
+        fixed = fixed_shape(onnx.load(str(path_or_model), load_external_data=False))
+    except Exception:  # noqa: BLE001 - not readable as ONNX: ONNX Runtime says why, in one line
+        fixed = True
+    return SessionFromOnnx(path_or_model, threads, fixed)()
 
 
 def run_batched(sess, inputs: np.ndarray, batch: int = 8) -> np.ndarray:

@@ -3,7 +3,7 @@
 A profile names, per network, the precision, the pruning ratio and the input
 shape profile (min/opt/max, for TensorRT), plus the workspace, the calibration
 method/size and the accuracy gates. The per-network part and the workspace are
-read by the lean runtime (:func:`skinedge.runtime.build_profile.read_profile`, what
+read by the lean runtime (:func:`skinedge.runtime.engines.profile.read_profile`, what
 ``build-engines`` uses on a device without onnx); this module adds what
 ``calibrate`` needs on top: the gates and the calibration settings.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 from skinedge.errors import SkinedgeError
 from skinedge.export.gates import Gates
 from skinedge.export.int8 import METHODS
-from skinedge.runtime.build_profile import NetShapes, read_profile
+from skinedge.runtime.engines.profile import NetShapes, read_profile
 
 NetProfile = NetShapes  # precision, pruning_ratio, min, opt, max
 

@@ -29,10 +29,11 @@ from skinedge.export.calibrate import Masks, held_out, measure
 from skinedge.export.exporter import export_generator, export_segmenter
 from skinedge.export.int8 import latency_ms
 from skinedge.export.onnx_io import load_onnx, save_onnx, sha256_file
-from skinedge.export.prune import prune_network, pruned_shapes
+from skinedge.export.prune import prune_network
+from skinedge.models.shapes import pruned_shapes
 from skinedge.export.samples import dataset_parts
 from skinedge.progress import progress_bar
-from skinedge.runtime.models import MANIFEST, NETWORKS, load_models, network, variant_file, variant_path
+from skinedge.runtime.manifest import MANIFEST, NETWORKS, load_models, network, variant_file, variant_path
 
 
 @dataclass
@@ -60,8 +61,7 @@ def _check(cfg: PruneConfig) -> None:
 
 def _source(cfg: PruneConfig, manifest: dict) -> tuple[torch.nn.Module, dict, Path]:
     """The checkpoint ``export`` used, refused if it changed since."""
-    from skinedge.train.seg import load_segmenter
-    from skinedge.train.sr import load_generator
+    from skinedge.models.load import load_generator, load_segmenter
 
     source = network(manifest, cfg.net)["source"]
     path = Path(source["checkpoint"])
@@ -135,7 +135,7 @@ def _numbers(net: str, model: onnx.ModelProto, held: G.HeldOut, sample: np.ndarr
 
 def prune_models(cfg: PruneConfig, log=print) -> dict[str, Any]:
     """Prune, fine-tune, save and re-export one network; returns the report."""
-    from skinedge.train.checkpoint import save_checkpoint
+    from skinedge.models.checkpoint import save_checkpoint
 
     _check(cfg)
     manifest = load_models(cfg.models)

@@ -21,11 +21,32 @@ from PIL import Image
 from skinedge.atomic import write_bytes_atomic
 from skinedge.data.imageio import IMAGE_SUFFIXES, read_rgb
 from skinedge.errors import DataError, SkinedgeError
-from skinedge.runtime.mask import frame_mask
-from skinedge.runtime.pipeline import FrameResult, Pipeline
-from skinedge.runtime.reference import composite
+from skinedge.progress import progress_bar
+from skinedge.runtime.pipeline.host import FrameResult, Pipeline
+from skinedge.runtime.pipeline.mask import frame_mask
+from skinedge.runtime.pipeline.projection import Fidelity
+from skinedge.runtime.pipeline.reference import composite
+from skinedge.runtime.session import open_session
 
 MAX_PIXELS = 50_000_000  # 50 MP: far above any dermatoscope, well below a decompression bomb
+
+
+def enhance_command(inputs: list[str], models: Path, out: Path, backend: str = "auto", precision: str = "auto",
+                    mode: str = "roi", engines: Path | None = None, overwrite: bool = False, tile: int | None = None,
+                    fidelity: Fidelity | None = None, log=print) -> Summary:
+    """Everything ``skinedge enhance`` does: expand the inputs once, open a session, enhance, summarise.
+
+    Raises:
+        SkinedgeError: a bad option, missing models, or any input that failed (after the others ran).
+    """
+    paths, problems = expand_inputs(inputs)
+    session = open_session(models, backend, precision, engines, mode, tile, fidelity, log=log)
+    with session.pipeline as pipeline, progress_bar(len(paths), "enhance", enabled=len(paths) > 3) as update:
+        summary = enhance_paths(paths, problems, pipeline, out, overwrite, log=log, progress=update)
+    log(f"{len(summary.done)} enhanced, {len(summary.failed)} failed; outputs in {out}/")
+    if summary.failed:
+        raise SkinedgeError(f"{len(summary.failed)} input(s) failed (see the lines above)")
+    return summary
 
 
 @dataclass
@@ -105,10 +126,10 @@ def panel(frame: np.ndarray, result: FrameResult, scale: int) -> np.ndarray:
     return np.concatenate([plain, gap, result.image], axis=1)[:, :, ::-1]
 
 
-def enhance_files(inputs: list[str], pipeline: Pipeline, out: Path, overwrite: bool = False, log=print,
-                  progress=None) -> Summary:
-    """Enhance every input; returns what was done and what failed (with the reason)."""
-    paths, problems = expand_inputs(inputs)
+def enhance_paths(paths: list[Path], problems: list[tuple[str, str]], pipeline: Pipeline, out: Path,
+                  overwrite: bool = False, log=print, progress=None) -> Summary:
+    """Enhance every image of ``paths`` (from :func:`expand_inputs`, with the inputs that matched nothing in
+    ``problems``); returns what was done and what failed (with the reason)."""
     summary = Summary(failed=list(problems))
     for text, reason in problems:
         log(f"skip {text}: {reason}")

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import torch
 
 from skinedge.errors import SkinedgeError
-from skinedge.train.checkpoint import load_state, save_checkpoint
+from skinedge.models.checkpoint import load_state, save_checkpoint
 from skinedge.progress import progress_bar
 from skinedge.train.loop import (Budget, Runtime, TrainingStopped, agree, barrier, epoch_batches,
                                  is_better, steps_per_epoch, unwrap)

@@ -9,14 +9,13 @@ statistics; the best checkpoint is the one with the highest validation Dice.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from skinedge import metrics
 from skinedge.models.unet import DEFAULT_DROPOUT, DEFAULT_ENCODER, build_segmenter
 from skinedge.train.batchnorm import recalibrate_batchnorm
-from skinedge.train.checkpoint import load_checkpoint, load_state
+from skinedge.models.checkpoint import load_checkpoint
 from skinedge.train.loop import (Budget, check_finite, epoch_batches, seed_everything, start_runtime,
                                  stop_runtime, unwrap, wrap_ddp)
 from skinedge.train.losses import seg_loss
@@ -94,14 +93,3 @@ def train_seg(cfg: SegConfig) -> dict:
     finally:
         stop_runtime(rt)
 
-
-def load_segmenter(path: Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
-    """Rebuild a segmenter from a checkpoint (eval mode); returns (model, checkpoint)."""
-    payload = load_checkpoint(path, "seg")
-    model = build_segmenter(payload["arch"]["encoder"], "none", payload["arch"]["dropout"])
-    if payload.get("pruned"):  # a pruned network: resize its layers to the recorded widths first
-        from skinedge.export.prune import apply_pruned_shapes
-
-        apply_pruned_shapes(model, payload["pruned"]["shapes"])
-    load_state(model, payload["state"]["model"], Path(path))
-    return model.to(device).eval(), payload

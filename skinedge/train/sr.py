@@ -24,7 +24,7 @@ from skinedge import metrics
 from skinedge.data.degrade import Degradation, bicubic_upscale
 from skinedge.errors import SkinedgeError
 from skinedge.models.srgan import Discriminator, Generator, VGGContent
-from skinedge.train.checkpoint import load_checkpoint, load_state
+from skinedge.models.checkpoint import load_checkpoint, load_state
 from skinedge.train.loop import (Budget, check_finite, seed_everything, start_runtime, stop_runtime,
                                  unwrap, wrap_ddp)
 from skinedge.train.losses import adversarial_loss, discriminator_loss
@@ -193,14 +193,3 @@ def train_sr(cfg: SRConfig) -> dict:
         stop_runtime(rt)
     return results
 
-
-def load_generator(path: Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
-    """Rebuild an SR generator from a checkpoint (eval mode); returns (model, checkpoint)."""
-    payload = load_checkpoint(path, "sr")
-    model = Generator(**payload["arch"])
-    if payload.get("pruned"):  # a pruned network: resize its layers to the recorded widths first
-        from skinedge.export.prune import apply_pruned_shapes
-
-        apply_pruned_shapes(model, payload["pruned"]["shapes"])
-    load_state(model, payload["state"]["model"], Path(path))
-    return model.to(device).eval(), payload

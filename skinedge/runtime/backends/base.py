@@ -1,8 +1,9 @@
-"""The runner template every backend fills in."""
+"""The runner template every backend fills in, and :class:`Opened`: the two runners a backend opened."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -72,3 +73,16 @@ class Runner:
 
     def _deactivate_impl(self) -> None:
         pass
+
+
+@dataclass
+class Opened:
+    """The seg and SR runners (not yet activated) one backend opened, and what was chosen and why."""
+
+    seg: Runner
+    sr: Runner
+    backend: str
+    variants: dict[str, str]
+    why: str
+    tile: int = 256  # SR tile side: ONNX Runtime and torch take any size; engines their profile's maximum
+    max_batch: int = 4

@@ -17,12 +17,6 @@ Two ways to run:
   ``device_buffers``), enqueues, and returns the output shapes. No copies, no
   synchronisation.
 
-Two engines that never run at the same time may share one scratch (activation)
-allocation: pass the same :class:`SharedScratch` to both runners. The context
-is then created with ``ExecutionContextAllocationStrategy.USER_MANAGED`` and
-pointed at the shared block with ``set_device_memory(ptr, size)`` (TensorRT
-10.1+; the older ``device_memory`` property otherwise).
-
 ``tensorrt`` and ``cuda.bindings`` are imported only when a runner activates.
 """
 
@@ -30,14 +24,16 @@ from __future__ import annotations
 
 import ctypes
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
 from skinedge.errors import SkinedgeError
-from skinedge.runtime.backends.base import Runner
-from skinedge.runtime.engine_manifest import read_manifest, sidecar_path
-from skinedge.runtime.engines import find_engine, load_engine, require_tensorrt, trt_logger
+from skinedge.runtime.backends.base import Opened, Runner
+from skinedge.runtime.engines.load import find_engine, load_engine
+from skinedge.runtime.engines.manifest import read_manifest, sidecar_path
+from skinedge.runtime.engines.trt import require_tensorrt, trt_logger
+from skinedge.runtime.gpu.device import check
 
 
 def _cudart():
@@ -47,14 +43,6 @@ def _cudart():
         raise SkinedgeError("cuda-python is not installed: pip install 'skinedge[gpu]' "
                             "(cuda-python 12.x on JetPack 6)") from None
     return runtime
-
-
-def _rt(result, what: str):
-    """Unpack a ``cuda.bindings.runtime`` call's ``(cudaError_t, *values)``; raise on an error."""
-    err, *values = result
-    if int(err) != 0:
-        raise SkinedgeError(f"CUDA {what} failed: {getattr(err, 'name', err)}")
-    return values[0] if len(values) == 1 else (tuple(values) or None)
 
 
 def _stream_handle(stream) -> int:
@@ -73,46 +61,6 @@ class EngineFromPath:
         return load_engine(self.engine_path, self.models_dir, self.rebuild, self.log)
 
 
-class SharedScratch:
-    """One device block for the activation memory of several execution contexts that run one at a time
-    (on one stream). It grows to the largest engine's need; every attached context is re-pointed."""
-
-    def __init__(self):
-        self.ptr, self.size = 0, 0
-        self.contexts: list[Any] = []
-
-    def attach(self, context, need: int) -> None:
-        cudart = _cudart()
-        if need > self.size:
-            _rt(cudart.cudaDeviceSynchronize(), "cudaDeviceSynchronize")  # no context may be running on it
-            if self.ptr:
-                _rt(cudart.cudaFree(self.ptr), "cudaFree")
-                self.ptr, self.size = 0, 0
-            self.ptr, self.size = int(_rt(cudart.cudaMalloc(max(need, 256)), "cudaMalloc (TensorRT scratch)")), need
-            for ctx in self.contexts:
-                _point(ctx, self.ptr, self.size)
-        self.contexts.append(context)
-        _point(context, self.ptr, self.size)
-
-    def detach(self, context) -> None:
-        self.contexts = [c for c in self.contexts if c is not context]
-        if not self.contexts and self.ptr:
-            _rt(_cudart().cudaFree(self.ptr), "cudaFree")
-            self.ptr, self.size = 0, 0
-
-
-def _point(context, ptr: int, size: int) -> None:
-    if hasattr(context, "set_device_memory"):  # TensorRT >= 10.1: (memory, size)
-        context.set_device_memory(ptr, size)
-    else:  # TensorRT 10.0: write-only property
-        context.device_memory = ptr
-
-
-def _scratch_need(engine) -> int:
-    return int(engine.device_memory_size_v2 if hasattr(engine, "device_memory_size_v2")
-               else engine.device_memory_size)
-
-
 class TrtRunner(Runner):
     """Runs one TensorRT engine; see the module docstring.
 
@@ -120,15 +68,14 @@ class TrtRunner(Runner):
         loader: bytes of a serialized engine, or a callable returning them (:class:`EngineFromPath`).
         stream: a CUDA stream (``cudaStream_t``/``CUstream`` or its integer handle) to run on;
             None: the runner creates one and destroys it on deactivate.
-        scratch: a :class:`SharedScratch` to share activation memory with other runners.
     """
 
     name = "tensorrt"
     reuses_outputs = True
 
-    def __init__(self, loader, stream=None, scratch: SharedScratch | None = None):
+    def __init__(self, loader, stream=None):
         super().__init__(loader)
-        self.stream_arg, self.scratch = stream, scratch
+        self.stream_arg = stream
         self.engine = self.context = self.runtime = None
         self.stream = None
         self.own_stream = False
@@ -155,14 +102,9 @@ class TrtRunner(Runner):
         if self.engine is None:
             raise SkinedgeError("TensorRT could not deserialize the engine (built by another TensorRT version or "
                                 "for another GPU?); rebuild it with `skinedge build-engines`")
-        if self.scratch is not None:
-            self.context = self.engine.create_execution_context(trt.ExecutionContextAllocationStrategy.USER_MANAGED)
-        else:
-            self.context = self.engine.create_execution_context()
+        self.context = self.engine.create_execution_context()
         if self.context is None:
             raise SkinedgeError("TensorRT could not create an execution context (out of GPU memory?)")
-        if self.scratch is not None:
-            self.scratch.attach(self.context, _scratch_need(self.engine))
 
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
@@ -182,21 +124,19 @@ class TrtRunner(Runner):
             sizes[name] = shape
         for name, shape in sizes.items():
             nbytes = max(int(np.prod(shape)) * self.dtypes[name].itemsize, 1)
-            ptr = int(_rt(cudart.cudaMalloc(nbytes), f"cudaMalloc ({name}, {nbytes} bytes)"))
+            ptr = int(check(cudart.cudaMalloc(nbytes), f"cudaMalloc ({name}, {nbytes} bytes)"))
             self.device_buffers[name] = (ptr, nbytes)
             self.context.set_tensor_address(name, ptr)
         if self.stream_arg is not None:
             self.stream = self.stream_arg
         else:
-            self.stream = _rt(cudart.cudaStreamCreate(), "cudaStreamCreate")
+            self.stream = check(cudart.cudaStreamCreate(), "cudaStreamCreate")
             self.own_stream = True
 
     def _deactivate_impl(self) -> None:
         cudart = _cudart()
         if self.stream is not None:
             cudart.cudaStreamSynchronize(self.stream)
-        if self.scratch is not None and self.context is not None:
-            self.scratch.detach(self.context)
         self.context = None  # the context before its engine, the engine before its runtime
         self.engine = None
         self.runtime = None
@@ -230,7 +170,7 @@ class TrtRunner(Runner):
         """Pinned host staging buffer of one tensor, allocated on first use (once)."""
         if name not in self.host_buffers:
             nbytes = self.device_buffers[name][1]
-            ptr = int(_rt(_cudart().cudaMallocHost(nbytes), f"cudaMallocHost ({name})"))
+            ptr = int(check(_cudart().cudaMallocHost(nbytes), f"cudaMallocHost ({name})"))
             view = np.ctypeslib.as_array((ctypes.c_uint8 * nbytes).from_address(ptr))
             self.host_buffers[name] = (ptr, view)
         return self.host_buffers[name]
@@ -250,7 +190,7 @@ class TrtRunner(Runner):
             view[:array.nbytes] = array.reshape(-1).view(np.uint8)
             dev = self.device_buffers[name][0]
             self.context.set_tensor_address(name, dev)
-            _rt(cudart.cudaMemcpyAsync(dev, ptr, array.nbytes, h2d, self.stream), "cudaMemcpyAsync (to device)")
+            check(cudart.cudaMemcpyAsync(dev, ptr, array.nbytes, h2d, self.stream), "cudaMemcpyAsync (to device)")
         for name in self.output_names:
             self.context.set_tensor_address(name, self.device_buffers[name][0])
         self._execute()
@@ -258,10 +198,10 @@ class TrtRunner(Runner):
         for name, shape in self.output_shapes().items():
             nbytes = int(np.prod(shape)) * self.dtypes[name].itemsize
             ptr, view = self._host(name)
-            _rt(cudart.cudaMemcpyAsync(ptr, self.device_buffers[name][0], nbytes, d2h, self.stream),
+            check(cudart.cudaMemcpyAsync(ptr, self.device_buffers[name][0], nbytes, d2h, self.stream),
                 "cudaMemcpyAsync (to host)")
             outputs[name] = view[:nbytes].view(self.dtypes[name]).reshape(shape)
-        _rt(cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
+        check(cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
         return outputs
 
     def enqueue(self, device_inputs: dict[str, tuple[int, tuple[int, ...]]],
@@ -296,9 +236,7 @@ class TrtRunner(Runner):
 
 
 def open_engines(models_dir: Path, manifest: dict, precision: str, engines: Path | None, why: str):
-    """The two TensorRT runners for ``skinedge.runtime.select.open_runners`` (not yet activated)."""
-    from skinedge.runtime.select import Opened
-
+    """The two TensorRT runners for :func:`skinedge.runtime.backends.open_runners` (not yet activated)."""
     require_tensorrt()
     if engines is None:
         raise SkinedgeError("the tensorrt backend needs --engines DIR (made by `skinedge build-engines`)")

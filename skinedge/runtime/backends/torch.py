@@ -36,10 +36,9 @@ class ModuleFromCheckpoint:
             import torch
         except ImportError:
             raise SkinedgeError("the torch backend needs PyTorch: pip install 'skinedge[train]'") from None
-        if self.net == "seg":
-            from skinedge.train.seg import load_segmenter as load
-        else:
-            from skinedge.train.sr import load_generator as load
+        from skinedge.models.load import load_generator, load_segmenter
+
+        load = load_segmenter if self.net == "seg" else load_generator
         device = torch_device(self.device)
         model, _ = load(self.path, device)
         half = (device == "cuda") if self.half is None else self.half

@@ -1,6 +1,7 @@
-"""Where the live loop sends each frame: a window, a web viewer (``view.py``, ``web.py``).
+"""Where the live loop sends each frame: a window and the side-by-side view (``view.py``), a web viewer
+(``web.py``), the recorder (``recorder.py``).
 
-One small contract, so the loop never knows which sinks it feeds.
+One small contract, so the loop never knows which sinks it feeds, and the one letterbox they all draw with.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 if TYPE_CHECKING:
-    from skinedge.runtime.pipeline import FrameResult
+    from skinedge.runtime.pipeline.host import FrameResult
 
 
 class Sink(Protocol):
@@ -23,3 +24,29 @@ class Sink(Protocol):
 
     def show(self, raw: np.ndarray, result: "FrameResult | None", stats: dict) -> None: ...
     def close(self) -> None: ...
+
+
+def fit_into(panel: np.ndarray, image: np.ndarray | None) -> None:
+    """Draw ``image`` into ``panel`` (both uint8 BGR) scaled to fit with its aspect ratio kept, centred; the rest
+    of ``panel`` is left as it is. Shrinking uses area averaging, enlarging bilinear interpolation."""
+    import cv2
+
+    if image is None or image.size == 0:
+        return
+    ph, pw = panel.shape[:2]
+    ih, iw = image.shape[:2]
+    k = min(ph / ih, pw / iw)
+    nh, nw = max(1, round(ih * k)), max(1, round(iw * k))
+    y, x = (ph - nh) // 2, (pw - nw) // 2
+    panel[y:y + nh, x:x + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if k < 1 else
+                                           cv2.INTER_LINEAR)
+
+
+def letterbox(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``image`` scaled to fit (aspect kept) and centred on a black canvas of ``size`` = (width, height)."""
+    cw, ch = size
+    if image.shape[1::-1] == (cw, ch):
+        return image
+    canvas = np.zeros((ch, cw, 3), np.uint8)
+    fit_into(canvas, image)
+    return canvas

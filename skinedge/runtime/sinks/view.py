@@ -16,9 +16,11 @@ import cv2
 import numpy as np
 
 from skinedge.errors import SkinedgeError
+from skinedge.runtime.pipeline.host import as_bgr
+from skinedge.runtime.sinks import fit_into
 
 if TYPE_CHECKING:
-    from skinedge.runtime.pipeline import FrameResult
+    from skinedge.runtime.pipeline.host import FrameResult
 
 MIN_HEIGHT, MAX_HEIGHT = 360, 540  # default panel height: the frame's, clamped to this range
 DEFAULT_SHAPE = (480, 640)  # a grey canvas of this size when there is no frame at all
@@ -57,7 +59,7 @@ def compose_view(raw: np.ndarray | None, result: "FrameResult | None", stats: di
     Returns:
         (height + bar)×(2·panel width)×3 uint8 BGR, panel width = W·height/H.
     """
-    raw = _as_bgr(raw)
+    raw = as_bgr(raw)
     h, w = raw.shape[:2] if raw is not None else DEFAULT_SHAPE
     ph = int(height) if height else min(MAX_HEIGHT, max(MIN_HEIGHT, h))
     pw = max(1, round(w * ph / h))
@@ -73,7 +75,7 @@ def compose_view(raw: np.ndarray | None, result: "FrameResult | None", stats: di
     else:
         if result.found:
             _outline(left, result, (w, h))
-        _letterbox(right, result.image)
+        fit_into(right, result.image)
         _label(right, _right_label(result, (h, w)), (8, lh), scale)
     _label(left, f"camera {w}x{h}" if raw is not None else "no frame", (8, lh), scale)
     cv2.line(canvas, (pw, 0), (pw, ph - 1), (90, 90, 90), 2)
@@ -88,16 +90,6 @@ def _right_label(result: "FrameResult", frame_hw: tuple[int, int]) -> str:
         return "no lesion: smooth x4"
     roi_view = result.image is not None and result.image.shape[:2] != tuple(4 * v for v in frame_hw)
     return "lesion ROI x4" if roi_view else "full frame x4"
-
-
-def _as_bgr(raw: np.ndarray | None) -> np.ndarray | None:
-    if raw is None or raw.size == 0:
-        return None
-    if raw.dtype != np.uint8 or raw.ndim not in (2, 3) or (raw.ndim == 3 and raw.shape[2] not in (1, 3, 4)):
-        raise SkinedgeError(f"a frame to show must be H×W×3 uint8 BGR, got {raw.shape} {raw.dtype}")
-    if raw.ndim == 2 or raw.shape[2] == 1:
-        return cv2.cvtColor(raw, cv2.COLOR_GRAY2BGR)
-    return cv2.cvtColor(raw, cv2.COLOR_BGRA2BGR) if raw.shape[2] == 4 else raw
 
 
 def _outline(panel: np.ndarray, result: "FrameResult", frame_wh: tuple[int, int]) -> None:
@@ -119,19 +111,6 @@ def _outline(panel: np.ndarray, result: "FrameResult", frame_wh: tuple[int, int]
         fx, fy = pw / frame_wh[0], ph / frame_wh[1]
         cv2.rectangle(panel, (round(x0 * fx), round(y0 * fy)),
                       (round((x0 + rw) * fx) - 1, round((y0 + rh) * fy) - 1), YELLOW, 1, cv2.LINE_AA)
-
-
-def _letterbox(panel: np.ndarray, image: np.ndarray | None) -> None:
-    """Fit ``image`` into ``panel`` keeping its aspect ratio, centred, on the panel's background."""
-    if image is None or image.size == 0:
-        return
-    ph, pw = panel.shape[:2]
-    ih, iw = image.shape[:2]
-    f = min(ph / ih, pw / iw)
-    nh, nw = max(1, round(ih * f)), max(1, round(iw * f))
-    y, x = (ph - nh) // 2, (pw - nw) // 2
-    panel[y:y + nh, x:x + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if f < 1 else
-                                           cv2.INTER_LINEAR)
 
 
 def _label(img: np.ndarray, text: str, org: tuple[int, int], scale: float) -> None:

@@ -28,7 +28,7 @@ from skinedge.errors import SkinedgeError
 from skinedge.runtime.sinks.view import compose_view, end_to_end_ms
 
 if TYPE_CHECKING:
-    from skinedge.runtime.pipeline import FrameResult
+    from skinedge.runtime.pipeline.host import FrameResult
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8080
 BOUNDARY = b"skinedgeframe"

@@ -4,7 +4,7 @@ preprocess → seg → mask (threshold, small-blob removal, context, ROI) →
 the ROI at native resolution, with its real surround (never a black one: the
 generator was not trained on it, and it draws a dark halo) → SR (tiled and
 batched when large) → projection (SR made consistent with the camera's LR
-ROI, :mod:`skinedge.runtime.projection`) → composite (bicubic up-scale of the
+ROI, :mod:`skinedge.runtime.pipeline.projection`) → composite (bicubic up-scale of the
 background, feathered lesion blend). The pixel stages are the NumPy
 references of the CUDA kernels.
 """
@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from skinedge.errors import SkinedgeError
-from skinedge.runtime import reference
 from skinedge.runtime.backends.base import Runner
-from skinedge.runtime.mask import LesionMask, MaskSettings, lesion_mask
-from skinedge.runtime.projection import Fidelity, project, residual
-from skinedge.runtime.reference import Roi
-from skinedge.runtime.tiling import super_resolve_tiled
+from skinedge.runtime.pipeline import reference
+from skinedge.runtime.pipeline.mask import LesionMask, MaskSettings, lesion_mask
+from skinedge.runtime.pipeline.projection import Fidelity, project, residual
+from skinedge.runtime.pipeline.reference import Roi
+from skinedge.runtime.pipeline.tiling import super_resolve_tiled
 
 MODES = ("roi", "full")
 MIN_SIDE = 16  # smaller frames carry no lesion worth enhancing
@@ -107,6 +107,22 @@ class Pipeline:
         t["composite"] = _lap(start, t)
         t["total"] = sum(t.values())
         return FrameResult(image, True, lm.roi, lm.area, lm, t, residual=invented)
+
+
+def as_bgr(frame: np.ndarray | None) -> np.ndarray | None:
+    """A camera frame as H×W×3 uint8 BGR: grey (H×W or H×W×1) and BGRA are converted, 16-bit frames scaled to
+    8 bits; None or an empty frame gives None. Any other layout is a one-line SkinedgeError."""
+    if frame is None or frame.size == 0:
+        return None
+    if frame.dtype == np.uint16:
+        frame = (frame >> 8).astype(np.uint8)
+    if frame.dtype != np.uint8 or frame.ndim not in (2, 3) or (frame.ndim == 3 and frame.shape[2] not in (1, 3, 4)):
+        raise SkinedgeError(f"a frame must be H×W×3 uint8 BGR, got {frame.shape} {frame.dtype}")
+    if frame.ndim == 2:
+        return np.repeat(frame[:, :, None], 3, axis=2)
+    if frame.shape[2] == 1:
+        return np.repeat(frame, 3, axis=2)
+    return np.ascontiguousarray(frame[:, :, :3]) if frame.shape[2] == 4 else frame
 
 
 def check_frame(frame: np.ndarray) -> tuple[int, int]:

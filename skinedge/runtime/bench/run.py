@@ -2,7 +2,7 @@
 
 Every (backend, precision, mode) opens its own runners, runs ``warmup`` frames
 that are not counted, then ``frames`` frames timed one by one (p50/p95/p99 of
-each stage of :class:`~skinedge.runtime.pipeline.Pipeline` and of the wall time
+each stage of :class:`~skinedge.runtime.pipeline.host.Pipeline` and of the wall time
 around the call), then the same frames again back to back for throughput
 (frames / wall time of that loop). Peak RSS is per configuration where Linux
 lets us reset the high-water mark (``/proc/self/clear_refs``), else since the
@@ -32,11 +32,12 @@ import numpy as np
 
 import skinedge
 from skinedge.errors import SkinedgeError
-from skinedge.runtime.bench_env import device_memory, peak_rss_mb, reset_peak_rss, status_mb, environment
-from skinedge.runtime.bench_report import FORMAT, FORMAT_VERSION, STAGES, format_table, plot_bench, validate_bench
-from skinedge.runtime.models import PRECISIONS, load_models
-from skinedge.runtime.pipeline import MODES, check_frame
-from skinedge.runtime.select import BACKENDS, open_pipeline, open_runners
+from skinedge.runtime.backends import BACKENDS
+from skinedge.runtime.bench.env import device_memory, environment, peak_rss_mb, reset_peak_rss, status_mb
+from skinedge.runtime.bench.report import FORMAT, FORMAT_VERSION, STAGES, format_table, plot_bench, validate_bench
+from skinedge.runtime.manifest import PRECISIONS, load_models
+from skinedge.runtime.pipeline.host import MODES, check_frame
+from skinedge.runtime.session import open_session
 
 BASELINE = ("torch", "fp32")
 TORCH_PRECISIONS = ("fp32", "fp16", "pruned.fp32")
@@ -112,8 +113,8 @@ def measure(models: Path, manifest: dict, backend: str, precision: str, mode: st
     rss_before = status_mb("VmRSS")
     start, pipeline = time.perf_counter(), None
     try:
-        opened = open_runners(models, manifest, backend, precision, cfg.engines)
-        pipeline, where = open_pipeline(opened, manifest, mode)
+        session = open_session(models, backend, precision, cfg.engines, mode, manifest=manifest)
+        opened, pipeline, where = session.opened, session.pipeline, session.where
         pipeline.__enter__()
         load_s = time.perf_counter() - start
         pick = lambda i: frames[i % len(frames)]  # noqa: E731
@@ -154,7 +155,7 @@ def measure(models: Path, manifest: dict, backend: str, precision: str, mode: st
 
 def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Measure every configuration × mode of ``cfg``; returns the document
-    :data:`~skinedge.runtime.bench_report.BENCH_SCHEMA` describes."""
+    :data:`~skinedge.runtime.bench.report.BENCH_SCHEMA` describes."""
     if cfg.frames < 1 or cfg.warmup < 0:
         raise SkinedgeError(f"--frames must be ≥ 1 and --warmup ≥ 0, got {cfg.frames} and {cfg.warmup}")
     bad = [m for m in cfg.modes if m not in MODES]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import skinedge
+from skinedge.runtime.gpu.device import check, device_name, gpu_available
 
 VERSIONS = ("numpy", "onnxruntime", "onnxruntime-gpu", "torch", "tensorrt", "cuda-python", "cuda-bindings", "pillow")
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimd", "asimddp", "i8mm")
@@ -93,14 +94,10 @@ def _gpu() -> dict[str, Any] | None:
     try:
         from cuda.bindings import driver
 
-        if int(driver.cuInit(0)[0]) != 0:
+        if not gpu_available():
             return None
-        err, count = driver.cuDeviceGetCount()
-        if int(err) != 0 or count < 1:
-            return None
-        err, raw = driver.cuDeviceGetName(256, driver.cuDeviceGet(0)[1])
-        name = (raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)).split("\x00")[0].strip()
-        return {"name": name, "count": int(count)}
+        count = check(driver.cuDeviceGetCount(), "cuDeviceGetCount")
+        return {"name": device_name(check(driver.cuDeviceGet(0), "cuDeviceGet")), "count": int(count)}
     except Exception:  # noqa: BLE001 - no driver library, no device
         return None
 

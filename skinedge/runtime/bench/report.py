@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from skinedge.runtime.pipeline import MODES
-from skinedge.runtime.select import BACKENDS
+from skinedge.runtime.backends import BACKENDS
+from skinedge.runtime.pipeline.host import MODES
 
 FORMAT, FORMAT_VERSION = "skinedge-bench", 2  # 2: the "project" stage (data-consistency projection after SR)
 STAGES = ("preprocess", "seg", "mask", "sr", "project", "composite", "total", "wall")

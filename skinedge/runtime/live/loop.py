@@ -1,9 +1,9 @@
 """``skinedge run``: newest frame → pipeline → sinks → recorder, until the source ends or Ctrl-C.
 
 The loop is short on purpose (jetson-inference's ``segnet.py`` shape): the
-capture thread (:mod:`skinedge.runtime.capture`) hides cameras, drops and
+capture thread (:mod:`skinedge.runtime.live.capture`) hides cameras, drops and
 reconnects; the sinks (:mod:`skinedge.runtime.sinks`) hide windows and
-browsers; the recorder (:mod:`skinedge.runtime.record`) hides files. What is
+browsers; the recorder (:mod:`skinedge.runtime.sinks.recorder`) hides files. What is
 left here is timing: latency is measured end to end, from the moment the
 frame left the camera to the moment its result exists — the number a user
 feels, not the network time alone — and fps is counted on finished frames.
@@ -21,12 +21,14 @@ from typing import Callable
 import numpy as np
 
 from skinedge.errors import SkinedgeError
-from skinedge.runtime.capture import LatestFrame
-from skinedge.runtime.pipeline import FrameResult
-from skinedge.runtime.projection import Fidelity
-from skinedge.runtime.record import Recorder, check_record_path
+from skinedge.runtime.live.capture import LatestFrame
+from skinedge.runtime.live.sources import Source, open_source
+from skinedge.runtime.manifest import load_models
+from skinedge.runtime.pipeline.host import FrameResult
+from skinedge.runtime.pipeline.projection import Fidelity
+from skinedge.runtime.session import open_session
 from skinedge.runtime.sinks import Sink
-from skinedge.runtime.sources import Source, open_source
+from skinedge.runtime.sinks.recorder import Recorder, check_record_path
 
 IDLE_S = 0.5  # with no signal the sinks hear from the loop at ~2 Hz
 FPS_WINDOW = 30  # fps is measured over the last ~30 finished frames
@@ -80,8 +82,8 @@ def run_live(source: Source, pipeline: Callable[[np.ndarray], FrameResult], sink
     """Run the live loop; closes the sinks and the recorder (not the source) when it ends.
 
     Args:
-        source: an open source (:func:`~skinedge.runtime.sources.open_source`).
-        pipeline: an activated :class:`~skinedge.runtime.pipeline.Pipeline` (or any frame → FrameResult).
+        source: an open source (:func:`~skinedge.runtime.live.sources.open_source`).
+        pipeline: an activated :class:`~skinedge.runtime.pipeline.host.Pipeline` (or any frame → FrameResult).
         sinks: each gets ``show(raw, result, stats)`` per frame, and ``result=None`` at ~2 Hz without signal.
             A sink whose ``quit`` attribute turns True (window closed, 'q') ends the run.
         recorder: writes raw frames, enhanced views and frames.jsonl.
@@ -237,9 +239,6 @@ def run_command(camera: int | None, source: str | None, models: Path, backend: s
     Cheap checks come first (one source, max frames, --serve, the record folder), so a typo is one line
     before models load or a camera starts. Returns the summary of :func:`run_live`.
     """
-    from skinedge.runtime.models import load_models
-    from skinedge.runtime.select import open_pipeline, open_runners
-
     uri = source_uri(camera, source)
     check_max_frames(max_frames)
     _check_capture(width, height, fps)
@@ -250,11 +249,8 @@ def run_command(camera: int | None, source: str | None, models: Path, backend: s
     with ExitStack() as stack:
         src = stack.enter_context(open_source(uri, width, height, fps, log=lambda s: log(f"warning: {s}")))
         log(f"source: {src.describe()}")
-        opened = open_runners(models, manifest, backend, precision, engines)
-        log(f"backend {opened.backend} ({opened.why}); seg {opened.variants['seg']}, sr {opened.variants['sr']}")
-        pipeline, where = open_pipeline(opened, manifest, mode, fidelity=fidelity)
-        log(f"pipeline {where}")
-        pipeline = stack.enter_context(pipeline)
+        session = open_session(models, backend, precision, engines, mode, fidelity=fidelity, log=log, manifest=manifest)
+        pipeline = stack.enter_context(session.pipeline)
         sinks = open_sinks(no_display, address, log)
         try:
             recorder = Recorder(record, fps or src.fps or 30.0, log=log) if record is not None else None
@@ -262,7 +258,7 @@ def run_command(camera: int | None, source: str | None, models: Path, backend: s
             _close(sinks, None, log)
             raise
         summary = run_live(src, pipeline, sinks, recorder, max_frames, log, realtime=realtime,
-                           backend=opened.backend, variants=opened.variants)
+                           backend=session.opened.backend, variants=session.opened.variants)
     log(format_summary(summary))
     if record is not None:
         log(f"recording in {record}/ (raw-*.avi, enhanced-*.avi, frames.jsonl)")

@@ -1,5 +1,5 @@
 // Kernel (a): uint8 BGR frame H×W×3 → float32 RGB 1×3×out_h×out_w, resized and normalised.
-// NumPy reference: skinedge/runtime/reference.py::preprocess.
+// NumPy reference: skinedge/runtime/pipeline/reference.py::preprocess.
 //
 //   out[c, y, x] = (Σ_i wy[y,i] · Σ_j wx[x,j] · frame[iy[y,i], ix[x,j], 2−c] / 255 − mean[c]) / std[c]
 //

@@ -36,7 +36,8 @@ from typing import Callable
 import numpy as np
 
 from skinedge.errors import SkinedgeError
-from skinedge.runtime.pipeline import FrameResult
+from skinedge.runtime.pipeline.host import FrameResult
+from skinedge.runtime.sinks import letterbox
 
 SEGMENT_S = 10.0
 MAX_CANVAS = 1280  # long side of the enhanced canvas: ×2 of a VGA camera, a 1080p one scaled down
@@ -71,23 +72,6 @@ def canvas_size(frame_wh: tuple[int, int], max_side: int = MAX_CANVAS) -> tuple[
     w, h = frame_wh[0] * 2, frame_wh[1] * 2
     k = min(1.0, max_side / max(w, h))
     return max(2, int(w * k) // 2 * 2), max(2, int(h * k) // 2 * 2)
-
-
-def letterbox(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``image`` scaled to fit (aspect kept) and centred on a black canvas of ``size`` = (width, height)."""
-    import cv2
-
-    cw, ch = size
-    h, w = image.shape[:2]
-    if (w, h) == (cw, ch):
-        return image
-    k = min(cw / w, ch / h)
-    nw, nh = max(1, round(w * k)), max(1, round(h * k))
-    scaled = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR)
-    canvas = np.zeros((ch, cw, 3), np.uint8)
-    x, y = (cw - nw) // 2, (ch - nh) // 2
-    canvas[y:y + nh, x:x + nw] = scaled
-    return canvas
 
 
 class Recorder:

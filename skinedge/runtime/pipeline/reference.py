@@ -1,4 +1,4 @@
-"""NumPy references of the three CUDA kernels (``kernels/*.cu``), with the same math.
+"""NumPy references of the CUDA kernels (``gpu/cu/*.cu``), with the same math.
 
 The CPU path runs these; the GPU path runs the kernels; tests hold the two to
 ≤ 1 LSB. Conventions:
@@ -101,7 +101,7 @@ def resample_matrix(in_size: int, out_size: int) -> np.ndarray:
     return dense
 
 
-def _bilinear_coords(out_size: int, in_size: int, out_offset: int = 0, scale: float | None = None):
+def bilinear_coords(out_size: int, in_size: int, out_offset: int = 0, scale: float | None = None):
     """Source coordinate (i0, i1, frac) per output pixel for plain bilinear sampling with edge clamp."""
     scale = in_size / out_size if scale is None else scale
     src = (np.arange(out_size) + out_offset + 0.5) * scale - 0.5
@@ -112,7 +112,7 @@ def _bilinear_coords(out_size: int, in_size: int, out_offset: int = 0, scale: fl
 
 
 def sample_bilinear(grid: np.ndarray, ys: tuple, xs: tuple) -> np.ndarray:
-    """Bilinear sample of a 2-D (or 2-D × C) ``grid`` at separable coordinates from :func:`_bilinear_coords`."""
+    """Bilinear sample of a 2-D (or 2-D × C) ``grid`` at separable coordinates from :func:`bilinear_coords`."""
     y0, y1, fy = ys
     x0, x1, fx = xs
     fy = fy.reshape((-1, 1) + (1,) * (grid.ndim - 2))
@@ -128,7 +128,7 @@ def roi_lesion(soft: np.ndarray, frame_shape: tuple[int, int], roi: Roi) -> np.n
     height, width = frame_shape
     s = soft.shape[0]
     x0, y0, w, h = roi
-    return sample_bilinear(soft, _bilinear_coords(h, s, y0, s / height), _bilinear_coords(w, s, x0, s / width)) >= 0.5
+    return sample_bilinear(soft, bilinear_coords(h, s, y0, s / height), bilinear_coords(w, s, x0, s / width)) >= 0.5
 
 
 def masked_roi(frame: np.ndarray, mask: np.ndarray, roi: Roi, surround: str = "frame") -> np.ndarray:
@@ -149,8 +149,8 @@ def masked_roi(frame: np.ndarray, mask: np.ndarray, roi: Roi, surround: str = "f
     if surround == "black":
         height, width = frame.shape[:2]
         s = mask.shape[0]
-        keep = sample_bilinear(mask, _bilinear_coords(h, s, y0, s / height),
-                               _bilinear_coords(w, s, x0, s / width)) >= 0.5
+        keep = sample_bilinear(mask, bilinear_coords(h, s, y0, s / height),
+                               bilinear_coords(w, s, x0, s / width)) >= 0.5
         crop = np.where(keep[:, :, None], crop, 0.0).astype(np.float32)
     elif surround != "frame":
         raise ValueError(f"surround must be frame or black, got {surround!r}")
@@ -184,12 +184,33 @@ def composite(frame: np.ndarray, sr: np.ndarray | None, soft: np.ndarray, roi: R
         top, left = max(0, y0 * scale - Y0), max(0, x0 * scale - X0)
         bottom, right = min(OH, (y0 + h) * scale - Y0), min(OW, (x0 + w) * scale - X0)
         if bottom > top and right > left:
-            a = _sample_separable(soft, _bilinear_coords(bottom - top, s, Y0 + top, s / (height * scale)),
-                                  _bilinear_coords(right - left, s, X0 + left, s / (width * scale)))[:, :, None]
+            a = _sample_separable(soft, bilinear_coords(bottom - top, s, Y0 + top, s / (height * scale)),
+                                  bilinear_coords(right - left, s, X0 + left, s / (width * scale)))
             sy, sx = Y0 + top - y0 * scale, X0 + left - x0 * scale
             lesion = sr[0, ::-1, sy:sy + bottom - top, sx:sx + right - left].transpose(1, 2, 0) * 255.0
-            bg[top:bottom, left:right] = a * lesion + (1.0 - a) * bg[top:bottom, left:right]
-    return np.clip(np.floor(bg + 0.5), 0, 255).astype(np.uint8)
+            out = _round(bg)
+            out[top:bottom, left:right] = blend(lesion, bg[top:bottom, left:right], a)
+            return out
+    return _round(bg)
+
+
+def blend(lesion: np.ndarray, background: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """The composite's one blending rule (paper §3.4 step 5): round(a·lesion + (1 − a)·background) → uint8.
+
+    Args:
+        lesion, background: H×W×3 in [0, 255] (uint8, or float32 before rounding), in the same channel order
+            (BGR in the pipeline, RGB in ``skinedge eval``: the rule is per channel).
+        alpha: H×W float32 in [0, 1], the feathered lesion mask (1: lesion, 0: background).
+    Returns:
+        H×W×3 uint8.
+    """
+    a = alpha[:, :, None]
+    mixed = a * lesion.astype(np.float32) + (1.0 - a) * background.astype(np.float32)
+    return _round(mixed.astype(np.float32, copy=False))  # rounded in float32, as the kernel does
+
+
+def _round(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.floor(x + 0.5), 0, 255).astype(np.uint8)
 
 
 def _sample_separable(grid: np.ndarray, ys: tuple, xs: tuple) -> np.ndarray:

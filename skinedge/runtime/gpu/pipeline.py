@@ -1,4 +1,4 @@
-"""The pipeline of :mod:`skinedge.runtime.pipeline` on one CUDA stream (DESIGN.md §1, §5).
+"""The pipeline of :mod:`skinedge.runtime.pipeline.host` on one CUDA stream (DESIGN.md §1, §5).
 
 ``with GpuPipeline(seg, sr, manifest, max_frame=(1080, 1920)) as p: result = p(frame_bgr)`` — the same
 arguments, the same :class:`FrameResult` and the same pictures as :class:`Pipeline` (≤ 1 LSB for the same
@@ -10,8 +10,8 @@ when the ROI is larger than the tile, straight into the batch buffer) → SR net
 projection kernels (the residual summed on the device) → composite kernel → download (pinned, async) → one sync.
 
 Tiles are blended on the device by two small kernels compiled here (:data:`BLEND_SOURCE`): ``tile_accumulate``
-adds each tile × its feathered weight (the ramps of :mod:`skinedge.runtime.tiling`) into a float32 ROI buffer and
-a weight buffer, one launch per tile in tile order, and ``tile_normalize`` divides — the reference's float32
+adds each tile × its feathered weight (the ramps of :mod:`skinedge.runtime.pipeline.tiling`) into a float32 ROI
+buffer and a weight buffer, one launch per tile in tile order, and ``tile_normalize`` divides — the reference's float32
 operations in its order, so the blend matches the CPU exactly.
 
 Every buffer is allocated when the pipeline opens: the frame, the output image and the blend buffers for
@@ -19,7 +19,7 @@ Every buffer is allocated when the pipeline opens: the frame, the output image a
 ``max_batch``×3×tile×tile (×scale²), the S×S masks, the tap tables of the frame size, and pinned host staging for
 the frame, the logits, the masks and the result. The result image is copied out of the pinned buffer.
 
-The networks run behind :mod:`skinedge.runtime.device_nets`: :class:`TrtNet` (``TrtRunner.enqueue`` on the
+The networks run behind :mod:`skinedge.runtime.gpu.device_nets`: :class:`TrtNet` (``TrtRunner.enqueue`` on the
 pipeline's stream, the engine's own device buffers, no copies) or :class:`TorchCudaNet` (the module on
 ``torch.cuda.ExternalStream(stream)``; its I/O buffers are torch CUDA tensors whose ``data_ptr()`` the kernels
 write and read — the robust route: torch owns memory it reads, no foreign-pointer views). torch is imported only
@@ -35,16 +35,18 @@ import os
 import numpy as np
 
 from skinedge.errors import SkinedgeError
-from skinedge.runtime import cuda_kernels as ck
-from skinedge.runtime.device_nets import device_net
-from skinedge.runtime.mask import MaskSettings, lesion_mask
-from skinedge.runtime.pipeline import MODES, FrameResult, check_frame
-from skinedge.runtime.projection import Fidelity
-from skinedge.runtime.tiling import tile_side, tile_starts
+from skinedge.runtime.gpu import kernels as ck
+from skinedge.runtime.gpu.device import check
+from skinedge.runtime.gpu.device_nets import device_net
+from skinedge.runtime.gpu.ptx import cached_source_ptx
+from skinedge.runtime.pipeline.host import MODES, FrameResult, check_frame
+from skinedge.runtime.pipeline.mask import MaskSettings, lesion_mask
+from skinedge.runtime.pipeline.projection import Fidelity
+from skinedge.runtime.pipeline.tiling import tile_side, tile_starts
 
 STAGES = ("preprocess", "seg", "mask", "sr", "project", "composite")
 BLEND_SOURCE = r"""
-// Feathered tile blend of skinedge/runtime/tiling.py::super_resolve_tiled: out += tile·w, weight += w per tile
+// Feathered tile blend of skinedge/runtime/pipeline/tiling.py::super_resolve_tiled: out += tile·w, weight += w per tile
 // (w = wy·wx, linear ramps over the overlap toward a neighbour, 1 at the ROI border), then out /= weight.
 __device__ float ramp(int i, int length, int start, int total, int overlap)
 {
@@ -80,14 +82,14 @@ extern "C" __global__ void tile_normalize(float* __restrict__ out, const float* 
 }
 """
 BLEND_SIGNATURES = {
-    "tile_accumulate": [ck._P, ck._I, ck._I, ck._P, ck._P, ck._I, ck._I, ck._I, ck._I, ck._I],
-    "tile_normalize": [ck._P, ck._P, ck._I, ck._I],
+    "tile_accumulate": [ck.PTR, ck.INT, ck.INT, ck.PTR, ck.PTR, ck.INT, ck.INT, ck.INT, ck.INT, ck.INT],
+    "tile_normalize": [ck.PTR, ck.PTR, ck.INT, ck.INT],
 }
 
 
 def blend_ptx(arch: str | int, cache_dir: str | os.PathLike | None = None) -> bytes:
     """PTX of :data:`BLEND_SOURCE`, through the same disk cache and key as the pipeline's kernels."""
-    return ck.cached_source_ptx(BLEND_SOURCE, "tile_blend", arch, cache_dir)
+    return cached_source_ptx(BLEND_SOURCE, "tile_blend", arch, cache_dir)
 
 
 # ---------------------------------------------------------------- the pipeline
@@ -95,7 +97,7 @@ def blend_ptx(arch: str | int, cache_dir: str | os.PathLike | None = None) -> by
 class GpuPipeline:
     """``with GpuPipeline(seg, sr, manifest) as p: result = p(frame_bgr)``; see the module docstring.
 
-    Args: those of :class:`~skinedge.runtime.pipeline.Pipeline` (``seg``/``sr``: TensorRT or torch-CUDA runners,
+    Args: those of :class:`~skinedge.runtime.pipeline.host.Pipeline` (``seg``/``sr``: TensorRT or torch-CUDA runners,
     or :class:`DeviceNet` adapters), and ``max_frame`` (H, W) to size the frame buffers for, ``device`` (CUDA
     ordinal; a context already current on the thread is used instead), ``arch``/``cache_dir`` for the kernels,
     ``graphs`` to let torch networks replay CUDA graphs (:class:`TorchCudaNet`).
@@ -125,19 +127,16 @@ class GpuPipeline:
 
     # -------------------------------------------------------- setup and teardown
 
-    def _check(self, result, what: str):
-        return ck._cu_check(result, what)
-
     def _alloc(self, name: str, nbytes: int) -> int:
         from cuda.bindings import driver
 
-        self._owned[name] = int(self._check(driver.cuMemAlloc(max(int(nbytes), 1)), f"cuMemAlloc ({name})"))
+        self._owned[name] = int(check(driver.cuMemAlloc(max(int(nbytes), 1)), f"cuMemAlloc ({name})"))
         return self._owned[name]
 
     def _alloc_pinned(self, name: str, nbytes: int) -> None:
         from cuda.bindings import driver
 
-        ptr = int(self._check(driver.cuMemAllocHost(max(int(nbytes), 1)), f"cuMemAllocHost ({name})"))
+        ptr = int(check(driver.cuMemAllocHost(max(int(nbytes), 1)), f"cuMemAllocHost ({name})"))
         self._pinned[name] = (ptr, np.ctypeslib.as_array((ctypes.c_uint8 * max(int(nbytes), 1)).from_address(ptr)))
 
     def _free(self, names) -> None:
@@ -156,18 +155,18 @@ class GpuPipeline:
             return self
         from cuda.bindings import driver
 
-        self._check(driver.cuInit(0), "cuInit")
-        self.context = self._check(driver.cuCtxGetCurrent(), "cuCtxGetCurrent")
+        check(driver.cuInit(0), "cuInit")
+        self.context = check(driver.cuCtxGetCurrent(), "cuCtxGetCurrent")
         if self.context is None or not int(self.context):  # none yet: the primary one (torch, cudart use it too)
-            self._primary = self._check(driver.cuDeviceGet(self.device), "cuDeviceGet")
-            self.context = self._check(driver.cuDevicePrimaryCtxRetain(self._primary), "cuDevicePrimaryCtxRetain")
-            self._check(driver.cuCtxSetCurrent(self.context), "cuCtxSetCurrent")
+            self._primary = check(driver.cuDeviceGet(self.device), "cuDeviceGet")
+            self.context = check(driver.cuDevicePrimaryCtxRetain(self._primary), "cuDevicePrimaryCtxRetain")
+            check(driver.cuCtxSetCurrent(self.context), "cuCtxSetCurrent")
         self._opened = True
         try:
-            self.stream = self._check(driver.cuStreamCreate(0), "cuStreamCreate")
+            self.stream = check(driver.cuStreamCreate(0), "cuStreamCreate")
             self.kernels = ck.Kernels(self.stream, self.arch, self.cache_dir)
             self._load_blend()
-            self._events = [self._check(driver.cuEventCreate(0), "cuEventCreate") for _ in range(len(STAGES) + 1)]
+            self._events = [check(driver.cuEventCreate(0), "cuEventCreate") for _ in range(len(STAGES) + 1)]
             for net in (self.seg, self.sr):
                 net.open(int(self.stream))
                 self._nets_open.append(net)
@@ -191,8 +190,8 @@ class GpuPipeline:
         from cuda.bindings import driver
 
         ptx = np.frombuffer(blend_ptx(self.kernels.arch, self.cache_dir) + b"\0", dtype=np.uint8)
-        self._module = self._check(driver.cuModuleLoadData(ptx.ctypes.data), "cuModuleLoadData tile_blend")
-        self._launch = {name: ck._Launcher(self._check(driver.cuModuleGetFunction(self._module, name.encode()),
+        self._module = check(driver.cuModuleLoadData(ptx.ctypes.data), "cuModuleLoadData tile_blend")
+        self._launch = {name: ck.Launcher(check(driver.cuModuleGetFunction(self._module, name.encode()),
                                                        f"cuModuleGetFunction {name}"), types)
                         for name, types in BLEND_SIGNATURES.items()}
 
@@ -203,7 +202,7 @@ class GpuPipeline:
         if h * w <= self._pixels:
             return
         if self._pixels:
-            self._check(driver.cuStreamSynchronize(self.stream), "cuStreamSynchronize")
+            check(driver.cuStreamSynchronize(self.stream), "cuStreamSynchronize")
         names = ("frame", "out", "acc", "weight", "lr", "d", "tmp")
         self._free(names)
         up = h * w * self.scale * self.scale
@@ -254,9 +253,9 @@ class GpuPipeline:
 
         host, dev = self._pinned[name][0], self._buf[name if name != "logits" else "seg_out"]
         if direction == "up":
-            self._check(driver.cuMemcpyHtoDAsync(dev, host, nbytes, self.stream), "cuMemcpyHtoDAsync")
+            check(driver.cuMemcpyHtoDAsync(dev, host, nbytes, self.stream), "cuMemcpyHtoDAsync")
         else:
-            self._check(driver.cuMemcpyDtoHAsync(host, dev, nbytes, self.stream), "cuMemcpyDtoHAsync")
+            check(driver.cuMemcpyDtoHAsync(host, dev, nbytes, self.stream), "cuMemcpyDtoHAsync")
 
     def _upload(self, name: str, array: np.ndarray) -> None:
         flat = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
@@ -278,8 +277,8 @@ class GpuPipeline:
         overlap = min(self.overlap, th // 2, tw // 2)
         boxes = [(y, x) for y in tile_starts(rh, th, overlap) for x in tile_starts(rw, tw, overlap)]
         oh, ow = rh * s, rw * s
-        self._check(driver.cuMemsetD32Async(buf["acc"], 0, 3 * oh * ow, self.stream), "cuMemsetD32Async")
-        self._check(driver.cuMemsetD32Async(buf["weight"], 0, oh * ow, self.stream), "cuMemsetD32Async")
+        check(driver.cuMemsetD32Async(buf["acc"], 0, 3 * oh * ow, self.stream), "cuMemsetD32Async")
+        check(driver.cuMemsetD32Async(buf["weight"], 0, oh * ow, self.stream), "cuMemsetD32Async")
         tile_in, tile_out = 4 * 3 * th * tw, 4 * 3 * th * s * tw * s
         for i in range(0, len(boxes), self.max_batch):
             chunk = boxes[i:i + self.max_batch]
@@ -288,10 +287,10 @@ class GpuPipeline:
                              buf["sr_in"] + j * tile_in, surround=surround)
             self.sr.run(buf["sr_in"], (len(chunk), 3, th, tw), buf["sr_out"], (len(chunk), 3, th * s, tw * s))
             for j, (y, x) in enumerate(chunk):
-                self._launch["tile_accumulate"](self.stream, ck._grid(tw * s, th * s), (
+                self._launch["tile_accumulate"](self.stream, ck.grid(tw * s, th * s), (
                     buf["sr_out"] + j * tile_out, th * s, tw * s, buf["acc"], buf["weight"], oh, ow, y * s, x * s,
                     overlap * s))
-        self._launch["tile_normalize"](self.stream, ck._grid(ow, oh), (buf["acc"], buf["weight"], ow, oh))
+        self._launch["tile_normalize"](self.stream, ck.grid(ow, oh), (buf["acc"], buf["weight"], ow, oh))
         return buf["acc"]
 
     def _project(self, sr: int, h: int, w: int, roi) -> None:
@@ -301,7 +300,7 @@ class GpuPipeline:
         buf, fid = self._buf, self.fidelity
         x0, y0, rw, rh = roi
         self.kernels.masked_roi(buf["frame"], h, w, buf["mask"], self.size, roi, buf["lr"], surround="frame")
-        self._check(driver.cuMemsetD32Async(buf["sums"], 0, 2, self.stream), "cuMemsetD32Async")
+        check(driver.cuMemsetD32Async(buf["sums"], 0, 2, self.stream), "cuMemsetD32Async")
         self.kernels.project(sr, buf["lr"], rh, rw, self.scale, fid.iterations if fid.active else 0,
                              fid.chroma if fid.active else "generator", buf["tmp"], buf["d"],
                              (buf["soft"], self.size, h, w, x0, y0, buf["sums"]))
@@ -312,12 +311,12 @@ class GpuPipeline:
 
         h, w = check_frame(frame)
         self.open()
-        self._check(driver.cuCtxSetCurrent(self.context), "cuCtxSetCurrent")
+        check(driver.cuCtxSetCurrent(self.context), "cuCtxSetCurrent")
         self._reserve(h, w)
         k, buf, s, scale = self.kernels, self._buf, self.size, self.scale
 
         def mark(i: int) -> None:
-            self._check(driver.cuEventRecord(self._events[i], self.stream), "cuEventRecord")
+            check(driver.cuEventRecord(self._events[i], self.stream), "cuEventRecord")
 
         mark(0)
         self._upload("frame", frame)
@@ -326,7 +325,7 @@ class GpuPipeline:
         self.seg.run(buf["seg_in"], (1, 3, s, s), buf["seg_out"], (1, 1, s, s))
         mark(2)
         self._copy("down", "logits", 4 * s * s)
-        self._check(driver.cuStreamSynchronize(self.stream), "cuStreamSynchronize")
+        check(driver.cuStreamSynchronize(self.stream), "cuStreamSynchronize")
         logits = self._pinned["logits"][1][:4 * s * s].view(np.float32).reshape(s, s)
         lm = lesion_mask(logits, (h, w), self.settings)
         full = (0, 0, w * scale, h * scale)
@@ -352,9 +351,9 @@ class GpuPipeline:
         if lm.found:
             self._copy("down", "sums", 8)
         mark(6)
-        self._check(driver.cuStreamSynchronize(self.stream), "cuStreamSynchronize")
+        check(driver.cuStreamSynchronize(self.stream), "cuStreamSynchronize")
         image = self._pinned["out"][1][:nbytes].reshape(rect[3], rect[2], 3).copy()
-        t = {stage: float(self._check(driver.cuEventElapsedTime(self._events[i], self._events[i + 1]),
+        t = {stage: float(check(driver.cuEventElapsedTime(self._events[i], self._events[i + 1]),
                                       "cuEventElapsedTime")) for i, stage in enumerate(STAGES)}
         if not lm.found:
             t["sr"] = t["project"] = 0.0

@@ -1,5 +1,5 @@
 // Kernel (c): up-scaled frame as background, SR inside the feathered lesion mask → uint8 BGR OH×OW×3.
-// NumPy reference: skinedge/runtime/reference.py::composite.
+// NumPy reference: skinedge/runtime/pipeline/reference.py::composite.
 //
 // For output pixel (x, y) at up-scaled frame position (X, Y) = (X0 + x, Y0 + y):
 //   bg  = bicubic(frame) at (X, Y): Keys a = −0.5 taps of resample_taps(·, ·×scale, "cubic"), taps outside

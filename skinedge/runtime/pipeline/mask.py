@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from skinedge.runtime.composite import dilate, feather
-from skinedge.runtime.reference import Roi
+from skinedge.filters import filter_separable, gaussian_kernel1d
+from skinedge.runtime.pipeline.reference import Roi
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,30 @@ class LesionMask:
     soft: np.ndarray  # S×S float32, feathered cleaned mask (where SR shows)
     roi: Roi | None  # frame pixels
     area: float  # lesion share of the frame (cleaned mask, before dilation)
+
+
+def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Binary dilation by a (2r+1)² square: lets SR see a little context past the border."""
+    out = mask.copy()
+    for _ in range(radius):
+        p = np.pad(out, 1)
+        out = (p[1:-1, 1:-1] | p[:-2, 1:-1] | p[2:, 1:-1] | p[1:-1, :-2] | p[1:-1, 2:]
+               | p[:-2, :-2] | p[:-2, 2:] | p[2:, :-2] | p[2:, 2:])
+    return out
+
+
+def mask_image(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The image multiplied by the binary mask: lesion kept, the rest black (step 3)."""
+    return image * mask[:, :, None].astype(image.dtype)
+
+
+def feather(mask: np.ndarray, sigma: float) -> np.ndarray:
+    """A soft version of ``mask`` (Gaussian-blurred), so the composite shows no seam."""
+    soft = mask.astype(np.float32)
+    if sigma <= 0:
+        return soft
+    taps = gaussian_kernel1d(sigma, max(1, int(np.ceil(3 * sigma))))
+    return filter_separable(soft, taps, mode="reflect").astype(np.float32)
 
 
 def erode(mask: np.ndarray, radius: int) -> np.ndarray:
@@ -79,8 +103,8 @@ def lesion_mask(logits: np.ndarray, frame_shape: tuple[int, int], settings: Mask
 
 def frame_mask(mask: np.ndarray, frame_shape: tuple[int, int]) -> np.ndarray:
     """An S×S 0/1 mask at frame resolution (bilinear ≥ 0.5, the masked-ROI kernel's rule)."""
-    from skinedge.runtime.reference import _bilinear_coords, sample_bilinear
+    from skinedge.runtime.pipeline.reference import bilinear_coords, sample_bilinear
 
     h, w = frame_shape
     s = mask.shape[0]
-    return sample_bilinear(mask, _bilinear_coords(h, s), _bilinear_coords(w, s)) >= 0.5
+    return sample_bilinear(mask, bilinear_coords(h, s), bilinear_coords(w, s)) >= 0.5

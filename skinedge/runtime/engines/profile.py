@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from skinedge.errors import SkinedgeError
-from skinedge.runtime.models import NETWORKS, PRECISIONS, ModelsError, network
+from skinedge.runtime.manifest import NETWORKS, PRECISIONS, ModelsError, network
 
 TRT_PRECISIONS = ("fp32", "fp16", "int8")
 Shapes = dict[str, dict[str, list[int]]]  # input name -> {"min": [...], "opt": [...], "max": [...]}

@@ -1,5 +1,5 @@
 // Data-consistency projection after SR, on planar float32 RGB images (3×h×w, [0, 1]).
-// NumPy reference: skinedge/runtime/projection.py (and reference.py::resample_taps, kind "cubic").
+// NumPy reference: skinedge/runtime/pipeline/projection.py (and reference.py::resample_taps, kind "cubic").
 //
 // resample_axis: one pass of a separable bicubic resize along rows (axis 0) or columns (axis 1):
 //   out[c, y, x] = base[c, y, x] + sign · Σ_k w_k · in[c, tap_k]     (base NULL: 0), then [0, 1] if clamp01

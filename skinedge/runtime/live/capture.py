@@ -25,7 +25,7 @@ from typing import Callable
 
 import numpy as np
 
-from skinedge.runtime.sources import Source
+from skinedge.runtime.live.sources import Source
 
 BACKOFF_S = (0.5, 8.0)  # first and longest wait between reconnect attempts
 MISSES = 3  # consecutive empty reads before a live source counts as lost (one bad frame is not a lost camera)

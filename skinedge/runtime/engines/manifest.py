@@ -16,9 +16,11 @@ from typing import Any
 
 import skinedge
 from skinedge.errors import SkinedgeError
-from skinedge.runtime.build_profile import Shapes
+from skinedge.runtime.engines.profile import Shapes
 
 FORMAT = "skinedge-engine"
+INDEX = "engines.json"  # ENGINES/engines.json: which engine serves which network
+ENGINE_CHANGED = "the engine file changed since its sidecar manifest was written"
 FORMAT_VERSION = 1
 
 
@@ -146,3 +148,9 @@ def manifest_mismatches(manifest: dict[str, Any], system: dict[str, Any], onnx_s
 def _fmt_shapes(shapes: Shapes) -> str:
     return "; ".join(f"{name} " + " / ".join("x".join(map(str, s[k])) for k in ("min", "opt", "max"))
                      for name, s in shapes.items()) or "none"
+
+
+def engine_sha_problems(manifest: dict[str, Any], engine_sha256: str) -> list[str]:
+    """``[ENGINE_CHANGED]`` when the engine's sha256 is not the one its sidecar records (a crash between writing
+    the engine and its sidecar, or a replaced file), else ``[]``."""
+    return [] if manifest.get("engine", {}).get("sha256") == engine_sha256 else [ENGINE_CHANGED]

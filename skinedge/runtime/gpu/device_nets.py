@@ -1,4 +1,4 @@
-"""The networks of :class:`~skinedge.runtime.gpu_pipeline.GpuPipeline`: one interface (:class:`DeviceNet`:
+"""The networks of :class:`~skinedge.runtime.gpu.pipeline.GpuPipeline`: one interface (:class:`DeviceNet`:
 float32 NCHW device input → float32 device output, enqueued on the pipeline's stream) over a TensorRT engine
 (:class:`TrtNet`) or a torch module on CUDA (:class:`TorchCudaNet`, with CUDA graphs). torch is imported only
 inside :class:`TorchCudaNet`."""

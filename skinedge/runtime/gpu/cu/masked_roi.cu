@@ -1,6 +1,6 @@
 // Kernel (b): the ROI of the frame as the SR input → float32 RGB 1×3×h×w in [0, 1]; with ``black``, everything
 // outside the lesion zeroed (the paper's masking; the default keeps the real surround: no halo).
-// NumPy reference: skinedge/runtime/reference.py::masked_roi.
+// NumPy reference: skinedge/runtime/pipeline/reference.py::masked_roi.
 //
 //   out[c, y, x] = frame[y0+y, x0+x, 2−c] / 255   if !black or bilinear(mask, (sy, sx)) ≥ 0.5, else 0
 //   sx = clamp((x0 + x + 0.5) · S/W − 0.5, 0, S−1)   (sy likewise with H), mask S×S uint8 0/1

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from skinedge.runtime.reference import resample_axis
+from skinedge.runtime.pipeline.reference import resample_axis
 
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # BT.601, RGB
 CHROMA = ("camera", "generator")

@@ -27,7 +27,7 @@ import numpy as np
 
 from skinedge.data.imageio import IMAGE_SUFFIXES, read_rgb
 from skinedge.errors import SkinedgeError
-from skinedge.runtime.pipeline import check_frame
+from skinedge.runtime.pipeline.host import as_bgr, check_frame
 
 # FFmpeg prints its own decoder chatter ("overread", "invalid frame") for every damaged
 # packet; we report a damaged file in one line ourselves. Set before FFmpeg is first used;
@@ -134,7 +134,7 @@ class CaptureSource(Source):
             self._check_end()
             return None
         self.read_count += 1
-        return _as_bgr(frame)
+        return as_bgr(frame)
 
     def _check_end(self) -> None:
         """One warning when a file ends well before the frame count in its header (cut or damaged)."""
@@ -284,18 +284,6 @@ def _path_source(text: str, fps: float | None, log) -> Source:
     raise SkinedgeError(f"source {text!r}: no such file, folder or glob; use csi://N, /dev/videoN, rtsp://..., "
                         "a video file or an image folder")
 
-
-def _as_bgr(frame: np.ndarray) -> np.ndarray:
-    """Grey or BGRA camera frames as BGR; 16-bit ones scaled to 8 bits."""
-    if frame.dtype == np.uint16:
-        frame = (frame >> 8).astype(np.uint8)
-    if frame.ndim == 2:
-        return np.repeat(frame[:, :, None], 3, axis=2)
-    if frame.shape[2] == 4:
-        return np.ascontiguousarray(frame[:, :, :3])
-    if frame.shape[2] == 1:
-        return np.repeat(frame, 3, axis=2)
-    return frame
 
 
 def _apply_settings(cv2, cap, size: tuple | None, fps: float | None) -> None:
