@@ -91,11 +91,15 @@ def verdict(methods: dict) -> list[str]:
     colour = ours["lesion_delta_e"] - bic["lesion_delta_e"]
     border = ours["border_psnr_y"] - bic["border_psnr_y"]
     ok = gain >= 0 and colour <= 0 and border >= 0
+    why = ""
+    if not ok and "srgan_only" in methods:
+        alone = methods["srgan_only"]["lesion_psnr_y"] - bic["lesion_psnr_y"]
+        why = (f" Why: the SR generator alone is {alone:+.2f} dB against bicubic in the lesion; the projection "
+               f"brings it to {gain:+.2f} dB and the camera's colour, but cannot add detail the generator did not "
+               "learn.")
     return [f"skinedge vs bicubic in the lesion: {gain:+.2f} dB PSNR-Y, ΔE00 {colour:+.2f}; along the border "
             f"(±8 px): {border:+.2f} dB. " + ("At least bicubic on all three." if ok else
-                                              "Not better than bicubic on every count: the generator "
-                                              "(trained for minutes here) adds less than the up-scale it "
-                                              "refines; the projection keeps it close to bicubic.")]
+                                              "Not better than bicubic on every count." + why)]
 
 
 def _header(report: dict) -> list[str]:
