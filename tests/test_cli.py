@@ -17,7 +17,7 @@ COMMANDS = ["data", "train", "eval", "export", "prune", "calibrate", "build-engi
 def skinedge_cli(*args, cwd=None):
     """Run the real entry point in a fresh interpreter, as a user would."""
     return subprocess.run([sys.executable, "-m", "skinedge", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=300)
+                          text=True, cwd=cwd, timeout=900)  # a bound against hangs; the tiny demo alone takes ~1-5 min
 
 
 def test_help_lists_the_whole_surface():
