@@ -28,7 +28,7 @@ from skinedge.data.degrade import bicubic_upscale, degrade, mod_crop, resize_mas
 from skinedge.data.splits import read_split, recorded_or_new_split
 from skinedge.errors import MissingWeights, SkinedgeError
 from skinedge.runtime.pipeline.mask import dilate, feather, mask_image
-from skinedge.runtime.pipeline.projection import Fidelity, project
+from skinedge.runtime.pipeline.projection import Fidelity, project_image
 from skinedge.runtime.pipeline.reference import blend
 from skinedge.train.loop import pick_device
 from skinedge.train.samples import normalise_imagenet
@@ -78,8 +78,7 @@ def segment(model: torch.nn.Module, image: np.ndarray, size: int, device: torch.
 
 def project_rgb(sr: np.ndarray, lr: np.ndarray, fidelity: Fidelity) -> np.ndarray:
     """:func:`skinedge.runtime.pipeline.projection.project` on uint8 H×W×3 RGB images (the runtime's own NumPy code)."""
-    unit = lambda a: np.ascontiguousarray(a.transpose(2, 0, 1)[None], np.float32) / np.float32(255)  # noqa: E731
-    out = project(unit(sr), unit(lr), fidelity)[0].transpose(1, 2, 0)
+    out = project_image(sr / np.float32(255), lr / np.float32(255), fidelity)
     return np.clip(np.floor(out * 255.0 + 0.5), 0, 255).astype(np.uint8)
 
 

@@ -107,3 +107,9 @@ def project(sr: np.ndarray, lr: np.ndarray, fidelity: Fidelity = Fidelity()) -> 
     for _ in range(fidelity.iterations):
         x = x + up(lr - down(x, h, w), height, width)
     return np.clip(x, 0.0, 1.0)
+
+
+def project_image(sr: np.ndarray, lr: np.ndarray, fidelity: Fidelity = Fidelity()) -> np.ndarray:
+    """:func:`project` on H×W×3 float RGB images in [0, 1] (how eval and the gates hold pictures)."""
+    planar = lambda a: np.ascontiguousarray(a.transpose(2, 0, 1)[None], np.float32)  # noqa: E731
+    return project(planar(sr), planar(lr), fidelity)[0].transpose(1, 2, 0)
