@@ -102,6 +102,21 @@ def data_sheet(
     run(spec, out, count, tile, log=typer.echo)
 
 
+@data_app.command("video")
+def data_video(
+    out: Path = typer.Argument(..., help="clip to write, ending in .avi (MJPG); its info goes next to it as .json"),
+    seconds: float = typer.Option(10.0, "--seconds", help="clip length"),
+    fps: float = typer.Option(30.0, "--fps", help="frames per second"),
+    width: int = typer.Option(640, "--width", help="frame width in pixels (32-4096)"),
+    height: int = typer.Option(480, "--height", help="frame height in pixels (32-4096)"),
+    seed: int = typer.Option(0, "--seed", help="random seed; same seed = same frames"),
+) -> None:
+    """Generate a video of a hand-held dermatoscope closing in on a lesion (a stand-in camera for run and bench)."""
+    from skinedge.data.video import write_moving_lesion_clip as run
+
+    run(out, seconds, fps, width, height, seed, log=typer.echo)
+
+
 # ------------------------------------------------------------------------- train
 RUN_HELP = "run folder: checkpoints <net>-last.pt (resumable) and <net>-best.pt, logs, split.json"
 SPLIT_HELP = "split file from `skinedge data split` (default: RUN/split.json, made if absent)"
@@ -178,6 +193,8 @@ def train_sr_command(
 PROJECTION_HELP = "data-consistency steps after SR, so that down-scaling the output gives back the camera's pixels (0: off)"
 CHROMA_HELP = "camera: colour from the camera, luma detail from the generator | generator: the generator's colour"
 SURROUND_HELP = "what SR sees around the lesion: frame (the real image, no halo) | black (the paper's masking)"
+SR_BUDGET_HELP = ("LR pixels the generator may take per frame; larger ROIs are reduced first: auto (measured here for "
+                  "--target-fps) | none | N")
 
 
 def fidelity_option(projection: int, chroma: str, surround: str):
@@ -268,8 +285,8 @@ def run_cli(
     camera: Optional[int] = typer.Option(None, "--camera", help="camera index (V4L2/USB through OpenCV)"),
     source: Optional[str] = typer.Option(None, "--source", help="csi://N | /dev/videoN | rtsp://... | video file | image folder or glob"),
     models: Path = typer.Option(..., "--models", help="models directory (skinedge export/calibrate)"),
-    backend: str = typer.Option("auto", "--backend", help="auto | onnxruntime | tensorrt | torch"),
-    precision: str = typer.Option("auto", "--precision", help="auto (fastest the gates allow) | fp32 | fp16 | int8 | int8-cpu | pruned.*"),
+    backend: str = typer.Option("auto", "--backend", help="auto | onnxruntime | openvino | tensorrt | torch"),
+    precision: str = typer.Option("auto", "--precision", help="auto (fastest the gates allow) | fp32 | fp16 | int8 | int8-cpu | int8-ov | pruned.*"),
     mode: str = typer.Option("roi", "--mode", help="roi: the lesion region ×4 | full: the whole frame ×4"),
     engines: Optional[Path] = typer.Option(None, "--engines", help="TensorRT engines (skinedge build-engines)"),
     record: Optional[Path] = typer.Option(None, "--record", help="folder for raw + enhanced video segments and frames.jsonl"),
@@ -283,20 +300,25 @@ def run_cli(
     projection: int = typer.Option(3, "--projection", help=PROJECTION_HELP),
     chroma: str = typer.Option("camera", "--chroma", help=CHROMA_HELP),
     surround: str = typer.Option("frame", "--surround", help=SURROUND_HELP),
+    sr_budget: str = typer.Option("auto", "--sr-budget", help=SR_BUDGET_HELP),
+    target_fps: float = typer.Option(10.0, "--target-fps", help="frame rate the auto SR budget is sized for"),
+    reuse: bool = typer.Option(True, "--reuse/--no-reuse", help="temporal reuse: track the mask between segmenter runs, show the last SR again while the lesion stays still"),
+    seg_every: int = typer.Option(3, "--seg-every", help="with --reuse: run the segmenter at least every N frames"),
 ) -> None:
     """Live: camera or stream in, enhanced view out (window, file, web viewer)."""
     from skinedge.runtime.live.loop import run_command
 
     fidelity = fidelity_option(projection, chroma, surround)
     run_command(camera, source, models, backend, precision, mode, engines, record, serve, no_display, max_frames,
-                width, height, fps, realtime, log=typer.echo, fidelity=fidelity)
+                width, height, fps, realtime, log=typer.echo, fidelity=fidelity, sr_budget=sr_budget,
+                target_fps=target_fps, reuse=reuse, seg_every=seg_every)
 
 
 @app.command("bench")
 def bench_cli(
     models: Path = typer.Option(..., "--models", help="models directory (skinedge export/calibrate)"),
-    backend: list[str] = typer.Option([], "--backend", help="repeatable: onnxruntime | tensorrt | torch (default onnxruntime)"),
-    precision: list[str] = typer.Option([], "--precision", help="repeatable: auto | fp32 | fp16 | int8 | int8-cpu | pruned.* (default auto)"),
+    backend: list[str] = typer.Option([], "--backend", help="repeatable: auto | onnxruntime | openvino | tensorrt | torch (default auto)"),
+    precision: list[str] = typer.Option([], "--precision", help="repeatable: auto | fp32 | fp16 | int8 | int8-cpu | int8-ov | pruned.* (default auto)"),
     mode: list[str] = typer.Option([], "--mode", help="repeatable: roi | full (default roi)"),
     frames: int = typer.Option(30, "--frames", help="timed frames per configuration"),
     warmup: int = typer.Option(3, "--warmup", help="untimed frames first"),
@@ -306,12 +328,15 @@ def bench_cli(
     json_path: Optional[Path] = typer.Option(None, "--json", help="write the results as JSON"),
     plot: Optional[Path] = typer.Option(None, "--plot", help="write a PNG bar chart of stage latencies"),
     no_baseline: bool = typer.Option(False, "--no-baseline", help="skip the torch FP32 baseline"),
+    sr_budget: str = typer.Option("auto", "--sr-budget", help=SR_BUDGET_HELP + " (the torch FP32 baseline: none)"),
+    target_fps: float = typer.Option(10.0, "--target-fps", help="frame rate the auto SR budget is sized for"),
+    live_seconds: float = typer.Option(3.0, "--live-seconds", help="length of the generated moving-lesion clip for the live rows (reuse off/on, flicker); 0: none"),
 ) -> None:
-    """Per-stage latency of the pipeline per backend and precision, against torch FP32."""
+    """Per-stage latency of the pipeline per backend and precision, against torch FP32; live rows on a moving lesion."""
     from skinedge.runtime.bench.run import bench_command
 
     bench_command(models, backend, precision, mode, frames, warmup, data, size, engines, json_path, plot, no_baseline,
-                  log=typer.echo)
+                  log=typer.echo, sr_budget=sr_budget, target_fps=target_fps, live_seconds=live_seconds)
 
 
 @app.command("enhance")
@@ -319,8 +344,8 @@ def enhance_command(
     inputs: list[str] = typer.Argument(..., help="image files, folders and globs"),
     models: Path = typer.Option(..., "--models", help="models directory (skinedge export/calibrate)"),
     out: Path = typer.Option(..., "--out", "-o", help="folder for <name>.enhanced.png, .mask.png, .panel.png"),
-    backend: str = typer.Option("auto", "--backend", help="auto | onnxruntime | tensorrt | torch"),
-    precision: str = typer.Option("auto", "--precision", help="auto (fastest the gates allow) | fp32 | fp16 | int8 | int8-cpu | pruned.fp32 | pruned.int8-cpu ..."),
+    backend: str = typer.Option("auto", "--backend", help="auto | onnxruntime | openvino | tensorrt | torch"),
+    precision: str = typer.Option("auto", "--precision", help="auto (fastest the gates allow) | fp32 | fp16 | int8 | int8-cpu | int8-ov | pruned.fp32 | pruned.int8-ov ..."),
     mode: str = typer.Option("roi", "--mode", help="roi: the lesion region ×4 | full: the whole image ×4"),
     engines: Optional[Path] = typer.Option(None, "--engines", help="TensorRT engines (skinedge build-engines)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace outputs already in --out"),

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -8,6 +10,10 @@ from skinedge.cli import main
 from skinedge.data.generate import write_synthetic
 from skinedge.train.seg import SegConfig, train_seg
 from skinedge.train.sr import SRConfig, train_sr
+
+# The CPU backend choice caches its timings under $XDG_CACHE_HOME; tests (and the CLIs they start) keep theirs
+# in a fresh folder, never in the user's home.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="skinedge-test-cache-")
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ from skinedge.atomic import write_bytes_atomic, write_json_atomic
 from skinedge.data.dataset import Item
 from skinedge.errors import DataError, SkinedgeError
 from skinedge.export import gates as G
+from skinedge.export import openvino_int8
 from skinedge.export.fp16 import convert_to_fp16
 from skinedge.export.int8 import CPU_U8S8, TENSORRT, Quantizer, latency_ms, scratch_dir
 from skinedge.export.onnx_io import load_onnx, save_onnx, session
@@ -158,7 +159,26 @@ def _attempts(net: str, make: Callable[[list[str]], onnx.ModelProto], fp32: onnx
         log(f"  {net} {label or cfg.precision}: {note}: {'PASS' if gate['passed'] else 'FAIL ' + gate['reason']}")
         if gate["passed"]:
             break
-    return {"model": variant, "gate": gate, "float_layers": keep_float, "layer_costs": costs[:10],
+    return {"model": variant, "gate": gate, "float_layers": keep_float, "layer_costs": costs[:10], "costs": costs,
+            "metrics": {k: v for k, v in measured.items() if k not in ("outputs", "masks")}}
+
+
+def _openvino_attempts(net: str, fp32_path: Path, costs: list[dict], prep: Prepared, reference: dict,
+                       cfg: CalibrateConfig, log) -> dict:
+    """``int8-ov``: NNCF INT8 from the same calibration images, gated like the others; retries leave the
+    convolutions that cost most in the TensorRT-form INT8 model (``costs``) in float."""
+    from skinedge.runtime.backends.openvino import OvSession
+
+    tries = [[]] + [[c["node"] for c in costs[: max(1, round(f * len(costs)))]] for f in FLOAT_FRACTIONS]
+    for keep_float in tries:
+        model = openvino_int8.quantize(fp32_path, prep.calibration, keep_float)
+        measured = measure(net, OvSession(model), prep.held, reference)
+        gate = G.judge(net, cfg.precision, reference, measured, cfg.gates)
+        note = f"{len(keep_float)} layer(s) kept in float" if keep_float else "all layers converted"
+        log(f"  {net} int8-ov (NNCF, OpenVINO): {note}: {'PASS' if gate['passed'] else 'FAIL ' + gate['reason']}")
+        if gate["passed"]:
+            break
+    return {"model": model, "gate": gate, "float_layers": keep_float, "layer_costs": costs[:10],
             "metrics": {k: v for k, v in measured.items() if k not in ("outputs", "masks")}}
 
 
@@ -188,7 +208,13 @@ def _write_variant(cfg: CalibrateConfig, manifest: dict, net: str, vname: str, r
     if not result["gate"]["passed"] and not cfg.force:
         return "refused (not written)"
     name = variant_file(net, vname)
-    sha = save_onnx(result["model"], cfg.models / name)
+    if name.endswith(".xml"):  # an OpenVINO IR: the .xml and its .bin
+        sha, weights_sha = openvino_int8.save_ir(result["model"], cfg.models / name)
+        weights = Path(name).with_suffix(".bin").name
+        extra = {**extra, "backend": "openvino", "weights": weights, "weights_sha256": weights_sha,
+                 "weights_bytes": (cfg.models / weights).stat().st_size}
+    else:
+        sha = save_onnx(result["model"], cfg.models / name)
     network(manifest, net)["variants"][vname] = {
         "file": name, "sha256": sha, "bytes": (cfg.models / name).stat().st_size, "precision": vname.split(".")[-1],
         "status": "ok" if result["gate"]["passed"] else "failing", "gate": entry_gate,
@@ -270,6 +296,14 @@ def calibrate(cfg: CalibrateConfig, log=print) -> dict[str, Any]:
             rows["int8-cpu"] = _summary(cpu, _write_variant(cfg, manifest, net, variant_name("int8-cpu", cfg.pruned),
                                                             cpu, {**calibration_ref, "cpu_form": choice}))
             rows["int8-cpu"]["cpu_form"] = choice
+            if not openvino_int8.available():
+                log(f"  {net} int8-ov: not made: OpenVINO and NNCF are not installed "
+                    "(pip install 'skinedge[openvino,train]')")
+                continue
+            fp32_path = variant_path(cfg.models, manifest, net, source)
+            ov = _openvino_attempts(net, fp32_path, trt["costs"], prep, reference, cfg, log)
+            rows["int8-ov"] = _summary(ov, _write_variant(cfg, manifest, net, variant_name("int8-ov", cfg.pruned), ov,
+                                                          calibration_ref))
     write_json_atomic(cfg.models / MANIFEST, manifest)
     report["passed"] = all(v["gate"]["passed"] for r in report["networks"].values() for k, v in r.items()
                            if k != "fp32")

@@ -106,7 +106,7 @@ class Quantizer:
         return onnx.load(str(out))
 
 
-def latency_ms(model: onnx.ModelProto, sample: np.ndarray, repeats: int = 5) -> float:
+def latency_ms(model: onnx.ModelProto, sample: np.ndarray, repeats: int = 3) -> float:
     """Median wall time of one ORT run on this CPU (after one warm-up run)."""
     sess = session(model)
     feed = {sess.get_inputs()[0].name: sample[None]}

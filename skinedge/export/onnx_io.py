@@ -52,7 +52,11 @@ def fixed_shape(model: onnx.ModelProto) -> bool:
 
 def session(path_or_model: str | Path | onnx.ModelProto, threads: int = 0):
     """A CPU ONNX Runtime session with the runtime's own settings
-    (:class:`skinedge.runtime.backends.onnxruntime.SessionFromOnnx`; ``threads`` 0 = one per usable core)."""
+    (:class:`skinedge.runtime.backends.onnxruntime.SessionFromOnnx`; ``threads`` 0 = one per usable core).
+    Anything that already runs like a session (an :class:`~skinedge.runtime.backends.openvino.OvSession`) is
+    returned as it is, so the gates measure every variant the same way."""
+    if hasattr(path_or_model, "run") and hasattr(path_or_model, "get_inputs"):
+        return path_or_model
     if isinstance(path_or_model, onnx.ModelProto):
         return SessionFromOnnx(path_or_model.SerializeToString(), threads, fixed_shape(path_or_model))()
     try:

@@ -19,7 +19,7 @@ from skinedge.data.degrade import Degradation, degrade, mod_crop
 from skinedge.data.splits import recorded_or_new_split
 from skinedge.errors import DataError
 SR_LR_SIDE = 64  # LR crop side for the SR gates and calibration
-SR_TIMING_SIDES = (64, 128, 256)  # LR sides the runtime feeds the generator (ROIs up to its 256² tile)
+SR_TIMING_SIDES = (64, 128)  # LR sides the runtime feeds the generator (live runs: ROIs reduced to the SR budget)
 
 
 def dataset_parts(spec: str, recorded: dict | None) -> tuple[Dataset, dict[str, list[str]], str]:

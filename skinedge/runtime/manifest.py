@@ -28,7 +28,8 @@ FORMAT = "skinedge-models"
 FORMAT_VERSION = 1
 MANIFEST = "models.json"
 NETWORKS = ("seg", "sr")
-PRECISIONS = ("fp32", "fp16", "int8", "int8-cpu")
+PRECISIONS = ("fp32", "fp16", "int8", "int8-cpu", "int8-ov")
+IR_PRECISIONS = ("int8-ov",)  # OpenVINO IR (.xml + .bin), not ONNX: only the openvino backend runs them
 
 
 class ModelsError(SkinedgeError):
@@ -36,15 +37,17 @@ class ModelsError(SkinedgeError):
 
 
 def variant_name(precision: str, pruned: bool = False) -> str:
-    """``fp32``/``fp16``/``int8``/``int8-cpu``, prefixed ``pruned.`` for the pruned network."""
+    """``fp32``/``fp16``/``int8``/``int8-cpu``/``int8-ov``, prefixed ``pruned.`` for the pruned network."""
     if precision not in PRECISIONS:
         raise SkinedgeError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     return f"pruned.{precision}" if pruned else precision
 
 
 def variant_file(net: str, variant: str) -> str:
-    """File name of a variant: ``seg.onnx``, ``seg.fp16.onnx``, ``sr.pruned.int8.onnx``..."""
-    return ".".join([net, *(part for part in variant.split(".") if part != "fp32"), "onnx"])
+    """File name of a variant: ``seg.onnx``, ``seg.fp16.onnx``, ``sr.pruned.int8.onnx``, ``sr.int8-ov.xml``
+    (an OpenVINO IR, its weights in the ``.bin`` of the same name)..."""
+    suffix = "xml" if variant.split(".")[-1] in IR_PRECISIONS else "onnx"
+    return ".".join([net, *(part for part in variant.split(".") if part != "fp32"), suffix])
 
 
 def load_models(models_dir: str | Path) -> dict[str, Any]:
@@ -82,7 +85,7 @@ def network(manifest: dict[str, Any], net: str) -> dict[str, Any]:
 
 def variant_path(models_dir: str | Path, manifest: dict[str, Any], net: str, variant: str,
                  allow_failing: bool = False, verify: bool = False) -> Path:
-    """Path of one variant's ONNX file, checked to exist, to have passed its gate and
+    """Path of one variant's model file (ONNX, or an IR's ``.xml``), checked to exist, to have passed its gate and
     (``verify``) to be the file ``models.json`` describes."""
     entry = network(manifest, net)["variants"].get(variant)
     if entry is None:
@@ -95,8 +98,14 @@ def variant_path(models_dir: str | Path, manifest: dict[str, Any], net: str, var
     path = Path(models_dir) / entry["file"]
     if not path.is_file():
         raise ModelsError(f"{path} is listed in {MANIFEST} but missing")
-    if verify and entry.get("sha256") and sha256_file(path) != entry["sha256"]:
-        raise ModelsError(f"{path} does not match {MANIFEST} (sha256 differs): it was changed or replaced "
-                          "after export; re-run `skinedge export`/`calibrate`")
+    files = [(path, entry.get("sha256"))]
+    if entry.get("weights"):  # an OpenVINO IR: the .xml and its .bin
+        files.append((Path(models_dir) / entry["weights"], entry.get("weights_sha256")))
+        if not files[1][0].is_file():
+            raise ModelsError(f"{files[1][0]} is listed in {MANIFEST} but missing")
+    for file, sha in files if verify else []:
+        if sha and sha256_file(file) != sha:
+            raise ModelsError(f"{file} does not match {MANIFEST} (sha256 differs): it was changed or replaced "
+                              "after export; re-run `skinedge export`/`calibrate`")
     return path
 

@@ -53,9 +53,9 @@ def open_session(models: str | Path, backend: str = "auto", precision: str = "au
         SkinedgeError: an unknown backend, a missing variant or engine, a tile out of range.
     """
     manifest = load_models(models) if manifest is None else manifest
-    opened = backends.open_runners(Path(models), manifest, backend, precision, engines)
+    opened = backends.open_runners(Path(models), manifest, backend, precision, engines, log=log)
     if log is not None:
-        log(f"backend {opened.backend} ({opened.why}); seg {opened.variants['seg']}, sr {opened.variants['sr']}")
+        log(f"backend {opened.backend} ({opened.why}); {opened.describe()}")
     if tile is not None and not MIN_TILE <= tile <= opened.tile:
         raise SkinedgeError(f"--tile must be between {MIN_TILE} and {opened.tile} for the {opened.backend} "
                             f"backend, got {tile}")

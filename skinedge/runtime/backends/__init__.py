@@ -5,15 +5,19 @@ takes a loader, resolves it on ``activate`` (or ``with runner:``), and runs
 ``infer(dict[name, array]) -> dict[name, array]``. The base class does the
 checks and the timing; each backend implements three small ``_impl`` methods.
 
-Backends: ``onnxruntime`` (the CPU), ``tensorrt`` (engines, one CUDA stream), ``torch`` (the checkpoints
-themselves: the reference, and the GPU path where TensorRT is missing).
+Backends: ``onnxruntime`` and ``openvino`` (the CPU), ``tensorrt`` (engines, one CUDA stream), ``torch`` (the
+checkpoints themselves: the reference, and the GPU path where TensorRT is missing).
 
 :func:`open_runners` picks a backend and a precision variant and opens the two runners.
 ``auto`` backend: tensorrt (TensorRT importable, a GPU, engines built) >
-torch on CUDA > onnxruntime on the CPU, and it says what it chose and why.
-``auto`` precision on ONNX Runtime: the pruned INT8 CPU form when its gate
-passed and it measured faster than FP32 on the CPU that made it, then pruned
-FP32, then INT8-CPU, then FP32 — the fastest variant the gates allow.
+torch on CUDA > the CPU, and it says what it chose and why. On the CPU, each
+network gets the fastest (backend, variant) the gates allow *measured here*
+(:mod:`skinedge.runtime.backends.choose`): ONNX Runtime or OpenVINO, so the
+segmenter and the SR generator may run on different backends; ``--backend
+openvino`` with ``auto`` precision measures among OpenVINO's variants only.
+``auto`` precision with ``--backend onnxruntime``: the pruned INT8 CPU form when
+its gate passed and it measured faster than FP32 on the CPU that made it, then
+pruned FP32, then INT8-CPU, then FP32 — the fastest variant the gates allow.
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ from pathlib import Path
 
 from skinedge.errors import SkinedgeError
 from skinedge.runtime.backends.base import Opened
-from skinedge.runtime.manifest import ModelsError, network, variant_path
+from skinedge.runtime.manifest import IR_PRECISIONS, ModelsError, network, variant_path
 
-BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
+BACKENDS = ("auto", "onnxruntime", "openvino", "tensorrt", "torch")
+CPU_BACKENDS = ("onnxruntime", "openvino")
 CPU_PREFERENCE = ("pruned.int8-cpu", "pruned.fp32", "int8-cpu", "fp32")
 TORCH_PRECISIONS = ("auto", "fp32", "fp16", "pruned.fp32")
 
@@ -77,19 +82,75 @@ def choose_backend(backend: str, engines: Path | None) -> tuple[str, str]:
         return "tensorrt", f"TensorRT and engines in {engines}"
     if torch_cuda():
         return "torch", "no TensorRT engines; torch sees a CUDA GPU"
-    return "onnxruntime", "no TensorRT engines and no CUDA GPU: ONNX Runtime on the CPU"
+    return "cpu", "no TensorRT engines and no CUDA GPU: the CPU, each network on its fastest backend measured here"
+
+
+def _cpu_runner(manifest: dict):
+    """(backend, path, net) → a runner, for the CPU backends."""
+    fixed = {net: all(isinstance(d, int) for d in network(manifest, net)["input"]["shape"][1:])
+             for net in ("seg", "sr")}  # the SR generator takes any ROI size: no per-shape memory plans
+
+    def make(backend: str, path: Path, net: str):
+        if backend == "openvino":
+            from skinedge.runtime.backends.openvino import CompiledFromFile, OvRunner
+
+            return OvRunner(CompiledFromFile(path))
+        from skinedge.runtime.backends.onnxruntime import OrtRunner, SessionFromOnnx
+
+        return OrtRunner(SessionFromOnnx(path, fixed_shape=fixed[net]))
+    return make
+
+
+def _open_cpu(models_dir: Path, manifest: dict, backend: str, precision: str, why: str, allow_failing: bool,
+              log) -> Opened:
+    """Runners on the CPU backends: ``cpu`` (auto: per network, measured), or ``openvino`` alone."""
+    from skinedge.runtime.backends import choose
+
+    available = tuple(b for b in (CPU_BACKENDS if backend == "cpu" else (backend,)) if _present(b))
+    if backend == "openvino" and not available:
+        from skinedge.runtime.backends.openvino import import_openvino
+
+        import_openvino()  # raises the one line naming the extra
+    if not available:
+        raise SkinedgeError("no CPU backend is installed: pip install 'skinedge[cpu]' (ONNX Runtime) or "
+                            "'skinedge[openvino]'")
+    make = _cpu_runner(manifest)
+    runners, chosen, on = {}, {}, {}
+    for net in ("seg", "sr"):
+        if precision == "auto":
+            pick = choose.choose(models_dir, manifest, net, available, make, log)
+            on[net], chosen[net] = pick.backend, pick.variant
+        else:
+            variant = precision.removeprefix("pruned.") if (precision.startswith("pruned.") and f"{precision}"
+                                                             not in network(manifest, net)["variants"]) else precision
+            runnable = [b for b in available if variant.split(".")[-1] in choose.RUNS_BY_BACKEND[b]]
+            if not runnable:
+                raise SkinedgeError(f"{variant} cannot run on {' or '.join(available)} (OpenVINO runs fp32 and "
+                                    "int8-ov, ONNX Runtime fp32, fp16, int8 and int8-cpu)")
+            on[net], chosen[net] = runnable[0], variant
+        path = variant_path(models_dir, manifest, net, chosen[net], allow_failing, verify=True)
+        runners[net] = make(on[net], path, net)
+    label = on["seg"] if on["seg"] == on["sr"] else f"{on['seg']}+{on['sr']}"
+    return Opened(runners["seg"], runners["sr"], label, chosen, why, backends=on)
 
 
 def open_runners(models_dir: Path, manifest: dict, backend: str = "auto", precision: str = "auto",
-                 engines: Path | None = None, allow_failing: bool = False) -> Opened:
-    """Two runners (not yet activated) for the chosen backend and variants."""
+                 engines: Path | None = None, allow_failing: bool = False, log=None) -> Opened:
+    """Two runners (not yet activated) for the chosen backend and variants (``log``: what the CPU choice
+    measured)."""
     backend, why = choose_backend(backend, engines)
+    if backend in ("cpu", "openvino"):
+        return _open_cpu(Path(models_dir), manifest, backend, precision, why, allow_failing, log)
     names = {net: (network(manifest, net)["input"]["name"], network(manifest, net)["output"]["name"])
              for net in ("seg", "sr")}
     if backend == "onnxruntime":
         from skinedge.runtime.backends.onnxruntime import OrtRunner, SessionFromOnnx
 
         chosen = {net: cpu_variant(manifest, net, precision) for net in ("seg", "sr")}
+        for net, variant in chosen.items():
+            if variant.split(".")[-1] in IR_PRECISIONS:
+                raise SkinedgeError(f"{variant} is an OpenVINO IR and cannot run on onnxruntime: use --backend "
+                                    "openvino (or auto)")
         if precision.startswith("pruned.") and not any(v.startswith("pruned.") for v in chosen.values()):
             raise ModelsError(f"{models_dir}: neither network is pruned; run `skinedge prune` first")
         paths = {net: variant_path(models_dir, manifest, net, v, allow_failing, verify=True)

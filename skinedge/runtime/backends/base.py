@@ -86,3 +86,10 @@ class Opened:
     why: str
     tile: int = 256  # SR tile side: ONNX Runtime and torch take any size; engines their profile's maximum
     max_batch: int = 4
+    backends: dict[str, str] | None = None  # per network, where the CPU choice put them on different backends
+
+    def describe(self) -> str:
+        """``seg V, sr V`` (with each network's backend when they differ), for the log."""
+        on = self.backends or {}
+        where = lambda net: f" on {on[net]}" if on and on.get("seg") != on.get("sr") else ""  # noqa: E731
+        return f"seg {self.variants['seg']}{where('seg')}, sr {self.variants['sr']}{where('sr')}"

@@ -12,7 +12,7 @@ import numpy as np
 from skinedge.runtime.backends import BACKENDS
 from skinedge.runtime.pipeline.host import MODES
 
-FORMAT, FORMAT_VERSION = "skinedge-bench", 2  # 2: the "project" stage (data-consistency projection after SR)
+FORMAT, FORMAT_VERSION = "skinedge-bench", 3  # 2: the "project" stage; 3: SR budget per row, the live rows
 STAGES = ("preprocess", "seg", "mask", "sr", "project", "composite", "total", "wall")
 PARTS = STAGES[:6]  # the per-frame stages that add up to "total"
 STATUSES = ("ok", "skipped", "failed")
@@ -36,6 +36,8 @@ _RESULT = {
         "roi_px": _STATS | {"type": ["object", "null"]}, "load_average_after": _NUM,
         "latency_ms": {"type": "object", "required": list(STAGES), "additionalProperties": _STATS},
         "throughput_fps": _NUM, "ratio_to_torch_fp32": _OPT_NUM,
+        "sr_budget": {"type": ["integer", "null"], "minimum": 1}, "budget": {"type": "string"},
+        "sr_input_scale": _STATS | {"type": ["object", "null"]},
         "memory": {"type": "object", "required": ["rss_mb", "peak_rss_mb", "peak_scope", "device_mb"],
                    "properties": {"rss_before_mb": _OPT_NUM, "rss_mb": _OPT_NUM, "peak_rss_mb": _NUM,
                                   "device_mb": _OPT_NUM, "device_scope": _OPT_STR,
@@ -67,6 +69,12 @@ BENCH_SCHEMA: dict[str, Any] = {
                                        "gpu": {"type": ["object", "null"]}, "jetson": {"type": ["object", "null"]},
                                        "versions": {"type": "object", "additionalProperties": _OPT_STR}}},
         "results": {"type": "array", "items": _RESULT},
+        "live": {"type": ["object", "null"], "required": ["clip", "rows"],
+                 "properties": {"rows": {"type": "array", "items": {
+                     "type": "object", "required": ["reuse", "frames", "latency_ms", "fps", "flicker", "computed"],
+                     "properties": {"latency_ms": _STATS, "fps": _NUM, "frames": {"type": "integer", "minimum": 1},
+                                    "flicker": {"type": "object", "required": ["flicker_enhanced", "flicker_bicubic",
+                                                                               "flicker_excess", "pairs"]}}}}}},
     },
 }
 _TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}
@@ -144,8 +152,8 @@ def _label(row: dict) -> str:
 def format_table(doc: dict) -> str:
     """A Markdown table (reads fine in a terminal too): p50 per stage (ms), p95/p99/mean total, throughput, ratio
     and peak RSS; rows that did not run are listed under it with their reason."""
-    head = ["backend", "precision", "mode", "seg / sr variant", *(f"{s} p50" for s in PARTS), "total p50",
-            "p95", "p99", "mean", "frames/s", "× torch fp32", "peak RSS MB", "GPU MB"]
+    head = ["backend", "precision", "mode", "seg / sr variant", "SR budget (LR px)", *(f"{s} p50" for s in PARTS),
+            "total p50", "p95", "p99", "mean", "frames/s", "× torch fp32", "peak RSS MB", "GPU MB"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 4 + "---:|" * (len(head) - 4)]
     skipped = []
     for r in doc["results"]:
@@ -156,12 +164,31 @@ def format_table(doc: dict) -> str:
         gpu = str(r.get("pipeline", "")).startswith("gpu")
         cells = [r["backend"] + (" (GPU stages)" if gpu else ""), r["precision"], r["mode"],
                  f"{r['variants']['seg']} / {r['variants']['sr']}",
+                 "none" if r.get("sr_budget") is None else str(r["sr_budget"]),
                  *(f"{lat[s]['p50']:.1f}" for s in STAGES[:7]), f"{lat['total']['p95']:.1f}",
                  f"{lat['total']['p99']:.1f}", f"{lat['total']['mean']:.1f}", f"{r['throughput_fps']:.2f}",
                  "—" if ratio is None else f"{ratio:.2f}", f"{r['memory']['peak_rss_mb']:.0f}",
                  "—" if r["memory"]["device_mb"] is None else f"{r['memory']['device_mb']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines + ([""] + skipped if skipped else []))
+    return "\n".join(lines + ([""] + skipped if skipped else []) + _live_table(doc.get("live")))
+
+
+def _live_table(live: dict | None) -> list[str]:
+    """The live rows (moving-lesion clip, temporal reuse off/on) as a second table."""
+    if not live:
+        return []
+    lines = ["", f"Live: {live['clip']}", "",
+             "| backend | precision | reuse | SR budget | frames/s | latency p50 | p99 | p99/p50 | segmenter runs | "
+             "generator runs | flicker enhanced | flicker bicubic | excess |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in live["rows"]:
+        lat, f = r["latency_ms"], r["flicker"]
+        lines.append(f"| {r['backend']} | {r['precision']} | {'on' if r['reuse'] else 'off'} | "
+                     f"{'none' if r['sr_budget'] is None else r['sr_budget']} | {r['fps']:.2f} | {lat['p50']:.1f} | "
+                     f"{lat['p99']:.1f} | {lat['p99'] / max(lat['p50'], 1e-9):.2f} | {r['segmented']}/{r['frames']} | "
+                     f"{r['computed']}/{r['frames']} | {f['flicker_enhanced']:.2f} | {f['flicker_bicubic']:.2f} | "
+                     f"{f['flicker_excess']:+.2f} |")
+    return lines
 
 
 def _nice_step(longest: float) -> float:

@@ -36,7 +36,10 @@ from skinedge.runtime.backends import BACKENDS
 from skinedge.runtime.bench.env import device_memory, environment, peak_rss_mb, reset_peak_rss, status_mb
 from skinedge.runtime.bench.report import FORMAT, FORMAT_VERSION, STAGES, format_table, plot_bench, validate_bench
 from skinedge.runtime.manifest import PRECISIONS, load_models
-from skinedge.runtime.pipeline.host import MODES, check_frame
+from skinedge.runtime.live.flicker import FlickerMeter
+from skinedge.runtime.live.reuse import TemporalReuse
+from skinedge.runtime.pipeline.budget import parse_budget, set_budget
+from skinedge.runtime.pipeline.host import MODES, Pipeline, check_frame
 from skinedge.runtime.session import open_session
 
 BASELINE = ("torch", "fp32")
@@ -59,6 +62,10 @@ class BenchConfig:
         size: side of generated frames in pixels (ignored with ``data``).
         engines: TensorRT engines folder (``skinedge build-engines``), for the tensorrt backend.
         seed: seed of generated frames.
+        sr_budget: ``auto`` (measured per configuration for ``target_fps``), None (no cap) or LR pixels; the
+            torch FP32 baseline always runs without one (the paper's pipeline).
+        target_fps: what ``auto`` budgets are sized for.
+        live_seconds: length of the generated moving-lesion clip the live rows run (0: none).
     """
 
     models: Path
@@ -70,6 +77,9 @@ class BenchConfig:
     size: int = 256
     engines: Path | None = None
     seed: int = 123
+    sr_budget: int | str | None = "auto"
+    target_fps: float = 10.0
+    live_seconds: float = 3.0
 
 
 # ------------------------------------------------------------------- frames
@@ -116,11 +126,12 @@ def measure(models: Path, manifest: dict, backend: str, precision: str, mode: st
         session = open_session(models, backend, precision, cfg.engines, mode, manifest=manifest)
         opened, pipeline, where = session.opened, session.pipeline, session.where
         pipeline.__enter__()
+        budget = _budget(pipeline, None if (backend, precision) == BASELINE else cfg.sr_budget, cfg, frames[0])
         load_s = time.perf_counter() - start
         pick = lambda i: frames[i % len(frames)]  # noqa: E731
         for i in range(cfg.warmup):
             pipeline(pick(i))
-        timings, roi_px = {s: [] for s in STAGES}, []
+        timings, roi_px, reduced = {s: [] for s in STAGES}, [], []
         for i in range(cfg.frames):
             t0 = time.perf_counter()
             result = pipeline(pick(i))
@@ -129,6 +140,7 @@ def measure(models: Path, manifest: dict, backend: str, precision: str, mode: st
                 timings[s].append(float(result.timings_ms.get(s, 0.0)))
             if result.found and result.roi is not None:
                 roi_px.append(float(result.roi[2] * result.roi[3]))
+                reduced.append(float(result.sr_input_scale))
         t0 = time.perf_counter()
         for i in range(cfg.frames):
             pipeline(pick(i))
@@ -148,9 +160,72 @@ def measure(models: Path, manifest: dict, backend: str, precision: str, mode: st
         "variants": dict(opened.variants),
         "tile": int(opened.tile), "max_batch": int(opened.max_batch), "frames": cfg.frames,
         "warmup": cfg.warmup, "frames_with_lesion": len(roi_px), "roi_px": _stats(roi_px) if roi_px else None,
+        "sr_budget": budget[0], "budget": budget[1],
+        "sr_input_scale": _stats(reduced) if reduced else None,
         "load_s": round(load_s, 3), "latency_ms": {s: _stats(v) for s, v in timings.items()},
         "throughput_fps": round(fps, 3), "memory": memory, "ratio_to_torch_fp32": None,
         "load_average_after": round(os.getloadavg()[0], 2)}
+
+
+def _budget(pipeline, budget, cfg: BenchConfig, frame: np.ndarray) -> tuple[int | None, str]:
+    """Set a host pipeline's SR budget for this row: (LR pixels or None, the line saying why)."""
+    if not isinstance(pipeline, Pipeline):
+        return None, "no SR budget on the GPU pipeline yet"
+    line = set_budget(pipeline, budget, cfg.target_fps, frame.shape[:2])
+    return pipeline.sr_budget, line
+
+
+def measure_live(models: Path, manifest: dict, backend: str, precision: str, clip: list[np.ndarray],
+                 cfg: BenchConfig, reuse: bool) -> dict[str, Any]:
+    """One live row: the moving-lesion clip back to back through the pipeline (with temporal reuse or not):
+    per-frame latency, frames/s, and flicker against a bicubic up-scale."""
+    session = open_session(models, backend, precision, cfg.engines, "roi", manifest=manifest)
+    with session.pipeline as pipeline:
+        budget = _budget(pipeline, cfg.sr_budget, cfg, clip[0])
+        step = TemporalReuse(pipeline) if reuse and isinstance(pipeline, Pipeline) else pipeline
+        step(clip[0])  # warm-up, not counted
+        meter, latency, segmented, computed = FlickerMeter(), [], 0, 0
+        start = time.perf_counter()
+        for frame in clip:
+            t0 = time.perf_counter()
+            result = step(frame)
+            latency.append((time.perf_counter() - t0) * 1000)
+            segmented += bool(result.segmented)
+            computed += bool(result.found and result.computed)
+            meter.add(frame, result)
+        seconds = time.perf_counter() - start
+    return {"backend": backend, "precision": precision, "resolved_backend": session.opened.backend,
+            "variants": dict(session.opened.variants), "reuse": reuse, "frames": len(clip),
+            "sr_budget": budget[0], "budget": budget[1], "latency_ms": _stats(latency),
+            "fps": round(len(clip) / seconds, 3), "segmented": segmented, "computed": computed,
+            "flicker": meter.summary(), "note": "frames/s includes the flicker metric's own time"}
+
+
+def run_live_rows(cfg: BenchConfig, manifest: dict, log: Callable[[str], None]) -> dict[str, Any] | None:
+    """The live rows: the first configuration after the baseline, on a generated moving-lesion clip, without and
+    with temporal reuse."""
+    from skinedge.data.video import moving_lesion_frames
+
+    configs = [c for c in cfg.configs if c != BASELINE]
+    if cfg.live_seconds <= 0 or not configs:
+        return None
+    clip = list(moving_lesion_frames(seconds=cfg.live_seconds, fps=30.0, width=640, height=480, seed=cfg.seed))
+    backend, precision = configs[0]
+    rows = []
+    for reuse in (False, True):
+        try:
+            row = measure_live(Path(cfg.models), manifest, backend, precision, clip, cfg, reuse)
+        except (SkinedgeError, ImportError) as exc:
+            log(f"live {backend} {precision}: skipped: {exc}")
+            return None
+        rows.append(row)
+        f = row["flicker"]
+        log(f"live {backend} {precision} reuse {'on' if reuse else 'off'}: {row['fps']:.2f} frames/s, latency p50 "
+            f"{row['latency_ms']['p50']:.1f} ms, p99 {row['latency_ms']['p99']:.1f} ms, flicker "
+            f"{f['flicker_enhanced']:.2f} vs bicubic {f['flicker_bicubic']:.2f}; generator on {row['computed']} "
+            f"of {row['frames']} frames")
+    return {"clip": f"generated hand-held dermatoscope closing in on a lesion, 640×480, 30 fps, "
+                    f"{cfg.live_seconds:g} s ({len(clip)} frames), seed {cfg.seed}", "rows": rows}
 
 
 def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -182,6 +257,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
     for r in rows:
         if r["status"] == "ok" and base.get(r["mode"]) and r["latency_ms"]["total"]["p50"] > 0:
             r["ratio_to_torch_fp32"] = round(base[r["mode"]] / r["latency_ms"]["total"]["p50"], 3)
+    live = run_live_rows(cfg, manifest, log)
     env["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     if "torch" in sys.modules:
         env["torch_threads"] = int(sys.modules["torch"].get_num_threads())
@@ -191,10 +267,13 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
                          "frames": cfg.frames, "warmup": cfg.warmup, "data": cfg.data,
                          "size": None if cfg.data else cfg.size, "engines": str(cfg.engines) if cfg.engines else None,
                          "source": source, "baseline": list(BASELINE),
+                         "sr_budget": cfg.sr_budget, "target_fps": cfg.target_fps, "live_seconds": cfg.live_seconds,
                          "note": "latency: per frame after warm-up; total = sum of the pipeline's stages, wall = time "
                                  "around the pipeline call; throughput: frames / wall time of a separate back-to-back "
-                                 "loop; ratio_to_torch_fp32 = torch fp32 p50 total / this row's (same mode)"},
-            "environment": env, "results": rows}
+                                 "loop; ratio_to_torch_fp32 = torch fp32 p50 total / this row's (same mode); the "
+                                 "baseline runs without an SR budget (the paper's pipeline), the other rows with "
+                                 "theirs (sr_budget, sr_input_scale)"},
+            "environment": env, "results": rows, "live": live}
 
 
 # ------------------------------------------------------------------- the command
@@ -222,24 +301,31 @@ def expand_configs(backends: list[str], precisions: list[str], baseline: bool = 
 
 def bench_command(models: str | Path, backends: list[str], precisions: list[str], modes: list[str], frames: int,
                   warmup: int, data: str | None, size: int, engines: str | Path | None, json_path: str | Path | None,
-                  plot_path: str | Path | None, no_baseline: bool, log: Callable[[str], None] = print) -> dict:
+                  plot_path: str | Path | None, no_baseline: bool, log: Callable[[str], None] = print,
+                  sr_budget: str | int | None = "auto", target_fps: float = 10.0, live_seconds: float = 3.0) -> dict:
     """``skinedge bench``: measure, print the table, write ``--json`` (atomically) and ``--plot``; returns the document.
 
-    Empty ``backends``/``precisions``/``modes`` mean onnxruntime / auto / roi.
+    Empty ``backends``/``precisions``/``modes`` mean auto / auto / roi.
     """
     from skinedge.atomic import write_json_atomic
 
-    backends, precisions, modes = backends or ["onnxruntime"], precisions or ["auto"], modes or ["roi"]
+    backends, precisions, modes = backends or ["auto"], precisions or ["auto"], modes or ["roi"]
+    budget = parse_budget(sr_budget)
+    if target_fps <= 0 or live_seconds < 0:
+        raise SkinedgeError(f"--target-fps must be positive and --live-seconds ≥ 0, got {target_fps} and "
+                            f"{live_seconds}")
     configs = expand_configs(backends, precisions, not no_baseline, log)
     if not configs:
         raise SkinedgeError("nothing to measure: every backend/precision pair was invalid (see above)")
     cfg = BenchConfig(Path(models), configs, list(modes), frames, warmup, data, size,
-                      Path(engines) if engines else None)
+                      Path(engines) if engines else None, sr_budget=budget, target_fps=target_fps,
+                      live_seconds=live_seconds)
     doc = run_bench(cfg, log)
     words = ["skinedge bench", f"--models {models}", *(f"--backend {b}" for b in backends),
              *(f"--precision {p}" for p in precisions), *(f"--mode {m}" for m in modes),
              f"--frames {frames}", f"--warmup {warmup}", f"--data {data}" if data else f"--size {size}",
              f"--engines {engines}" if engines else "", "--no-baseline" if no_baseline else "",
+             f"--sr-budget {sr_budget}", f"--target-fps {target_fps:g}", f"--live-seconds {live_seconds:g}",
              f"--json {json_path}" if json_path else "", f"--plot {plot_path}" if plot_path else ""]
     doc["command"] = " ".join(w for w in words if w)
     problems = validate_bench(doc)

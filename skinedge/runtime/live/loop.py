@@ -22,9 +22,12 @@ import numpy as np
 
 from skinedge.errors import SkinedgeError
 from skinedge.runtime.live.capture import LatestFrame
+from skinedge.runtime.live.flicker import FlickerMeter
+from skinedge.runtime.live.reuse import TemporalReuse
 from skinedge.runtime.live.sources import Source, open_source
 from skinedge.runtime.manifest import load_models
-from skinedge.runtime.pipeline.host import FrameResult
+from skinedge.runtime.pipeline.budget import parse_budget, set_budget
+from skinedge.runtime.pipeline.host import FrameResult, Pipeline
 from skinedge.runtime.pipeline.projection import Fidelity
 from skinedge.runtime.session import open_session
 from skinedge.runtime.sinks import Sink
@@ -65,6 +68,7 @@ class _Meter:
         span = self.last - self.first
         return {"frames": self.frames,
                 "latency_p50_ms": pct(self.latency, 50), "latency_p95_ms": pct(self.latency, 95),
+                "latency_p99_ms": pct(self.latency, 99),
                 "fps": round((self.frames - 1) / span, 2) if self.frames > 1 and span > 0 else 0.0,
                 "stage_p50_ms": {k: pct(v, 50) for k, v in self.stages.items()}}
 
@@ -91,9 +95,11 @@ def run_live(source: Source, pipeline: Callable[[np.ndarray], FrameResult], sink
         realtime: read a file or folder at its own fps and drop what the pipeline cannot keep up with.
         warmup: run the first frame once untimed, so one-off start-up cost does not count as latency.
     Returns:
-        Summary: frames, dropped, reconnects, lost, latency_p50_ms / latency_p95_ms (end to end),
+        Summary: frames, dropped, reconnects, lost, latency_p50_ms / p95 / p99 (end to end),
         fps (mean), stage_p50_ms, seconds, stopped (end of source | max frames | viewer closed |
-        interrupted | capture failed), source.
+        interrupted | capture failed), source, flicker (the enhanced view's temporal instability against a
+        bicubic up-scale's, :mod:`skinedge.runtime.live.flicker`), and how many frames ran the segmenter and
+        the generator (``segmented``, ``computed``; the rest reused earlier work).
     """
     check_max_frames(max_frames)
     loop = _Loop(source, pipeline, sinks, recorder, realtime=realtime, log=log, warmup=warmup,
@@ -121,7 +127,7 @@ def run_live(source: Source, pipeline: Callable[[np.ndarray], FrameResult], sink
     capture = loop.capture
     return {**loop.meter.summary(), "dropped": capture.dropped, "reconnects": capture.reconnects,
             "lost": capture.lost, "seconds": round(time.perf_counter() - started, 2), "stopped": stopped,
-            "source": loop.info["source"]}
+            "source": loop.info["source"], "flicker": loop.flicker.summary(), **loop.work()}
 
 
 class _Loop:
@@ -132,6 +138,12 @@ class _Loop:
         self.capture = LatestFrame(source, realtime=realtime, log=log)
         self.pipeline, self.sinks, self.recorder, self.warmup, self.info = pipeline, sinks, recorder, warmup, info
         self.meter, self.raw, self.index = _Meter(), BLACK, -1
+        self.flicker = FlickerMeter()
+        self.segmented = self.computed = 0
+
+    def work(self) -> dict:
+        """Frames that ran the segmenter / the generator (the others reused earlier frames' work)."""
+        return {"segmented": self.segmented, "computed": self.computed}
 
     def step(self, got: tuple[np.ndarray, int] | None) -> None:
         """One frame through pipeline → sinks → recorder; with no frame, tell the sinks if the signal is gone."""
@@ -146,6 +158,9 @@ class _Loop:
         result = self.pipeline(self.raw)
         end_to_end = (time.perf_counter() - self.capture.stamp) * 1000
         self.meter.add(result, end_to_end)
+        self.segmented += bool(result.segmented)
+        self.computed += bool(result.found and result.computed)
+        self.flicker.add(self.raw, result)
         _show(self.sinks, self.raw, result, self.stats({**result.timings_ms, "end_to_end": end_to_end}, signal=True))
         if self.recorder is not None:
             self.recorder.write(self.raw, result, self.index, end_to_end)
@@ -171,12 +186,18 @@ def _close(sinks: list[Sink], recorder: Recorder | None, log: Callable[[str], No
 
 
 def format_summary(summary: dict) -> str:
-    """The run's summary in three lines, for the terminal."""
+    """The run's summary in four lines, for the terminal."""
     stages = ", ".join(f"{k} {v:.1f}" for k, v in summary["stage_p50_ms"].items() if k != "total")
+    flicker = summary.get("flicker") or {}
+    steady = (f"flicker {flicker['flicker_enhanced']:.2f} vs bicubic {flicker['flicker_bicubic']:.2f} grey levels "
+              f"({flicker['flicker_excess']:+.2f}) over {flicker['pairs']} frame pairs"
+              if flicker.get("pairs") else "flicker: fewer than 2 comparable frames")
     return (f"{summary['frames']} frames in {summary['seconds']:.1f} s ({summary['stopped']}): "
             f"{summary['fps']:.1f} fps, end-to-end latency p50 {summary['latency_p50_ms']:.1f} ms, "
-            f"p95 {summary['latency_p95_ms']:.1f} ms\n"
-            f"dropped {summary['dropped']}, signal lost {summary['lost']}×, reconnected {summary['reconnects']}×\n"
+            f"p95 {summary['latency_p95_ms']:.1f} ms, p99 {summary.get('latency_p99_ms', 0.0):.1f} ms\n"
+            f"dropped {summary['dropped']}, signal lost {summary['lost']}×, reconnected {summary['reconnects']}×; "
+            f"segmenter ran on {summary.get('segmented', 0)}, generator on {summary.get('computed', 0)} frames\n"
+            f"{steady}\n"
             f"stage p50 (ms): {stages or 'none'}")
 
 
@@ -233,7 +254,9 @@ def run_command(camera: int | None, source: str | None, models: Path, backend: s
                 precision: str = "auto", mode: str = "roi", engines: Path | None = None, record: Path | None = None,
                 serve: str | None = None, no_display: bool = False, max_frames: int | None = None,
                 width: int | None = None, height: int | None = None, fps: float | None = None,
-                realtime: bool = False, log: Callable[[str], None] = print, fidelity: Fidelity | None = None) -> dict:
+                realtime: bool = False, log: Callable[[str], None] = print, fidelity: Fidelity | None = None,
+                sr_budget: str | int | None = "auto", target_fps: float = 10.0, reuse: bool = True,
+                seg_every: int = 3) -> dict:
     """Everything ``skinedge run`` does: check the options, open all, run live, print the summary.
 
     Cheap checks come first (one source, max frames, --serve, the record folder), so a typo is one line
@@ -241,6 +264,9 @@ def run_command(camera: int | None, source: str | None, models: Path, backend: s
     """
     uri = source_uri(camera, source)
     check_max_frames(max_frames)
+    budget = parse_budget(sr_budget)
+    if target_fps <= 0 or seg_every < 1:
+        raise SkinedgeError(f"--target-fps must be positive and --seg-every ≥ 1, got {target_fps} and {seg_every}")
     _check_capture(width, height, fps)
     address = parse_serve(serve) if serve else None
     if record is not None:
@@ -251,18 +277,35 @@ def run_command(camera: int | None, source: str | None, models: Path, backend: s
         log(f"source: {src.describe()}")
         session = open_session(models, backend, precision, engines, mode, fidelity=fidelity, log=log, manifest=manifest)
         pipeline = stack.enter_context(session.pipeline)
+        frame_fn = live_pipeline(pipeline, budget, target_fps, reuse, seg_every, log)
         sinks = open_sinks(no_display, address, log)
         try:
             recorder = Recorder(record, fps or src.fps or 30.0, log=log) if record is not None else None
         except BaseException:
             _close(sinks, None, log)
             raise
-        summary = run_live(src, pipeline, sinks, recorder, max_frames, log, realtime=realtime,
+        summary = run_live(src, frame_fn, sinks, recorder, max_frames, log, realtime=realtime,
                            backend=session.opened.backend, variants=session.opened.variants)
     log(format_summary(summary))
     if record is not None:
         log(f"recording in {record}/ (raw-*.avi, enhanced-*.avi, frames.jsonl)")
     return summary
+
+
+def live_pipeline(pipeline, budget: int | str | None, target_fps: float, reuse: bool, seg_every: int,
+                  log: Callable[[str], None]) -> Callable[[np.ndarray], FrameResult]:
+    """The entered pipeline with the SR budget set (``auto``: measured here for ``target_fps``) and temporal
+    reuse around it; the GPU pipeline takes neither yet, and says so."""
+    if not isinstance(pipeline, Pipeline):
+        if budget is not None or reuse:
+            log("SR budget and temporal reuse: not on the GPU pipeline yet; every frame runs in full")
+        return pipeline
+    log(set_budget(pipeline, budget, target_fps))
+    if not reuse:
+        return pipeline
+    log(f"temporal reuse: segmenter at least every {seg_every} frame(s), the mask tracked in between; the last SR "
+        "shown again while the lesion's pixels stay still")
+    return TemporalReuse(pipeline, seg_every=seg_every)
 
 
 def _check_capture(width: int | None, height: int | None, fps: float | None) -> None:

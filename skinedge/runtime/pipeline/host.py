@@ -11,6 +11,7 @@ references of the CUDA kernels.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -20,7 +21,7 @@ from skinedge.errors import SkinedgeError
 from skinedge.runtime.backends.base import Runner
 from skinedge.runtime.pipeline import reference
 from skinedge.runtime.pipeline.mask import LesionMask, MaskSettings, lesion_mask
-from skinedge.runtime.pipeline.projection import Fidelity, project, residual
+from skinedge.runtime.pipeline.projection import Fidelity, down, project, residual, up
 from skinedge.runtime.pipeline.reference import Roi
 from skinedge.runtime.pipeline.tiling import super_resolve_tiled
 
@@ -32,8 +33,10 @@ MIN_SIDE = 16  # smaller frames carry no lesion worth enhancing
 class FrameResult:
     """The enhanced view and what the pipeline found.
 
-    ``image`` is uint8 BGR: the lesion ROI ×scale (``roi`` mode) or the whole
-    frame ×scale (``full`` mode, and whenever no lesion is found).
+    ``image`` is uint8 BGR: the lesion ROI ×scale (``roi`` mode; ×scale·``sr_input_scale`` when the SR budget
+    reduced the ROI first) or the whole frame ×scale (``full`` mode, and whenever no lesion is found).
+    ``segmented``/``computed`` say whether the segmenter and the generator ran on this frame or the live loop's
+    temporal reuse carried the mask (tracked) or the SR result (reused) over from an earlier frame.
     """
 
     image: np.ndarray
@@ -44,18 +47,29 @@ class FrameResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     note: str = ""
     residual: float | None = None  # mean |down(SR) − LR| in the lesion, 0–255, before projection
+    sr_input_scale: float = 1.0  # the share of the ROI's side the generator saw (< 1: reduced to the SR budget)
+    segmented: bool = True
+    computed: bool = True
+    sr: np.ndarray | None = field(default=None, repr=False)  # the projected SR of the (reduced) ROI, for reuse
 
 
 class Pipeline:
-    """``with Pipeline(seg_runner, sr_runner, manifest) as p: result = p(frame_bgr)``."""
+    """``with Pipeline(seg_runner, sr_runner, manifest) as p: result = p(frame_bgr)``.
+
+    ``sr_budget`` caps the LR pixels the generator gets per frame: a larger ROI is first reduced (the
+    degradation's own anti-aliased bicubic) to fit, so SR time is bounded whatever the lesion's size, and the
+    ROI view comes out at ×scale·s instead of ×scale. None: no cap (stills, the paper's pipeline).
+    """
 
     def __init__(self, seg: Runner, sr: Runner, manifest: dict, mode: str = "roi",
                  settings: MaskSettings = MaskSettings(), tile: int = 256, overlap: int = 8, max_batch: int = 4,
-                 fidelity: Fidelity = Fidelity()):
+                 fidelity: Fidelity = Fidelity(), sr_budget: int | None = None):
         if mode not in MODES:
             raise SkinedgeError(f"unknown mode {mode!r}; choose roi or full")
+        if sr_budget is not None and sr_budget < MIN_BUDGET:
+            raise SkinedgeError(f"--sr-budget must be at least {MIN_BUDGET} LR pixels, got {sr_budget}")
         self.seg, self.sr, self.mode, self.settings, self.fidelity = seg, sr, mode, settings, fidelity
-        self.tile, self.overlap, self.max_batch = tile, overlap, max_batch
+        self.tile, self.overlap, self.max_batch, self.sr_budget = tile, overlap, max_batch, sr_budget
         seg_net, sr_net = manifest["networks"]["seg"], manifest["networks"]["sr"]
         self.seg_in, self.seg_out = seg_net["input"]["name"], seg_net["output"]["name"]
         self.size = int(seg_net["input"]["shape"][2])
@@ -77,15 +91,26 @@ class Pipeline:
 
     def __call__(self, frame: np.ndarray) -> FrameResult:
         """Enhance one uint8 BGR H×W×3 frame."""
-        h, w = check_frame(frame)
-        t = {}
+        check_frame(frame)
+        t: dict[str, float] = {}
         start = time.perf_counter()
+        return self.enhance(frame, self.segment(frame, t, start), t, start)
+
+    def segment(self, frame: np.ndarray, t: dict[str, float], start: float) -> LesionMask:
+        """Preprocess, segmenter and mask stages of one checked frame (timings into ``t``)."""
         x = reference.preprocess(frame, self.size, self.mean, self.std)
         t["preprocess"] = _lap(start)
         logits = self.seg.infer({self.seg_in: x})[self.seg_out][0, 0]
         t["seg"] = _lap(start, t)
-        lm = lesion_mask(logits, (h, w), self.settings)
+        lm = lesion_mask(logits, frame.shape[:2], self.settings)
         t["mask"] = _lap(start, t)
+        return lm
+
+    def enhance(self, frame: np.ndarray, lm: LesionMask, t: dict[str, float], start: float,
+                reuse: np.ndarray | None = None) -> FrameResult:
+        """SR, projection and composite of a frame whose mask is known; ``reuse``: an earlier frame's projected
+        SR of a ROI of the same size, shown instead of running the generator again."""
+        h, w = frame.shape[:2]
         full = (0, 0, w * self.scale, h * self.scale)
         if not lm.found:
             image = reference.composite(frame, None, lm.soft, (0, 0, 0, 0), self.scale, full)
@@ -93,20 +118,75 @@ class Pipeline:
             t["composite"] = _lap(start, t)
             t["total"] = sum(t.values())
             return FrameResult(image, False, None, lm.area, lm, t, "no lesion found: smooth up-scale only")
-        lr = reference.masked_roi(frame, lm.mask, lm.roi, self.fidelity.surround)
-        sr = super_resolve_tiled(self._sr, lr, self.scale, self.tile, self.overlap, self.max_batch)
-        t["sr"] = _lap(start, t)
-        camera = lr if self.fidelity.surround == "frame" else reference.masked_roi(frame, lm.mask, lm.roi, "frame")
-        invented = residual(sr, camera, reference.roi_lesion(lm.soft, frame.shape[:2], lm.roi))
-        invented = None if invented != invented else invented  # no lesion pixel inside the ROI: nothing to say
-        sr = project(sr, camera, self.fidelity)
-        t["project"] = _lap(start, t)
         x0, y0, rw, rh = lm.roi
-        rect = full if self.mode == "full" else (x0 * self.scale, y0 * self.scale, rw * self.scale, rh * self.scale)
-        image = reference.composite(frame, sr, lm.soft, lm.roi, self.scale, rect)
+        camera = reference.masked_roi(frame, lm.mask, lm.roi, "frame")
+        lesion = reference.roi_lesion(lm.soft, frame.shape[:2], lm.roi)
+        small = reduced_size(rw, rh, self.sr_budget)
+        if small != (rw, rh):  # over the budget: the generator sees the ROI reduced, as a lower-resolution camera
+            camera = down(camera, small[1], small[0])
+            lesion = reference.resample_axis(reference.resample_axis(lesion[None].astype(np.float32), small[1], 1,
+                                                                     "triangle"), small[0], 2, "triangle")[0] >= 0.5
+        invented = None
+        if reuse is not None:
+            sr = reuse
+            t["sr"] = t["project"] = 0.0
+        else:
+            lr = camera if self.fidelity.surround == "frame" else np.where(
+                _keep(lm, frame.shape[:2], small), camera, 0.0).astype(np.float32)
+            sr = super_resolve_tiled(self._sr, lr, self.scale, self.tile, self.overlap, self.max_batch)
+            t["sr"] = _lap(start, t)
+            invented = residual(sr, camera, lesion)
+            invented = None if invented != invented else invented  # no lesion pixel inside the ROI: nothing to say
+            sr = project(sr, camera, self.fidelity)
+            t["project"] = _lap(start, t)
+        if small == (rw, rh):
+            rect = full if self.mode == "full" else (x0 * self.scale, y0 * self.scale, rw * self.scale,
+                                                     rh * self.scale)
+            image = reference.composite(frame, sr, lm.soft, lm.roi, self.scale, rect)
+        elif self.mode == "full":  # the reduced SR enlarged back to the ROI ×scale, then the usual composite
+            image = reference.composite(frame, up(sr, rh * self.scale, rw * self.scale), lm.soft, lm.roi,
+                                        self.scale, full)
+        else:
+            image = composite_reduced(camera, sr, lm.soft, frame.shape[:2], lm.roi)
         t["composite"] = _lap(start, t)
         t["total"] = sum(t.values())
-        return FrameResult(image, True, lm.roi, lm.area, lm, t, residual=invented)
+        return FrameResult(image, True, lm.roi, lm.area, lm, t, residual=invented,
+                           sr_input_scale=small[0] / rw, computed=reuse is None, sr=sr)
+
+
+MIN_BUDGET = 32 * 32  # below this the generator sees too little of a lesion to be worth running
+
+
+def reduced_size(w: int, h: int, budget: int | None) -> tuple[int, int]:
+    """(w, h) of a w×h ROI reduced, aspect kept, to at most ``budget`` pixels (unchanged when it fits)."""
+    if budget is None or w * h <= budget:
+        return w, h
+    s = math.sqrt(budget / (w * h))
+    return max(8, min(w, math.floor(w * s))), max(8, min(h, math.floor(h * s)))
+
+
+def _keep(lm: LesionMask, frame_shape: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+    """1×1×h×w bool: the dilated mask (what SR sees) over the ROI at ``size``, for the paper's black surround."""
+    height, width = frame_shape
+    s = lm.mask.shape[0]
+    x0, y0, w, h = lm.roi
+    ys = reference.bilinear_coords(size[1], s, y0 * size[1] / h, h * s / (size[1] * height))
+    xs = reference.bilinear_coords(size[0], s, x0 * size[0] / w, w * s / (size[0] * width))
+    return (reference.sample_bilinear(lm.mask, ys, xs) >= 0.5)[None, None]
+
+
+def composite_reduced(camera: np.ndarray, sr: np.ndarray, soft: np.ndarray, frame_shape: tuple[int, int],
+                      roi: Roi) -> np.ndarray:
+    """The ROI view when SR ran on the reduced ROI: the reduced camera ROI's bicubic up-scale as background,
+    SR inside the feathered mask (sampled at each output pixel's centre), by the composite's blending rule."""
+    height, width = frame_shape
+    x0, y0, w, h = roi
+    _, _, oh, ow = sr.shape
+    s = soft.shape[0]
+    bg = up(camera, oh, ow)[0, ::-1].transpose(1, 2, 0) * 255.0
+    a = reference.sample_bilinear(soft, reference.bilinear_coords(oh, s, y0 * oh / h, h * s / (oh * height)),
+                                  reference.bilinear_coords(ow, s, x0 * ow / w, w * s / (ow * width)))
+    return reference.blend(sr[0, ::-1].transpose(1, 2, 0) * 255.0, bg, a.astype(np.float32))
 
 
 def as_bgr(frame: np.ndarray | None) -> np.ndarray | None:

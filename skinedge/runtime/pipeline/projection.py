@@ -82,6 +82,8 @@ def keep_luma(sr: np.ndarray, smooth: np.ndarray) -> np.ndarray:
     """``smooth + Y(sr − smooth)`` per channel: the generator's luma detail on the camera's colour."""
     d = sr - smooth
     luma = LUMA[0] * d[:, 0] + LUMA[1] * d[:, 1] + LUMA[2] * d[:, 2]
+    if d.dtype == np.float32:  # d is spent: the sum goes in its place
+        return np.add(smooth, luma[:, None], out=d)
     return (smooth + luma[:, None]).astype(np.float32)
 
 
@@ -101,12 +103,17 @@ def project(sr: np.ndarray, lr: np.ndarray, fidelity: Fidelity = Fidelity()) -> 
         return sr
     _, _, height, width = sr.shape
     _, _, h, w = lr.shape
-    x = sr.astype(np.float32)
+    x = np.asarray(sr, np.float32)
+    owned = x is not sr  # from here on, x's own buffer is updated in place (the same float32 operations)
     if fidelity.chroma == "camera":
-        x = keep_luma(x, up(lr, height, width))
+        x, owned = keep_luma(x, up(lr, height, width)), True
     for _ in range(fidelity.iterations):
-        x = x + up(lr - down(x, h, w), height, width)
-    return np.clip(x, 0.0, 1.0)
+        step = up(lr - down(x, h, w), height, width)
+        if owned:
+            x += step
+        else:
+            x, owned = x + step, True
+    return np.clip(x, 0.0, 1.0, out=x if owned else None)
 
 
 def project_image(sr: np.ndarray, lr: np.ndarray, fidelity: Fidelity = Fidelity()) -> np.ndarray:

@@ -1,0 +1,70 @@
+"""``int8-ov``: NNCF post-training INT8 of an FP32 ONNX file, written as an OpenVINO IR (``.xml`` + ``.bin``).
+
+Why a third INT8 form: on x86 CPUs with VNNI, ONNX Runtime's INT8 SR generator is slower than its FP32,
+while OpenVINO's INT8 kernels run the same network ~3× faster than FP32 (NOTES.md). The variant is made
+from the *same* calibration images as ``int8``/``int8-cpu`` and held to the same gates by
+:mod:`skinedge.export.calibrate`; mixed-precision retries leave the costliest convolutions (measured on the
+TensorRT-form INT8 model, by ONNX node name) in float through NNCF's ignored scope.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from skinedge.atomic import sha256_file
+from skinedge.errors import SkinedgeError
+
+OV_CONV_SUFFIX = "/WithoutBiases"  # OpenVINO's name for the convolution an ONNX Conv node becomes
+
+
+def available() -> bool:
+    """True when OpenVINO and NNCF are importable (``skinedge[openvino]`` and the ``train`` extra)."""
+    try:
+        import nncf  # noqa: F401
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def quantize(fp32_onnx: Path, samples: list[np.ndarray], keep_float: list[str] = ()):
+    """An INT8 ``openvino.Model`` of ``fp32_onnx`` calibrated on ``samples`` (C×H×W float32, any sizes for the
+    SR generator), with the ONNX Conv nodes named in ``keep_float`` left in float."""
+    import nncf
+    import openvino as ov
+
+    model = ov.Core().read_model(str(fp32_onnx))
+    scope = nncf.IgnoredScope(names=[n + OV_CONV_SUFFIX for n in keep_float], validate=False) if keep_float \
+        else None
+    dataset = nncf.Dataset([x[None].astype(np.float32) for x in samples])
+    quiet = logging.getLogger("nncf")
+    level, quiet.level = quiet.level, logging.ERROR
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            return nncf.quantize(model, dataset, subset_size=len(samples), ignored_scope=scope)
+    except Exception as exc:  # noqa: BLE001 - NNCF raises many kinds; the user needs the one line
+        raise SkinedgeError(f"{fp32_onnx}: NNCF could not quantize it ({str(exc).strip()[:300]})") from None
+    finally:
+        quiet.level = level
+
+
+def save_ir(model, xml_path: Path) -> tuple[str, str]:
+    """Write the IR next to the ONNX files, atomically per file (weights first, so a reader never finds a new
+    ``.xml`` over old weights); returns the sha256 of the ``.xml`` and of the ``.bin``."""
+    import openvino as ov
+
+    xml_path = Path(xml_path)
+    with tempfile.TemporaryDirectory(prefix=".ir-", dir=xml_path.parent) as tmp:
+        staged = Path(tmp) / xml_path.name
+        ov.save_model(model, str(staged), compress_to_fp16=False)
+        bin_path = xml_path.with_suffix(".bin")
+        os.replace(staged.with_suffix(".bin"), bin_path)
+        os.replace(staged, xml_path)
+    return sha256_file(xml_path), sha256_file(bin_path)

@@ -1,0 +1,116 @@
+"""OpenVINO backend on the CPU: where INT8 pays for the SR generator.
+
+Measured on this project's 2-core x86 CPUs, the SR generator's NNCF INT8 model runs ~3× faster in
+OpenVINO than FP32 in ONNX Runtime, while ONNX Runtime's own INT8 is *slower* than its FP32 there; the
+segmenter is fastest in ONNX Runtime. So ``backend auto`` may put the two networks on different backends
+(:mod:`skinedge.runtime.backends.choose`).
+
+The loader reads an ONNX file (FP32 variants) or an OpenVINO IR pair ``.xml`` + ``.bin`` (the ``int8-ov``
+variants ``skinedge calibrate`` writes with NNCF) and compiles it for the CPU with one thread per core, the
+latency hint, and FP32 inference precision: OpenVINO's default on CPUs with BF16 instructions is BF16, which
+is both slower here for these networks and not the precision the gates measured.
+Arm CPUs (a Jetson's fallback) run the same code through OpenVINO's ARM plugin; that path is not tested here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from skinedge.errors import SkinedgeError
+from skinedge.runtime.backends.base import Runner
+from skinedge.runtime.backends.onnxruntime import physical_cores
+
+EXTRA = "pip install 'skinedge[openvino]'"
+
+
+def import_openvino():
+    """The ``openvino`` module, or a one-line SkinedgeError naming the extra that brings it."""
+    try:
+        import openvino
+    except ImportError:
+        raise SkinedgeError(f"the openvino backend needs OpenVINO, which is not installed: {EXTRA}") from None
+    return openvino
+
+
+class CompiledFromFile:
+    """Loader: an OpenVINO ``CompiledModel`` for the CPU from an ``.onnx`` file or an ``.xml`` IR (its ``.bin``
+    next to it).
+
+    Args:
+        path: the model file.
+        threads: inference threads; 0: one per usable core.
+    """
+
+    def __init__(self, path: str | Path, threads: int = 0):
+        self.path, self.threads = Path(path), threads
+
+    def __call__(self):
+        ov = import_openvino()
+        if not self.path.is_file():
+            raise SkinedgeError(f"model file not found: {self.path}")
+        if self.path.suffix == ".xml" and not self.path.with_suffix(".bin").is_file():
+            raise SkinedgeError(f"{self.path}: its weights {self.path.with_suffix('.bin').name} are missing")
+        config = {"INFERENCE_NUM_THREADS": self.threads or physical_cores(), "PERFORMANCE_HINT": "LATENCY",
+                  "INFERENCE_PRECISION_HINT": "f32", "NUM_STREAMS": 1}
+        try:
+            core = ov.Core()
+            return core.compile_model(core.read_model(str(self.path)), "CPU", config)
+        except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses with long texts
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise SkinedgeError(f"{self.path}: OpenVINO cannot load it ({first[:300]})") from None
+
+
+class OvRunner(Runner):
+    """Runs one compiled model through one infer request; outputs are copied (the request reuses its
+    buffers), float32, under the model's own tensor names."""
+
+    name = "openvino"
+
+    def _activate_impl(self, compiled) -> list[str]:
+        self.compiled = compiled
+        self.request = compiled.create_infer_request()
+        self.outputs = [o.get_any_name() for o in compiled.outputs]
+        self.rank = {i.get_any_name(): i.get_partial_shape().rank.get_length() for i in compiled.inputs}
+        return [i.get_any_name() for i in compiled.inputs]
+
+    def _infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        for name, value in feed.items():
+            if name in self.rank and value.ndim != self.rank[name]:
+                raise SkinedgeError(f"openvino: input {name!r} has shape {value.shape}; this model takes "
+                                    f"{self.rank[name]}-D NCHW tensors")
+        try:
+            results = self.request.infer({n: np.ascontiguousarray(v) for n, v in feed.items()})
+        except Exception as exc:  # noqa: BLE001 - a shape the model cannot take
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise SkinedgeError(f"openvino: the model refused the input ({first[:300]})") from None
+        return {name: np.array(results[i], dtype=np.float32) for i, name in enumerate(self.outputs)}
+
+    def _deactivate_impl(self) -> None:
+        self.request = self.compiled = None
+
+
+class OvSession:
+    """An ONNX-Runtime-like face (``get_inputs()[0].name``, ``run(None, feed)``) over an OpenVINO model, so the
+    export's accuracy gates measure an ``int8-ov`` variant with the same code as the ONNX ones."""
+
+    class _Input:
+        def __init__(self, name: str):
+            self.name = name
+
+    def __init__(self, model, threads: int = 0):
+        ov = import_openvino()
+        config = {"INFERENCE_NUM_THREADS": threads or physical_cores(), "INFERENCE_PRECISION_HINT": "f32"}
+        if isinstance(model, (str, Path)):
+            self.runner = OvRunner(CompiledFromFile(model, threads)).activate()
+        else:
+            compiled = ov.Core().compile_model(model, "CPU", config)
+            self.runner = OvRunner(lambda: compiled).activate()  # a CompiledModel is callable: not a loader
+
+    def get_inputs(self) -> list:
+        return [self._Input(n) for n in self.runner.input_names]
+
+    def run(self, _names, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        out = self.runner.infer(feed)
+        return [out[n] for n in self.runner.outputs]

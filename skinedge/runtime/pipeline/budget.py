@@ -1,0 +1,105 @@
+"""The per-frame SR budget: how many LR pixels the generator may take so a frame fits a target frame rate.
+
+SR costs ~4.4 MFLOP per LR pixel (paper-size generator), so without a cap the time per frame grows with the
+lesion's area and no device stays real-time on large lesions. The default budget is *measured* on the
+pipeline as opened (its backends, variants and threads, on this machine): one probe of the segmenter path
+on a frame of the source's size, one of the ROI path (SR, projection, composite) on a square probe ROI;
+what is left of the frame time after the segmenter path, at the ROI path's cost per LR pixel, is the budget.
+Per-pixel cost at the probe side slightly overstates it for larger ROIs (fixed overheads), which errs on the
+side of keeping the frame time.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from skinedge.errors import SkinedgeError
+from skinedge.runtime.pipeline.host import MIN_BUDGET, Pipeline
+from skinedge.runtime.pipeline.mask import LesionMask, feather
+
+PROBE_SIDE = 80  # LR pixels: near the budgets a 2-core CPU ends up with
+HEADROOM = 0.85  # the share of the frame time the pipeline may use (capture, viewers and the log take the rest)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A derived SR budget and the measurements behind it."""
+
+    pixels: int
+    target_fps: float
+    segment_ms: float
+    roi_ms_per_px: float
+
+    def describe(self) -> str:
+        side = int(math.sqrt(self.pixels))
+        return (f"SR budget {self.pixels} LR px (~{side}²) for {self.target_fps:g} frames/s: segmenter path "
+                f"{self.segment_ms:.1f} ms, SR + projection + composite {self.roi_ms_per_px * 1000:.2f} ms per "
+                f"1000 LR px, measured here")
+
+
+def parse_budget(value: str | int | None) -> int | str | None:
+    """``--sr-budget``: ``auto`` (derive it), ``none`` (no cap) or a number of LR pixels."""
+    if value is None or isinstance(value, int):
+        return value
+    text = str(value).strip().lower()
+    if text in ("auto", "none"):
+        return None if text == "none" else "auto"
+    try:
+        pixels = int(text)
+    except ValueError:
+        raise SkinedgeError(f"--sr-budget must be auto, none or a number of LR pixels, got {value!r}") from None
+    if pixels < MIN_BUDGET:
+        raise SkinedgeError(f"--sr-budget must be at least {MIN_BUDGET} LR pixels, got {pixels}")
+    return pixels
+
+
+def _best_ms(run, repeats: int = 2) -> float:
+    run()  # warm-up: first calls allocate
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        best = min(best, (time.perf_counter() - start) * 1000)
+    return best
+
+
+def measure_budget(pipeline: Pipeline, target_fps: float, frame_shape: tuple[int, int] = (480, 640),
+                   seed: int = 0) -> Budget:
+    """Probe an entered host :class:`Pipeline` and derive its budget for ``target_fps``."""
+    if target_fps <= 0:
+        raise SkinedgeError(f"--target-fps must be positive, got {target_fps}")
+    height, width = frame_shape
+    rng = np.random.default_rng(seed)
+    frame = rng.integers(60, 200, (height, width, 3), dtype=np.uint8)
+    seg_ms = _best_ms(lambda: pipeline.segment(frame, {}, time.perf_counter()))
+    side = min(PROBE_SIDE, height, width)
+    s = pipeline.size
+    square = np.zeros((s, s), np.uint8)
+    square[s // 4: 3 * s // 4, s // 4: 3 * s // 4] = 1
+    roi = ((width - side) // 2, (height - side) // 2, side, side)
+    probe = LesionMask(True, square, feather(square, 1.0), roi, 0.25)
+    saved, pipeline.sr_budget = pipeline.sr_budget, None
+    try:
+        roi_ms = _best_ms(lambda: pipeline.enhance(frame, probe, {}, time.perf_counter()))
+    finally:
+        pipeline.sr_budget = saved
+    per_px = roi_ms / (side * side)
+    left_ms = 1000.0 * HEADROOM / target_fps - seg_ms
+    pixels = max(MIN_BUDGET, int(left_ms / per_px)) if left_ms > 0 else MIN_BUDGET
+    return Budget(pixels, target_fps, round(seg_ms, 2), per_px)
+
+
+def set_budget(pipeline: Pipeline, budget: int | str | None, target_fps: float,
+               frame_shape: tuple[int, int] = (480, 640)) -> str:
+    """Set an entered host pipeline's ``sr_budget`` from ``--sr-budget`` (``auto``: measured for
+    ``target_fps`` on frames of ``frame_shape``); returns the line saying what was set and why."""
+    if budget == "auto":
+        derived = measure_budget(pipeline, target_fps, frame_shape)
+        pipeline.sr_budget = derived.pixels
+        return derived.describe()
+    pipeline.sr_budget = budget
+    return f"SR budget {budget} LR px (asked for)" if budget else "SR budget: none (every ROI at full size)"
