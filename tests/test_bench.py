@@ -25,7 +25,7 @@ def bench(exported, tmp_path_factory):
     lines: list[str] = []
     doc = bench_command(models, ["torch", "onnxruntime", "tensorrt"], ["fp32", "int8"], ["roi", "full"], frames=3,
                         warmup=1, data=None, size=96, engines=None, json_path=out / "bench.json",
-                        plot_path=out / "bench.png", no_baseline=False, log=lines.append)
+                        plot_path=out / "bench.png", no_baseline=False, log=lines.append, live_seconds=0.3)
     return doc, out, lines
 
 
@@ -56,6 +56,23 @@ def test_the_written_json_validates_and_holds_every_stage(bench):
         assert (row["memory"]["device_mb"] is not None) == on_gpu and not (on_gpu and row["backend"] != "torch")
     assert ok[("torch", "fp32", "roi")]["ratio_to_torch_fp32"] == 1.0
     assert doc["results"][0]["backend"] == "torch"  # the baseline comes first
+
+
+def test_rows_carry_their_sr_budget_and_the_live_rows_compare_reuse_and_flicker(bench):
+    doc, _, lines = bench
+    ok = _rows(doc, "ok")
+    assert ok[("torch", "fp32", "roi")]["sr_budget"] is None  # the baseline: the paper's pipeline, no cap
+    ort = ok[("onnxruntime", "fp32", "roi")]
+    assert ort["sr_budget"] >= 1024 and ort["budget"].startswith("SR budget") and "for 10 frames/s" in ort["budget"]
+    live = doc["live"]
+    assert "640×480" in live["clip"] and [r["reuse"] for r in live["rows"]] == [False, True]
+    for row in live["rows"]:
+        assert (row["backend"], row["precision"]) == ("onnxruntime", "fp32") and row["frames"] == 9
+        assert row["latency_ms"]["p50"] > 0 and row["fps"] > 0 and row["flicker"]["pairs"] >= 1
+        assert 0 <= row["computed"] <= row["frames"] and 1 <= row["segmented"] <= row["frames"]
+    assert live["rows"][0]["segmented"] == 9  # without reuse every frame is segmented
+    assert sum(line.startswith("live onnxruntime fp32 reuse") for line in lines) == 2
+    assert "Live: generated hand-held dermatoscope" in format_table(doc)
 
 
 def test_configurations_that_cannot_run_are_skipped_with_their_reason(bench):
@@ -136,7 +153,7 @@ def test_frames_from_a_dataset_and_no_baseline(exported, synth_dir):
 WITHOUT_TORCH = BLOCK_HEAVY + """
 from skinedge.runtime.bench.run import bench_command
 doc = bench_command(sys.argv[1], ["onnxruntime"], ["fp32"], ["roi"], 1, 0, None, 64, None, None, None, False,
-                    log=lambda _: None)
+                    log=lambda _: None, live_seconds=0)
 print([(r["backend"], r["status"]) for r in doc["results"]], doc["results"][0]["reason"])
 print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))
 """

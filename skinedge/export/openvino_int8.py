@@ -38,9 +38,10 @@ def quantize(fp32_onnx: Path, samples: list[np.ndarray], keep_float: list[str] =
     """An INT8 ``openvino.Model`` of ``fp32_onnx`` calibrated on ``samples`` (C×H×W float32, any sizes for the
     SR generator), with the ONNX Conv nodes named in ``keep_float`` left in float."""
     import nncf
-    import openvino as ov
 
-    model = ov.Core().read_model(str(fp32_onnx))
+    from skinedge.runtime.backends.openvino import shared_core
+
+    model = shared_core().read_model(str(fp32_onnx))  # made before NNCF's own Cores, so they unwind first
     scope = nncf.IgnoredScope(names=[n + OV_CONV_SUFFIX for n in keep_float], validate=False) if keep_float \
         else None
     dataset = nncf.Dataset([x[None].astype(np.float32) for x in samples])

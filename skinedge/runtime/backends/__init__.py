@@ -121,15 +121,19 @@ def _open_cpu(models_dir: Path, manifest: dict, backend: str, precision: str, wh
             pick = choose.choose(models_dir, manifest, net, available, make, log)
             on[net], chosen[net] = pick.backend, pick.variant
         else:
-            variant = precision.removeprefix("pruned.") if (precision.startswith("pruned.") and f"{precision}"
-                                                             not in network(manifest, net)["variants"]) else precision
-            runnable = [b for b in available if variant.split(".")[-1] in choose.RUNS_BY_BACKEND[b]]
+            variant = precision
+            if precision.startswith("pruned.") and precision not in network(manifest, net)["variants"]:
+                variant = precision.removeprefix("pruned.")  # this network was not pruned: as build-engines does
+            ir = variant.split(".")[-1] in IR_PRECISIONS  # an OpenVINO IR; OpenVINO also reads every ONNX file
+            runnable = [b for b in available if b == "openvino" or not ir]
             if not runnable:
-                raise SkinedgeError(f"{variant} cannot run on {' or '.join(available)} (OpenVINO runs fp32 and "
-                                    "int8-ov, ONNX Runtime fp32, fp16, int8 and int8-cpu)")
+                raise SkinedgeError(f"{variant} is an OpenVINO IR and cannot run on {' or '.join(available)}: "
+                                    "pip install 'skinedge[openvino]'")
             on[net], chosen[net] = runnable[0], variant
         path = variant_path(models_dir, manifest, net, chosen[net], allow_failing, verify=True)
         runners[net] = make(on[net], path, net)
+    if precision.startswith("pruned.") and not any(v.startswith("pruned.") for v in chosen.values()):
+        raise ModelsError(f"{models_dir}: neither network is pruned; run `skinedge prune` first")
     label = on["seg"] if on["seg"] == on["sr"] else f"{on['seg']}+{on['sr']}"
     return Opened(runners["seg"], runners["sr"], label, chosen, why, backends=on)
 

@@ -14,6 +14,7 @@ Arm CPUs (a Jetson's fallback) run the same code through OpenVINO's ARM plugin; 
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,26 @@ def import_openvino():
     return openvino
 
 
+_CORE = None
+_CORE_LOCK = threading.Lock()
+
+
+def shared_core():
+    """The process's one ``openvino.Core``, made on first use and kept until exit.
+
+    Why one: each Core's CPU plugin, on Linux, gives the thread that compiles an alternate signal stack of its
+    own (for AMX) and on destruction puts back the one it found and unmaps its own. Cores destroyed out of
+    order (a Core per model, freed by the garbage collector) leave the thread's alternate stack pointing at
+    unmapped memory, and the next signal handled on it — a Ctrl-C — kills the process with SIGSEGV (seen here:
+    OpenVINO 2026.4, a test sending SIGINT after two models had come and gone). One Core never unwinds.
+    """
+    global _CORE
+    with _CORE_LOCK:
+        if _CORE is None:
+            _CORE = import_openvino().Core()
+        return _CORE
+
+
 class CompiledFromFile:
     """Loader: an OpenVINO ``CompiledModel`` for the CPU from an ``.onnx`` file or an ``.xml`` IR (its ``.bin``
     next to it).
@@ -47,7 +68,7 @@ class CompiledFromFile:
         self.path, self.threads = Path(path), threads
 
     def __call__(self):
-        ov = import_openvino()
+        import_openvino()  # missing OpenVINO: one line naming the extra, before the file checks
         if not self.path.is_file():
             raise SkinedgeError(f"model file not found: {self.path}")
         if self.path.suffix == ".xml" and not self.path.with_suffix(".bin").is_file():
@@ -55,7 +76,7 @@ class CompiledFromFile:
         config = {"INFERENCE_NUM_THREADS": self.threads or physical_cores(), "PERFORMANCE_HINT": "LATENCY",
                   "INFERENCE_PRECISION_HINT": "f32", "NUM_STREAMS": 1}
         try:
-            core = ov.Core()
+            core = shared_core()
             return core.compile_model(core.read_model(str(self.path)), "CPU", config)
         except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses with long texts
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -100,12 +121,11 @@ class OvSession:
             self.name = name
 
     def __init__(self, model, threads: int = 0):
-        ov = import_openvino()
         config = {"INFERENCE_NUM_THREADS": threads or physical_cores(), "INFERENCE_PRECISION_HINT": "f32"}
         if isinstance(model, (str, Path)):
             self.runner = OvRunner(CompiledFromFile(model, threads)).activate()
         else:
-            compiled = ov.Core().compile_model(model, "CPU", config)
+            compiled = shared_core().compile_model(model, "CPU", config)
             self.runner = OvRunner(lambda: compiled).activate()  # a CompiledModel is callable: not a loader
 
     def get_inputs(self) -> list:

@@ -79,7 +79,7 @@ class BenchConfig:
     seed: int = 123
     sr_budget: int | str | None = "auto"
     target_fps: float = 10.0
-    live_seconds: float = 3.0
+    live_seconds: float = 0.0
 
 
 # ------------------------------------------------------------------- frames
@@ -201,12 +201,15 @@ def measure_live(models: Path, manifest: dict, backend: str, precision: str, cli
             "flicker": meter.summary(), "note": "frames/s includes the flicker metric's own time"}
 
 
-def run_live_rows(cfg: BenchConfig, manifest: dict, log: Callable[[str], None]) -> dict[str, Any] | None:
-    """The live rows: the first configuration after the baseline, on a generated moving-lesion clip, without and
-    with temporal reuse."""
+def run_live_rows(cfg: BenchConfig, manifest: dict, rows_done: list[dict], log: Callable[[str], None]
+                  ) -> dict[str, Any] | None:
+    """The live rows: ``auto``/``auto`` (else the first configuration after the baseline that ran), on a
+    generated moving-lesion clip, without and with temporal reuse."""
     from skinedge.data.video import moving_lesion_frames
 
-    configs = [c for c in cfg.configs if c != BASELINE]
+    configs = [(r["backend"], r["precision"]) for r in rows_done
+               if r["status"] == "ok" and (r["backend"], r["precision"]) != BASELINE]
+    configs.sort(key=lambda c: c != ("auto", "auto"))  # what `run` does by default, when it was measured
     if cfg.live_seconds <= 0 or not configs:
         return None
     clip = list(moving_lesion_frames(seconds=cfg.live_seconds, fps=30.0, width=640, height=480, seed=cfg.seed))
@@ -257,7 +260,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
     for r in rows:
         if r["status"] == "ok" and base.get(r["mode"]) and r["latency_ms"]["total"]["p50"] > 0:
             r["ratio_to_torch_fp32"] = round(base[r["mode"]] / r["latency_ms"]["total"]["p50"], 3)
-    live = run_live_rows(cfg, manifest, log)
+    live = run_live_rows(cfg, manifest, rows, log)
     env["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     if "torch" in sys.modules:
         env["torch_threads"] = int(sys.modules["torch"].get_num_threads())
