@@ -283,13 +283,14 @@ def build_engines_cli(
 @app.command("run")
 def run_cli(
     camera: Optional[int] = typer.Option(None, "--camera", help="camera index (V4L2/USB through OpenCV)"),
-    source: Optional[str] = typer.Option(None, "--source", help="csi://N | /dev/videoN | rtsp://... | video file | image folder or glob"),
+    source: Optional[str] = typer.Option(None, "--source", help="csi://N | /dev/videoN | rtsp(s)://... | http(s)://... | video file | image folder or glob"),
     models: Path = typer.Option(..., "--models", help="models directory (skinedge export/calibrate)"),
     backend: str = typer.Option("auto", "--backend", help="auto | onnxruntime | openvino | tensorrt | torch"),
     precision: str = typer.Option("auto", "--precision", help="auto (fastest the gates allow) | fp32 | fp16 | int8 | int8-cpu | int8-ov | pruned.*"),
     mode: str = typer.Option("roi", "--mode", help="roi: the lesion region ×4 | full: the whole frame ×4"),
     engines: Optional[Path] = typer.Option(None, "--engines", help="TensorRT engines (skinedge build-engines)"),
-    record: Optional[Path] = typer.Option(None, "--record", help="folder for raw + enhanced video segments and frames.jsonl"),
+    record: Optional[Path] = typer.Option(None, "--record", help="folder for raw + enhanced video (MKV, real frame times) in wall-clock segments, and frames.jsonl"),
+    segment_seconds: float = typer.Option(10.0, "--segment-seconds", help="with --record: close a segment every N seconds of wall time (a kill loses at most the open one)"),
     serve: Optional[str] = typer.Option(None, "--serve", help="web viewer at HOST:PORT (PORT alone: 127.0.0.1)"),
     no_display: bool = typer.Option(False, "--no-display", help="no window (headless)"),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="stop after N frames"),
@@ -304,14 +305,27 @@ def run_cli(
     target_fps: float = typer.Option(10.0, "--target-fps", help="frame rate the auto SR budget is sized for"),
     reuse: bool = typer.Option(True, "--reuse/--no-reuse", help="temporal reuse: track the mask between segmenter runs, show the last SR again while the lesion stays still"),
     seg_every: int = typer.Option(3, "--seg-every", help="with --reuse: run the segmenter at least every N frames"),
+    token_file: Optional[Path] = typer.Option(None, "--token-file", help="the web viewer's secret, from a file only you can read (else $SKINEDGE_VIEW_TOKEN; off 127.0.0.1 without either: a new one, printed once)"),
+    tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", help="PEM certificate chain: serve the viewer over HTTPS"),
+    tls_key: Optional[Path] = typer.Option(None, "--tls-key", help="PEM private key for --tls-cert"),
+    max_viewers: Optional[int] = typer.Option(None, "--max-viewers", help="concurrent viewer streams (default 4); more are refused"),
 ) -> None:
-    """Live: camera or stream in, enhanced view out (window, file, web viewer)."""
-    from skinedge.runtime.live.loop import run_command
+    """Live: camera or stream in, enhanced view out (window, file, web viewer).
+
+    Exit status: 0 when the source ended (or --max-frames, or the window was closed), 130 on Ctrl-C,
+    143 on SIGTERM (both close the recording first), 1 on an error or a capture that failed.
+    """
+    from skinedge.runtime.live.loop import EXIT_CODES, run_command
 
     fidelity = fidelity_option(projection, chroma, surround)
-    run_command(camera, source, models, backend, precision, mode, engines, record, serve, no_display, max_frames,
-                width, height, fps, realtime, log=typer.echo, fidelity=fidelity, sr_budget=sr_budget,
-                target_fps=target_fps, reuse=reuse, seg_every=seg_every)
+    summary = run_command(camera, source, models, backend, precision, mode, engines, record, serve, no_display,
+                          max_frames, width, height, fps, realtime, log=typer.echo, fidelity=fidelity,
+                          sr_budget=sr_budget, target_fps=target_fps, reuse=reuse, seg_every=seg_every,
+                          token_file=token_file, tls_cert=tls_cert, tls_key=tls_key, max_viewers=max_viewers,
+                          segment_s=segment_seconds)
+    status = EXIT_CODES.get(summary["stopped"], 1)
+    if status:
+        raise typer.Exit(status)
 
 
 @app.command("bench")

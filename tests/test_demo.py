@@ -18,7 +18,7 @@ def test_tiny_demo_runs_every_step(tmp_path):
         assert f"$ skinedge {command}" in text
     assert "| network | variant | check | FP32 | variant | loss | limit | result |" in text
     assert "| sr | int8 | colour_shift |" in text and "Pruning sr by 30%" in text
-    assert "$ skinedge enhance @" in text and "--backend onnxruntime --precision auto" in text
+    assert "$ skinedge enhance @" in text and "--backend auto --precision auto" in text
     gallery = (out / "report" / "enhanced" / "index.html").read_text()
     split = json.loads((out / "run" / "split.json").read_text())["splits"]["test"]
     assert gallery.count("<figure>") == len(split) and all(f"{i}.png" in gallery for i in split)
@@ -29,12 +29,14 @@ def test_tiny_demo_runs_every_step(tmp_path):
     assert set(report["tables"]["methods"]) == {"bicubic", "srgan_only", "srgan_projected", "seg_bicubic",
                                                 "skinsegmentsrgan", "skinedge"}
     assert (out / "contact-sheet.png").is_file() and (out / "report" / "report.html").is_file()
-    assert "$ skinedge run --source" in text and "--no-display --max-frames 3 --record" in text
+    assert "$ skinedge run --source" in text and "--realtime --no-display --record" in text
     frames = [json.loads(line) for line in (out / "recording" / "frames.jsonl").read_text().splitlines()]
-    assert len(frames) == 3 and (out / "recording" / "enhanced-00000.avi").stat().st_size > 0
+    segments = [json.loads(line) for line in (out / "recording" / "segments.jsonl").read_text().splitlines()]
+    assert frames and sum(s["frames"] for s in segments) == len(frames)
+    assert (out / "recording" / "enhanced-00000.mkv").stat().st_size > 0
     bench = json.loads((out / "report" / "bench.json").read_text())
     assert [(r["backend"], r["precision"], r["status"]) for r in bench["results"] if r["mode"] == "roi"] == [
-        ("torch", "fp32", "ok"), ("onnxruntime", "fp32", "ok"), ("onnxruntime", "auto", "ok")]
+        ("torch", "fp32", "ok"), ("auto", "auto", "ok")]
     assert (out / "report" / "bench.png").is_file() and "not in the demo: TensorRT engines" in text
     again = skinedge_cli("demo", "--tiny", "--out", out)
     assert again.returncode == 1 and "holds an earlier demo" in again.stderr

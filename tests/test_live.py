@@ -69,8 +69,21 @@ def read_video(path: Path, api: int = cv2.CAP_FFMPEG) -> list[np.ndarray]:
 
 def read_recording(path: Path, stream: str = "raw") -> list[np.ndarray]:
     """Every frame of the closed segments, in order (segments.jsonl names them)."""
-    segments = [json.loads(line) for line in (path / "segments.jsonl").read_text().splitlines()]
-    return [f for seg in segments for f in read_video(path / seg[stream], cv2.CAP_OPENCV_MJPEG)]
+    return [f for seg in closed_segments(path) for f in read_video(path / seg[stream])]
+
+
+def closed_segments(path: Path) -> list[dict]:
+    return [json.loads(line) for line in (path / "segments.jsonl").read_text().splitlines()]
+
+
+def timestamps(file: Path) -> tuple[list[float], float]:
+    """(each frame's timestamp in s, the file's duration in s), as PyAV (FFmpeg) reads them."""
+    import av
+
+    with av.open(str(file)) as container:
+        stream = container.streams.video[0]
+        pts = [float(p.pts * p.time_base) for p in container.demux(stream) if p.pts is not None]
+        return pts, float(container.duration / av.time_base)
 
 
 def mad(a: np.ndarray, b: np.ndarray) -> float:
@@ -148,7 +161,7 @@ def ort_pipeline(exported):
 # ------------------------------------------------------------------ video file → recording
 def test_video_file_is_processed_and_recorded_frame_by_frame(ort_pipeline, frames, video, tmp_path):
     rec, lines = tmp_path / "rec", []
-    recorder = Recorder(rec, FPS, segment_s=1.0, log=lines.append)  # 10 frames a segment: 3 segments
+    recorder = Recorder(rec, max_frames=10, log=lines.append)  # 10 frames a segment: 3 segments
     with open_source(str(video), log=lines.append) as source:
         summary = run_live(source, ort_pipeline, [], recorder, log=lines.append, backend="onnxruntime")
     assert summary["frames"] == len(frames) and summary["dropped"] == 0 and summary["stopped"] == "end of source"
@@ -178,6 +191,23 @@ def test_run_command_runs_headless_and_prints_the_summary(exported, video, tmp_p
     text = "\n".join(lines)
     assert "backend onnxruntime" in text and "5 frames in" in text and "end-to-end latency p50" in text
     assert len((tmp_path / "rec" / "frames.jsonl").read_text().splitlines()) == 5
+
+
+def test_exit_status_says_how_the_run_ended(exported, video, monkeypatch):
+    from skinedge.cli import main
+    from skinedge.runtime.live import loop
+
+    _, _, models = exported
+    argv = ["run", "--source", str(video), "--models", str(models), "--backend", "onnxruntime", "--no-display"]
+    with pytest.raises(SystemExit) as ended:
+        main(argv)
+    assert ended.value.code in (0, None)  # the source ended
+    real = loop.run_command
+    for stopped, status in (("interrupted", 130), ("terminated", 143), ("capture failed", 1), ("max frames", 0)):
+        monkeypatch.setattr(loop, "run_command", lambda *a, _s=stopped, **k: {**real(*a, **k), "stopped": _s})
+        with pytest.raises(SystemExit) as ended:
+            main(argv + ["--max-frames", "1"])
+        assert (ended.value.code or 0) == status, stopped
 
 
 def test_run_command_without_a_window_says_so_and_carries_on(exported, video, monkeypatch):
@@ -241,7 +271,8 @@ def test_a_glob_reads_in_sorted_order_and_skips_unreadable_images_with_a_warning
 
 
 def test_bad_sources_are_one_clear_error_at_open(tmp_path):
-    with pytest.raises(SkinedgeError, match=r"unsupported source 'xyz://cam': use csi://N, /dev/videoN"):
+    with pytest.raises(SkinedgeError, match=r"unsupported source 'xyz://cam': use camera://N, csi://N, /dev/videoN, "
+                                            r"rtsp\(s\)://\.\.\., http\(s\)://"):
         open_source("xyz://cam")
     for uri in ("camera://99", "99", "/dev/video99", "v4l2://99"):
         with pytest.raises(SkinedgeError, match="camera 99"):
@@ -276,7 +307,7 @@ def test_record_path_in_a_missing_or_read_only_folder_is_refused_before_the_run(
         check_record_path(tmp_path / "missing" / "rec")
     (tmp_path / "file").write_text("x")
     with pytest.raises(SkinedgeError, match="is a file"):
-        Recorder(tmp_path / "file", FPS)
+        Recorder(tmp_path / "file")
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o555)
@@ -295,7 +326,7 @@ def test_a_video_cut_half_way_keeps_the_frames_before_the_cut(frames, video, tmp
     cut.write_bytes(data[:len(data) // 2])
     warnings = []
     with open_source(str(cut), log=warnings.append) as source:
-        summary = run_live(source, FakePipeline(), [], Recorder(tmp_path / "rec", FPS), warmup=False)
+        summary = run_live(source, FakePipeline(), [], Recorder(tmp_path / "rec"), warmup=False)
     assert 0 < summary["frames"] < len(frames) and summary["stopped"] == "end of source"
     assert len(warnings) == 1 and "cut short or damaged" in warnings[0], warnings
     assert f"after {summary['frames']} of {len(frames)} frames" in warnings[0]
@@ -343,7 +374,7 @@ def test_a_file_is_not_dropped_unless_realtime(video, frames):
 
 def test_ctrl_c_closes_the_recording_and_the_sinks(frames, tmp_path):
     sink = FakeSink()
-    summary = run_live(FakeCamera(frames), FakePipeline(interrupt_at=4), [sink], Recorder(tmp_path / "rec", FPS),
+    summary = run_live(FakeCamera(frames), FakePipeline(interrupt_at=4), [sink], Recorder(tmp_path / "rec"),
                        log=lambda s: None, warmup=False)
     assert summary["stopped"] == "interrupted" and summary["frames"] == 3 and sink.closed
     assert len(read_recording(tmp_path / "rec")) == 3
@@ -361,7 +392,7 @@ import sys, time
 import numpy as np
 from skinedge.runtime.pipeline.host import FrameResult
 from skinedge.runtime.sinks.recorder import Recorder
-rec = Recorder(sys.argv[1], 10.0, segment_s=0.5)  # 5 frames a segment
+rec = Recorder(sys.argv[1], max_frames=5)  # 5 frames a segment
 rng = np.random.default_rng(0)
 for i in range(12):
     frame = rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)
@@ -382,11 +413,44 @@ def test_a_killed_recorder_leaves_its_closed_segments_playable(tmp_path):
         proc.wait(10)
     segments = [json.loads(line) for line in (rec / "segments.jsonl").read_text().splitlines()]
     assert [s["frames"] for s in segments] == [5, 5] and [s["first_index"] for s in segments] == [0, 5]
-    assert len(read_recording(rec)) == 10  # read by OpenCV's own MJPEG reader, which needs a complete file
+    assert len(read_recording(rec)) == 10
     enhanced = read_recording(rec, "enhanced")
     assert len(enhanced) == 10 and enhanced[0].shape[:2] == canvas_size((W, H))[::-1]
     assert len((rec / "frames.jsonl").read_text().splitlines()) == 12
-    assert (rec / "raw-00002.avi").exists()  # the segment in progress: the only one a kill can cut
+    assert (rec / "raw-00002.mkv").exists()  # the segment in progress: the only one a kill can cut
+
+
+def test_segments_follow_the_wall_clock_and_frames_keep_their_real_times(frames, tmp_path):
+    """A slow pipeline (5 frames/s) and 0.4-s segments: playback time equals wall time, frame by frame."""
+    rec, period = tmp_path / "rec", 0.2
+    recorder = Recorder(rec, segment_s=0.4)
+    began = time.perf_counter()
+    for i in range(8):
+        at = time.perf_counter()
+        frame = frames[i]
+        recorder.write(frame, FrameResult(frame, True, (0, 0, W, H), 0.1, None, {"seg": 1.0}), i, at=at)
+        time.sleep(max(0.0, began + (i + 1) * period - time.perf_counter()))
+    time.sleep(0.6)  # no frames: the timer closes the open segment on time all the same
+    segments = closed_segments(rec)
+    recorder.close()
+    wall = time.perf_counter() - began
+    assert 3 <= len(segments) <= 5 and sum(s["frames"] for s in segments) == 8
+    for seg in segments:
+        pts, duration = timestamps(rec / seg["raw"])
+        assert len(pts) == seg["frames"] + seg["carried"] and abs(duration - seg["seconds"]) < 0.01
+        assert 0.35 <= seg["seconds"] <= 0.7  # 0.4 s, up to a timer tick (0.25 s) later
+        gaps = np.diff(pts)[seg["carried"]:]  # (a carried frame is shown from the previous segment's close)
+        assert np.all((gaps > 0.15) & (gaps < 0.3)), pts  # 0.2 s apart: the real pace, not 1/fps
+    assert closed_segments(rec) == segments  # the timer had closed the last one: close() adds nothing
+    for a, b in zip(segments, segments[1:]):  # back to back: the recording covers the wall time without gaps
+        assert abs(a["start"] + a["seconds"] - b["start"]) < 0.05
+    span = 7 * period  # first to last frame; the last frame then lasts until its segment's time is up
+    total = sum(s["seconds"] for s in segments)
+    assert span < total <= span + 0.4 + 0.3 < wall, (total, span, wall, segments)
+    records = [json.loads(line) for line in (rec / "frames.jsonl").read_text().splitlines()]
+    assert [r["pts_ms"] for r in records if r["segment"] == 0][0] == 0
+    gaps = np.diff([r["captured"] for r in records])
+    assert np.all(np.abs(gaps - period) < 0.05), gaps
 
 
 def test_capture_thread_stops_promptly_while_reconnecting(frames, monkeypatch):

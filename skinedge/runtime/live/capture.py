@@ -15,6 +15,13 @@ what a live run on that hardware would show.
 Live sources that stop giving frames (cable pulled, stream down) are reopened
 with exponential back-off (0.5 s doubling to 8 s) until they come back or the
 run stops; meanwhile ``signal`` is False so the viewers can say "no signal".
+
+A frozen source (a paused server: the connection stays open, nothing comes) is
+one state change, not a flicker: the last frame stays on screen as ``stale``
+while the gap is shorter than ``stall_s``, then the source is ``no signal`` and
+stays so until it has been reopened and gives frames again — a frame that
+trickles out of the frozen connection (a decoder's buffered frame, a read that
+returns at its timeout) does not bring the signal back, it starts the reconnect.
 """
 
 from __future__ import annotations
@@ -29,7 +36,8 @@ from skinedge.runtime.live.sources import Source
 
 BACKOFF_S = (0.5, 8.0)  # first and longest wait between reconnect attempts
 MISSES = 3  # consecutive empty reads before a live source counts as lost (one bad frame is not a lost camera)
-STALL_S = 3.0  # a live source that blocks this long without a frame shows as "no signal"
+STALL_S = 3.0  # a live source that blocks this long without a frame shows as "no signal", and is reopened
+STALE_S = 1.0  # ... and before that, this long without a frame shows its last frame as "stale"
 DEFAULT_FPS = 30.0  # pace of a real-time file or folder whose rate is unknown
 
 
@@ -39,7 +47,8 @@ class LatestFrame:
     Attributes (read by the consumer):
         dropped: frames read but replaced before the consumer took them.
         reconnects: times a lost live source came back; ``lost``: times it was lost.
-        signal: False while a live source is lost or stalled.
+        signal: False while a live source is lost or stalled; ``state``: "live", "stale" or "no signal".
+        last_lost, last_reconnect: wall-clock (epoch) seconds of the latest loss and comeback, or None.
         ended: the source is finished (end of a file) or the reader stopped.
         stamp: ``time.perf_counter()`` when the frame last returned by ``get`` was read from the source
             (for a paced file or folder: when it was taken, since the reader reads ahead on purpose).
@@ -52,6 +61,8 @@ class LatestFrame:
         self.paced = not source.live and not realtime  # wait for the consumer: no frame of a file is lost
         self.realtime = realtime and not source.live
         self.dropped = self.reconnects = self.lost = self.read_count = 0
+        self.last_lost: float | None = None
+        self.last_reconnect: float | None = None
         self.ended, self.stamp, self.error = False, 0.0, None
         self._signal, self._last = True, time.perf_counter()
         self._slot: tuple[np.ndarray, int, float] | None = None
@@ -74,9 +85,22 @@ class LatestFrame:
     @property
     def signal(self) -> bool:
         """False while a live source is lost, or has given nothing for ``stall_s`` (a read that blocks)."""
+        return self.state != "no signal"
+
+    @property
+    def state(self) -> str:
+        """"live"; "stale" while a live source has given nothing for ``STALE_S`` (the last frame still shown);
+        "no signal" once it is lost or has given nothing for ``stall_s``, until it is back."""
         if not self.source.live:
-            return True
-        return self._signal and time.perf_counter() - self._last < self.stall_s
+            return "live"
+        gap = time.perf_counter() - self._last
+        if not self._signal or gap >= self.stall_s:
+            return "no signal"
+        return "stale" if gap >= STALE_S else "live"
+
+    def frame_age(self) -> float:
+        """Seconds since the source last gave a frame."""
+        return time.perf_counter() - self._last
 
     def get(self, timeout: float) -> tuple[np.ndarray, int] | None:
         """The newest frame and its index in the source (0-based), or None after ``timeout`` s / at the end."""
@@ -117,11 +141,15 @@ class LatestFrame:
         fps = self.source.fps or DEFAULT_FPS
         while not self._stop.is_set():
             frame = self._read()
-            if frame is None:
+            stalled = self.source.live and time.perf_counter() - self._last >= self.stall_s
+            if frame is None or stalled:
                 if not self.source.live:
                     return
                 misses += 1
-                if misses >= self.misses:
+                if stalled and frame is None:
+                    self.log(f"{self.source.describe()}: no frame for {time.perf_counter() - self._last:.1f} s "
+                             "(read timed out)")
+                if misses >= self.misses or stalled:  # a stalled source is reopened, whatever it gives now
                     misses = 0
                     frame = self._reconnect()
                 if frame is None:
@@ -157,6 +185,7 @@ class LatestFrame:
     def _reconnect(self) -> np.ndarray | None:
         """Reopen a lost live source with exponential back-off; its first frame, or None when stopped."""
         self.lost += 1
+        self.last_lost = time.time()
         self._signal = False
         name = self.source.describe()
         self.log(f"{name}: no signal; reconnecting (every {self.backoff[0]:g} s, up to {self.backoff[1]:g} s)")
@@ -166,6 +195,8 @@ class LatestFrame:
             frame = self._try_reopen()
             if frame is not None:
                 self.reconnects += 1
+                self.last_reconnect = time.time()
+                self._last = time.perf_counter()
                 self._signal = True
                 self.log(f"{name}: signal back after {tries} attempt(s)")
                 return frame

@@ -12,16 +12,20 @@ feels, not the network time alone — and fps is counted on finished frames.
 from __future__ import annotations
 
 import importlib
+import signal
+import threading
 import time
+import warnings
 from collections import deque
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from skinedge.errors import SkinedgeError
-from skinedge.runtime.live.capture import LatestFrame
+from skinedge.runtime.live.capture import STALE_S, LatestFrame
 from skinedge.runtime.live.flicker import FlickerMeter
 from skinedge.runtime.live.reuse import TemporalReuse
 from skinedge.runtime.live.sources import Source, open_source
@@ -31,7 +35,7 @@ from skinedge.runtime.pipeline.host import FrameResult, Pipeline
 from skinedge.runtime.pipeline.projection import Fidelity
 from skinedge.runtime.session import open_session
 from skinedge.runtime.sinks import Sink
-from skinedge.runtime.sinks.recorder import Recorder, check_record_path
+from skinedge.runtime.sinks.recorder import SEGMENT_S, Recorder, check_record_path
 
 IDLE_S = 0.5  # with no signal the sinks hear from the loop at ~2 Hz
 FPS_WINDOW = 30  # fps is measured over the last ~30 finished frames
@@ -95,17 +99,21 @@ def run_live(source: Source, pipeline: Callable[[np.ndarray], FrameResult], sink
         realtime: read a file or folder at its own fps and drop what the pipeline cannot keep up with.
         warmup: run the first frame once untimed, so one-off start-up cost does not count as latency.
     Returns:
-        Summary: frames, dropped, reconnects, lost, latency_p50_ms / p95 / p99 (end to end),
-        fps (mean), stage_p50_ms, seconds, stopped (end of source | max frames | viewer closed |
-        interrupted | capture failed), source, flicker (the enhanced view's temporal instability against a
-        bicubic up-scale's, :mod:`skinedge.runtime.live.flicker`), and how many frames ran the segmenter and
-        the generator (``segmented``, ``computed``; the rest reused earlier work).
+        Summary: frames, dropped, the signal (state, lost, reconnects, last_lost, last_reconnect, frame_age_s),
+        latency_p50_ms / p95 / p99 (end to end), fps (mean), stage_p50_ms, seconds, stopped (end of source |
+        max frames | viewer closed | interrupted | terminated | capture failed: see ``EXIT_CODES``), source,
+        flicker (the enhanced view's temporal instability against a bicubic up-scale's,
+        :mod:`skinedge.runtime.live.flicker`), and how many frames ran the segmenter and the generator
+        (``segmented``, ``computed``; the rest reused earlier work).
     """
     check_max_frames(max_frames)
     loop = _Loop(source, pipeline, sinks, recorder, realtime=realtime, log=log, warmup=warmup,
                  info={"source": source.describe(), "backend": backend, "variants": dict(variants or {})})
     stopped, started = "end of source", time.perf_counter()
+    stack = ExitStack()
     try:
+        stack.enter_context(_warnings_to(log))
+        stack.enter_context(_terminate_as_interrupt())
         loop.capture.start()
         while max_frames is None or loop.meter.frames < max_frames:
             if any(getattr(sink, "quit", False) for sink in sinks):
@@ -118,16 +126,55 @@ def run_live(source: Source, pipeline: Callable[[np.ndarray], FrameResult], sink
             loop.step(got)
         else:
             stopped = "max frames"
+    except Terminated:
+        stopped = "terminated"
+        log("terminated (SIGTERM): closing the recording and the viewers")
     except KeyboardInterrupt:
         stopped = "interrupted"
         log("interrupted (Ctrl-C): closing the recording and the viewers")
     finally:
         loop.capture.stop()
         _close(sinks, recorder, log)
-    capture = loop.capture
-    return {**loop.meter.summary(), "dropped": capture.dropped, "reconnects": capture.reconnects,
-            "lost": capture.lost, "seconds": round(time.perf_counter() - started, 2), "stopped": stopped,
+        stack.close()
+    return {**loop.meter.summary(), "dropped": loop.capture.dropped, **loop.signal_stats(),
+            "seconds": round(time.perf_counter() - started, 2), "stopped": stopped,
             "source": loop.info["source"], "flicker": loop.flicker.summary(), **loop.work()}
+
+
+# How `skinedge run` ends, as its exit status: scripts tell a finished run from an interrupted or failed one.
+EXIT_CODES = {"end of source": 0, "max frames": 0, "viewer closed": 0, "interrupted": 130, "terminated": 143,
+              "capture failed": 1}
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``docker stop``, systemd, kill): stop like Ctrl-C, closing the recording."""
+
+
+@contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM raises :class:`Terminated` in the main thread while the loop runs (elsewhere: left alone)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def _warnings_to(log: Callable[[str], None]):
+    """Python warnings raised by libraries during the run go to our log as one line each, not raw to stderr."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: log(
+            f"warning: {category.__name__}: {message} ({Path(filename).name}:{lineno})")
+        yield
 
 
 class _Loop:
@@ -137,9 +184,17 @@ class _Loop:
                  recorder: Recorder | None, *, realtime: bool, log: Callable[[str], None], warmup: bool, info: dict):
         self.capture = LatestFrame(source, realtime=realtime, log=log)
         self.pipeline, self.sinks, self.recorder, self.warmup, self.info = pipeline, sinks, recorder, warmup, info
-        self.meter, self.raw, self.index = _Meter(), BLACK, -1
+        self.meter, self.raw, self.index, self.latency = _Meter(), BLACK, -1, {}
+        self.paused = False  # the recorder was told the signal is gone
         self.flicker = FlickerMeter()
         self.segmented = self.computed = 0
+
+    def signal_stats(self) -> dict:
+        """The source's signal: state (live | stale | no signal), losses, comebacks and when the last was."""
+        c = self.capture
+        return {"state": c.state, "lost": c.lost, "reconnects": c.reconnects,
+                "last_lost": _iso(c.last_lost), "last_reconnect": _iso(c.last_reconnect),
+                "frame_age_s": round(c.frame_age(), 2)}
 
     def work(self) -> dict:
         """Frames that ran the segmenter / the generator (the others reused earlier frames' work)."""
@@ -149,9 +204,16 @@ class _Loop:
         """One frame through pipeline → sinks → recorder; with no frame, tell the sinks if the signal is gone."""
         if got is None:
             if not self.capture.signal:
+                if self.recorder is not None and not self.paused:  # the last frame was live until it went stale
+                    self.recorder.pause(min(time.perf_counter(), self.capture.stamp + STALE_S))
+                self.paused = True
                 _show(self.sinks, self.raw, None, self.stats({}, signal=False))
+            else:  # stale: the last view stays up; the stats (state, frame age) still move
+                for sink in self.sinks:
+                    getattr(sink, "status", lambda stats: None)(self.stats(self.latency, signal=True))
             return
         self.raw, self.index = got
+        self.paused = False
         if self.warmup and self.meter.frames == 0:
             self.pipeline(self.raw)
             self.capture.stamp = max(self.capture.stamp, time.perf_counter())  # waiting for warm-up is not latency
@@ -161,14 +223,20 @@ class _Loop:
         self.segmented += bool(result.segmented)
         self.computed += bool(result.found and result.computed)
         self.flicker.add(self.raw, result)
-        _show(self.sinks, self.raw, result, self.stats({**result.timings_ms, "end_to_end": end_to_end}, signal=True))
+        self.latency = {**result.timings_ms, "end_to_end": end_to_end}
+        _show(self.sinks, self.raw, result, self.stats(self.latency, signal=True))
         if self.recorder is not None:
-            self.recorder.write(self.raw, result, self.index, end_to_end)
+            self.recorder.write(self.raw, result, self.index, end_to_end, at=self.capture.stamp)
 
     def stats(self, latency: dict, *, signal: bool) -> dict:
         """What every sink gets with each frame (the keys are the Sink contract)."""
         return {"frame": self.index, "fps": self.meter.fps(), "latency_ms": latency,
-                "dropped": self.capture.dropped, "signal": signal, **self.info}
+                "dropped": self.capture.dropped, "signal": signal, **self.signal_stats(), **self.info}
+
+
+def _iso(epoch: float | None) -> str | None:
+    """Epoch seconds → local ISO 8601 time with its offset (None stays None)."""
+    return None if epoch is None else datetime.fromtimestamp(epoch).astimezone().isoformat(timespec="seconds")
 
 
 def _show(sinks: list[Sink], raw: np.ndarray, result: FrameResult | None, stats: dict) -> None:
@@ -195,7 +263,8 @@ def format_summary(summary: dict) -> str:
     return (f"{summary['frames']} frames in {summary['seconds']:.1f} s ({summary['stopped']}): "
             f"{summary['fps']:.1f} fps, end-to-end latency p50 {summary['latency_p50_ms']:.1f} ms, "
             f"p95 {summary['latency_p95_ms']:.1f} ms, p99 {summary.get('latency_p99_ms', 0.0):.1f} ms\n"
-            f"dropped {summary['dropped']}, signal lost {summary['lost']}×, reconnected {summary['reconnects']}×; "
+            f"dropped {summary['dropped']}, signal lost {summary['lost']}×, reconnected {summary['reconnects']}×"
+            f"{' (last at ' + summary['last_reconnect'] + ')' if summary.get('last_reconnect') else ''}; "
             f"segmenter ran on {summary.get('segmented', 0)}, generator on {summary.get('computed', 0)} frames\n"
             f"{steady}\n"
             f"stage p50 (ms): {stages or 'none'}")
@@ -229,8 +298,10 @@ def _sink_module(name: str, what: str, fix: str):
         raise SkinedgeError(f"{what} ({module}) cannot be loaded: {missing}; {fix}") from None
 
 
-def open_sinks(no_display: bool, serve: tuple[str, int] | None, log: Callable[[str], None]) -> list[Sink]:
-    """The window (when wanted and a display exists) and the web viewer (``--serve``)."""
+def open_sinks(no_display: bool, serve: tuple[str, int] | None, log: Callable[[str], None],
+               viewer: tuple[dict, str] | None = None, max_viewers: int | None = None) -> list[Sink]:
+    """The window (when wanted and a display exists) and the web viewer (``--serve``, with ``viewer``'s
+    token and TLS from :func:`~skinedge.runtime.sinks.access.viewer_access`)."""
     sinks: list[Sink] = []
     try:
         if not no_display:
@@ -242,8 +313,15 @@ def open_sinks(no_display: bool, serve: tuple[str, int] | None, log: Callable[[s
                     "(--serve HOST:PORT shows the view in a browser, --no-display silences this)")
         if serve is not None:
             web = _sink_module("web", "the web viewer", "run without --serve")
-            sinks.append(web.WebSink(*serve))
-            log(f"web viewer: {getattr(sinks[-1], 'url', '%s:%d' % serve)}")
+            access, where = viewer or ({}, "")
+            extra = {"max_viewers": max_viewers} if max_viewers is not None else {}
+            sink = web.WebSink(*serve, **access, **extra)
+            sinks.append(sink)
+            if where == "made":
+                log(f"web viewer: {sink.login_url()}\n  (a new secret for this run, shown only here: the link "
+                    "lets a browser in; scripts send Authorization: Bearer TOKEN)")
+            else:
+                log(f"web viewer: {sink.url}" + (f" (token from {where})" if where else ""))
     except BaseException:
         _close(sinks, None, log)
         raise
@@ -256,7 +334,8 @@ def run_command(camera: int | None, source: str | None, models: Path, backend: s
                 width: int | None = None, height: int | None = None, fps: float | None = None,
                 realtime: bool = False, log: Callable[[str], None] = print, fidelity: Fidelity | None = None,
                 sr_budget: str | int | None = "auto", target_fps: float = 10.0, reuse: bool = True,
-                seg_every: int = 3) -> dict:
+                seg_every: int = 3, token_file: Path | None = None, tls_cert: Path | None = None,
+                tls_key: Path | None = None, max_viewers: int | None = None, segment_s: float = SEGMENT_S) -> dict:
     """Everything ``skinedge run`` does: check the options, open all, run live, print the summary.
 
     Cheap checks come first (one source, max frames, --serve, the record folder), so a typo is one line
@@ -269,8 +348,17 @@ def run_command(camera: int | None, source: str | None, models: Path, backend: s
         raise SkinedgeError(f"--target-fps must be positive and --seg-every ≥ 1, got {target_fps} and {seg_every}")
     _check_capture(width, height, fps)
     address = parse_serve(serve) if serve else None
+    viewer = None
+    if address is not None:
+        viewer = _sink_module("access", "the web viewer", "install skinedge[cpu]").viewer_access(
+            address[0], token_file, tls_cert, tls_key)
+    elif token_file or tls_cert or tls_key or max_viewers is not None:
+        raise SkinedgeError("--token-file, --tls-cert, --tls-key and --max-viewers are for the web viewer: add "
+                            "--serve HOST:PORT")
     if record is not None:
         check_record_path(record)
+        if not segment_s > 0:
+            raise SkinedgeError(f"--segment-seconds must be positive, got {segment_s}")
     manifest = load_models(models)
     with ExitStack() as stack:
         src = stack.enter_context(open_source(uri, width, height, fps, log=lambda s: log(f"warning: {s}")))
@@ -278,9 +366,9 @@ def run_command(camera: int | None, source: str | None, models: Path, backend: s
         session = open_session(models, backend, precision, engines, mode, fidelity=fidelity, log=log, manifest=manifest)
         pipeline = stack.enter_context(session.pipeline)
         frame_fn = live_pipeline(pipeline, budget, target_fps, reuse, seg_every, log)
-        sinks = open_sinks(no_display, address, log)
+        sinks = open_sinks(no_display, address, log, viewer, max_viewers)
         try:
-            recorder = Recorder(record, fps or src.fps or 30.0, log=log) if record is not None else None
+            recorder = Recorder(record, segment_s=segment_s, log=log) if record is not None else None
         except BaseException:
             _close(sinks, None, log)
             raise
@@ -288,7 +376,7 @@ def run_command(camera: int | None, source: str | None, models: Path, backend: s
                            backend=session.opened.backend, variants=session.opened.variants)
     log(format_summary(summary))
     if record is not None:
-        log(f"recording in {record}/ (raw-*.avi, enhanced-*.avi, frames.jsonl)")
+        log(f"recording in {record}/ (raw-*.mkv, enhanced-*.mkv by wall-clock segments, frames.jsonl)")
     return summary
 
 

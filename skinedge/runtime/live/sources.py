@@ -35,7 +35,8 @@ from skinedge.runtime.pipeline.host import as_bgr, check_frame
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "8")  # AV_LOG_FATAL
 STREAM_TIMEOUTS_MS = (10_000, 5_000)  # open, read: a dead stream fails (and reconnects) instead of hanging
 
-UNSUPPORTED = "unsupported source {uri!r}: use csi://N, /dev/videoN, rtsp://..., a video file or an image folder"
+UNSUPPORTED = ("unsupported source {uri!r}: use camera://N, csi://N, /dev/videoN, rtsp(s)://..., http(s)://..., "
+               "a video file or an image folder")
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://")
 CSI_PIPELINE = ("nvarguscamerasrc sensor-id={n} ! video/x-raw(memory:NVMM),width={w},height={h},framerate={fps}/1 ! "
                 "nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! "
@@ -129,7 +130,9 @@ class CaptureSource(Source):
     def read(self) -> np.ndarray | None:
         if self.cap is None:
             return None
-        ok, frame = self.cap.read()
+        # A stream's read timeout makes OpenCV print a raw "[ WARN ...] Stream timeout triggered" line; the capture
+        # thread reports the gap in our log instead.
+        ok, frame = _quiet(self.cap.read) if self.live else self.cap.read()
         if not ok or frame is None or frame.size == 0:
             self._check_end()
             return None
@@ -281,8 +284,8 @@ def _path_source(text: str, fps: float | None, log) -> Source:
         if not paths:
             raise SkinedgeError(f"no files match {text!r}")
         return ImageSource(paths, f"images matching {text}", fps, log)
-    raise SkinedgeError(f"source {text!r}: no such file, folder or glob; use csi://N, /dev/videoN, rtsp://..., "
-                        "a video file or an image folder")
+    raise SkinedgeError(f"source {text!r}: no such file, folder or glob; use camera://N, csi://N, /dev/videoN, "
+                        "rtsp(s)://..., http(s)://..., a video file or an image folder")
 
 
 

@@ -1,24 +1,35 @@
-"""Record a live run: the raw frames, the enhanced views and one JSON line per frame.
+"""Record a live run by the wall clock: the raw frames, the enhanced views and one JSON line per frame.
 
 Layout of ``PATH/``::
 
-    raw-00000.avi, raw-00001.avi, ...            the camera frames (MJPG, the frame size)
-    enhanced-00000.avi, enhanced-00001.avi, ...  the enhanced views, letterboxed onto a fixed canvas
-    frames.jsonl     per frame: index, time, found, roi, lesion_area, residual (the consistency residual, 0–255),
-                     timings_ms, end_to_end_ms, segment
-    segments.jsonl   one line per segment once it is closed: files, frame count, first frame index
+    raw-00000.mkv, raw-00001.mkv, ...            the camera frames (MJPEG in Matroska, the frame size)
+    enhanced-00000.mkv, enhanced-00001.mkv, ...  the enhanced views, letterboxed onto a fixed canvas
+    frames.jsonl     per frame: index, captured (wall-clock time the camera gave it), pts_ms (its time in the
+                     segment), found, roi, lesion_area, residual, timings_ms, end_to_end_ms, segment
+    segments.jsonl   one line per segment once it is closed: files, frames, first index, start, seconds
 
-Why segments: an AVI (like an MP4) is only complete once its writer has put
-the index and the final sizes into it on close. A run killed by SIGKILL, power
-loss or the OOM killer never closes its file. So the recording is cut into
-short segments (``segment_s`` seconds of frames, 10 s by default); each is
-closed properly before the next one starts, and ``segments.jsonl`` names the
-closed ones. A kill can only cut the segment in progress — the last few seconds
-(FFmpeg still reads most of those frames; OpenCV's own MJPEG reader refuses a
-file without its index). MJPG (every frame a JPEG) is written by OpenCV's
-built-in encoder, present in every OpenCV build including JetPack's, with no
-codec licensing or FFmpeg needed. ``frames.jsonl`` is flushed after every line,
-so it survives a kill up to the last whole frame.
+Why the wall clock: a pipeline slower than its camera enhances fewer frames
+than the camera sends (a 15 fps stream, < 1 frame/s enhanced on a small CPU).
+A container written at the camera's nominal rate would play those frames 20×
+too fast, and segments counted in frames would close once every few minutes.
+So every frame keeps its real capture time as its timestamp (variable frame
+rate: Matroska stores a timestamp per frame, which OpenCV's writer cannot), and
+a segment closes every ``segment_s`` seconds of wall time — by a timer, also
+while the pipeline is busy with a frame or the camera is gone — or at
+``max_frames`` frames. A frame lasts until the next one (or until its segment
+closes), so a segment's duration is the wall time it covers and playback runs at
+real speed. When the timer closed a segment while a frame was on screen, the
+next segment starts at that moment with that frame again (``carried`` in
+segments.jsonl): segments follow each other without gaps. After a gap longer
+than a segment (no signal) the next one starts with the next frame.
+
+Why segments: a video file is only complete once its writer has closed it. A
+run killed by SIGKILL, power loss or the OOM killer never closes its file, so
+each segment is closed properly before the next starts and ``segments.jsonl``
+names the closed ones: a kill loses only the segment in progress (at most
+``segment_s`` seconds plus the frame being enhanced). ``frames.jsonl`` is
+flushed after every line. Frames are JPEG-encoded by OpenCV and muxed as they
+are by PyAV (FFmpeg's Matroska muxer): no re-encoding, no codec licensing.
 
 The enhanced view's size follows the lesion ROI, but a video needs one size:
 each view is scaled (aspect kept) and centred on a black canvas of twice the
@@ -29,7 +40,9 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
+from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
@@ -40,8 +53,12 @@ from skinedge.runtime.pipeline.host import FrameResult
 from skinedge.runtime.sinks import letterbox
 
 SEGMENT_S = 10.0
+MAX_SEGMENT_FRAMES = 1800  # a segment also closes after this many frames (a minute at 30 fps)
 MAX_CANVAS = 1280  # long side of the enhanced canvas: ×2 of a VGA camera, a 1080p one scaled down
-FOURCC = "MJPG"
+JPEG_QUALITY = 90
+TICK_S = 0.25  # how often the timer looks whether the open segment's time is up
+MS = Fraction(1, 1000)  # timestamps in milliseconds
+STREAMS = ("raw", "enhanced")
 
 
 def check_record_path(path: str | os.PathLike) -> Path:
@@ -55,7 +72,7 @@ def check_record_path(path: str | os.PathLike) -> Path:
     if path.exists() and not path.is_dir():
         raise SkinedgeError(f"--record {path}: is a file; give a folder for the recording")
     if path.is_dir():
-        if (path / "frames.jsonl").exists() or any(path.glob("raw-*.avi")):
+        if (path / "frames.jsonl").exists() or any(path.glob("raw-*.*")):
             raise SkinedgeError(f"--record {path}: holds an earlier recording; choose a new folder")
         target = path
     else:
@@ -74,82 +91,154 @@ def canvas_size(frame_wh: tuple[int, int], max_side: int = MAX_CANVAS) -> tuple[
     return max(2, int(w * k) // 2 * 2), max(2, int(h * k) // 2 * 2)
 
 
+def _pyav():
+    try:
+        import av
+    except ImportError:
+        raise SkinedgeError("--record needs PyAV to write timestamped video: pip install 'skinedge[cpu]' "
+                            "(or pip install av)") from None
+    return av
+
+
 class Recorder:
-    """``Recorder(path, fps)``; ``write(raw, result, index)`` per processed frame; ``close()`` at the end.
+    """``Recorder(path)``; ``write(raw, result, index, at=...)`` per processed frame; ``close()`` at the end.
 
     Args:
         path: a new (or empty) folder; its parent must exist and be writable.
-        fps: the frame rate written into the videos (the source's nominal rate; the true capture
-            times are in ``frames.jsonl``).
-        segment_s: seconds of frames (at ``fps``) per segment.
+        segment_s: wall-clock seconds per segment.
+        max_frames: a segment also closes at this many frames.
+        clock: the monotonic clock that ``at`` is read on (``time.perf_counter``).
+    Thread-safe: a timer thread closes segments on time while ``write`` may be running.
     """
 
-    def __init__(self, path: str | os.PathLike, fps: float, *, segment_s: float = SEGMENT_S,
-                 max_canvas: int = MAX_CANVAS, log: Callable[[str], None] = print):
+    def __init__(self, path: str | os.PathLike, *, segment_s: float = SEGMENT_S,
+                 max_frames: int = MAX_SEGMENT_FRAMES, max_canvas: int = MAX_CANVAS, quality: int = JPEG_QUALITY,
+                 log: Callable[[str], None] = print, clock: Callable[[], float] = time.perf_counter):
         import cv2  # noqa: F401 - fail here, before the run, if OpenCV is missing
 
-        if not fps or fps <= 0:
-            raise SkinedgeError(f"recording frame rate must be positive, got {fps}")
+        self._av = _pyav()
+        if not segment_s > 0 or max_frames < 1:
+            raise SkinedgeError(f"a recording segment needs a positive length, got {segment_s} s / {max_frames} "
+                                "frames")
         self.path = check_record_path(path)
-        self.fps, self.max_canvas, self.log = float(fps), max_canvas, log
-        self.segment_frames = max(1, round(self.fps * segment_s))
+        self.segment_s, self.max_frames, self.max_canvas, self.quality = segment_s, max_frames, max_canvas, quality
+        self.log, self.clock = log, clock
         self.path.mkdir(exist_ok=True)
         self._lines = open(self.path / "frames.jsonl", "a", encoding="utf-8")
         self._segments = open(self.path / "segments.jsonl", "a", encoding="utf-8")
-        self.frames, self.segment, self._in_segment, self._first = 0, -1, 0, 0
+        self.frames, self.segment = 0, -1
         self.size: tuple[int, int] | None = None
         self.canvas: tuple[int, int] | None = None
-        self._writers: dict = {}
+        self._open: _Segment | None = None
+        self._carry: tuple[dict, int, float] | None = None  # the frame on screen when the timer closed a segment
+        self._last: tuple[dict, int] | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._timer = threading.Thread(target=self._tick_forever, name="skinedge-recorder", daemon=True)
+        self._timer.start()
 
-    def write(self, raw: np.ndarray, result: FrameResult, index: int, end_to_end_ms: float | None = None) -> None:
-        """Add one frame (uint8 BGR) and its enhanced view; the raw size is fixed by the first frame."""
+    def write(self, raw: np.ndarray, result: FrameResult, index: int, end_to_end_ms: float | None = None, *,
+              at: float | None = None) -> None:
+        """Add one frame (uint8 BGR) and its enhanced view, captured at ``at`` (``clock`` seconds; now if None).
+
+        The raw size is fixed by the first frame.
+        """
+        import cv2
+
+        at = self.clock() if at is None else at
         if self.size is None:
             self.size = (raw.shape[1], raw.shape[0])
             self.canvas = canvas_size(self.size, self.max_canvas)
-        if not self._writers or self._in_segment >= self.segment_frames:
-            self._roll(index)
-        self._writers["raw"].write(letterbox(raw, self.size))
-        self._writers["enhanced"].write(letterbox(result.image, self.canvas))
-        self._lines.write(json.dumps(_line(result, index, end_to_end_ms, self.segment)) + "\n")
-        self._lines.flush()
-        self.frames += 1
-        self._in_segment += 1
+        jpegs = {}
+        for stream, image, size in (("raw", raw, self.size), ("enhanced", result.image, self.canvas)):
+            ok, buf = cv2.imencode(".jpg", letterbox(image, size), [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+            if not ok:
+                raise SkinedgeError(f"cannot encode a {stream} frame for the recording")
+            jpegs[stream] = buf.tobytes()
+        with self._lock:
+            if self._lines.closed:
+                return
+            seg = self._open
+            if seg is None or at - seg.start >= self.segment_s or seg.frames >= self.max_frames:
+                self._close_segment(at)
+                seg = self._open = self._new_segment(at, index)
+            pts = seg.add(jpegs, at)
+            self._last = (jpegs, index)
+            self._lines.write(json.dumps(_line(result, index, end_to_end_ms, self.segment, self._wall(at), pts))
+                              + "\n")
+            self._lines.flush()
+            self.frames += 1
 
-    def _roll(self, index: int) -> None:
-        """Close the segment in progress (so it is complete on disk), then start the next."""
-        self._close_segment()
+    def tick(self, now: float | None = None) -> None:
+        """Close the open segment if its wall time is up (the timer calls this every ``TICK_S``)."""
+        now = self.clock() if now is None else now
+        with self._lock:
+            if self._open is not None and now - self._open.start >= self.segment_s:
+                self._close_segment(now)
+                self._carry = (*self._last, now)
+
+    def pause(self, now: float | None = None) -> None:
+        """The signal is gone: close the open segment at ``now`` (when the last frame stopped being live); the
+        next frame starts a new one (no carried frame, so a gap without signal stays a gap in the recording,
+        never a frozen picture)."""
+        now = self.clock() if now is None else now
+        with self._lock:
+            self._carry = None
+            if self._open is not None and not self._lines.closed:
+                self._close_segment(now)
+
+    def _tick_forever(self) -> None:
+        while not self._stop.wait(TICK_S):
+            try:
+                self.tick()
+            except Exception as exc:  # noqa: BLE001 - a failing disk must not kill the run silently
+                self.log(f"recording: closing a segment failed: {exc}")
+                return
+
+    def _new_segment(self, at: float, index: int) -> "_Segment":
+        """A segment from ``at``; from the timer's close instead, with the frame then on screen, when that was
+        less than a segment ago."""
         self.segment += 1
-        self._in_segment, self._first = 0, index
-        self._writers = {"raw": self._writer("raw", self.size), "enhanced": self._writer("enhanced", self.canvas)}
+        sizes = {"raw": self.size, "enhanced": self.canvas}
+        carry, self._carry = self._carry, None
+        # (A frame captured before the timer's close but enhanced after it starts just after that close.)
+        if carry is not None and at - carry[2] < self.segment_s:
+            jpegs, carried_index, since = carry
+            seg = _Segment(self._av, self.path, self.segment, sizes, since, carried_index, self._wall(since))
+            seg.add(jpegs, since)
+            seg.frames, seg.carried = 0, 1  # shown again, not a new frame
+            return seg
+        return _Segment(self._av, self.path, self.segment, sizes, at, index, self._wall(at))
 
-    def _writer(self, stream: str, size: tuple[int, int]):
-        import cv2
-
-        file = self.path / f"{stream}-{self.segment:05d}.avi"
-        writer = cv2.VideoWriter(str(file), cv2.CAP_OPENCV_MJPEG, cv2.VideoWriter_fourcc(*FOURCC), self.fps, size)
-        if not writer.isOpened():
-            raise SkinedgeError(f"cannot write the recording {file} (disk full or not writable?)")
-        return writer
-
-    def _close_segment(self) -> None:
-        if not self._writers:
+    def _close_segment(self, at: float) -> None:
+        """Close the open segment at ``at`` (so it is complete on disk) and name it in segments.jsonl."""
+        seg, self._open = self._open, None
+        if seg is None:
             return
-        for writer in self._writers.values():
-            writer.release()
-        self._writers = {}
-        entry = {"segment": self.segment, "raw": f"raw-{self.segment:05d}.avi",
-                 "enhanced": f"enhanced-{self.segment:05d}.avi", "frames": self._in_segment,
-                 "first_index": self._first, "closed": True}
+        seconds = seg.close(at)
+        entry = {"segment": seg.number, **{s: seg.files[s].name for s in STREAMS}, "frames": seg.frames,
+                 "carried": seg.carried, "first_index": seg.first_index, "start": round(seg.wall_start, 4),
+                 "seconds": round(seconds, 3), "closed": True}
         self._segments.write(json.dumps(entry) + "\n")
         self._segments.flush()
 
+    def _wall(self, at: float) -> float:
+        """``clock`` seconds → wall-clock (epoch) seconds."""
+        return time.time() - (self.clock() - at)
+
     def close(self) -> None:
         """Close the last segment and the logs; safe to call twice."""
-        if self._lines.closed:
-            return
-        self._close_segment()
-        self._lines.close()
-        self._segments.close()
+        self._stop.set()
+        if self._timer.is_alive() and self._timer is not threading.current_thread():
+            self._timer.join(timeout=2)
+        with self._lock:
+            if self._lines.closed:
+                return
+            try:
+                self._close_segment(self.clock())
+            finally:
+                self._lines.close()
+                self._segments.close()
 
     def __enter__(self) -> "Recorder":
         return self
@@ -158,11 +247,74 @@ class Recorder:
         self.close()
 
 
-def _line(result: FrameResult, index: int, end_to_end_ms: float | None, segment: int) -> dict:
+class _Segment:
+    """One Matroska file per stream. Each packet is muxed when the next frame arrives (or at close), so it
+    carries its real duration; the timestamps are milliseconds since the segment's first frame."""
+
+    def __init__(self, av, folder: Path, number: int, sizes: dict, start: float, first_index: int,
+                 wall_start: float):
+        self.number, self.start, self.first_index, self.wall_start = number, start, first_index, wall_start
+        self.frames, self.carried, self._last_pts = 0, 0, -1
+        self._av = av
+        self.files = {s: folder / f"{s}-{number:05d}.mkv" for s in STREAMS}
+        self._containers, self._streams, self._pending = {}, {}, {}
+        try:
+            for s in STREAMS:
+                container = av.open(str(self.files[s]), "w", format="matroska")
+                self._containers[s] = container
+                stream = container.add_stream("mjpeg")
+                stream.width, stream.height = sizes[s]
+                stream.pix_fmt = "yuvj420p"
+                stream.time_base = MS
+                self._streams[s] = stream
+        except Exception as exc:  # av.error.*: disk full, permission, ...
+            self._abort()
+            raise SkinedgeError(f"cannot write the recording {self.files['raw'].parent} ({exc})") from None
+
+    def add(self, jpegs: dict[str, bytes], at: float) -> int:
+        """Mux the previous frame (now that its duration is known) and hold this one; its pts (ms)."""
+        pts = max(self._last_pts + 1, round((at - self.start) * 1000))
+        for s in STREAMS:
+            packet = self._av.Packet(jpegs[s])
+            packet.stream = self._streams[s]
+            packet.pts = packet.dts = pts
+            packet.time_base = MS
+            packet.is_keyframe = True
+            self._flush(s, pts)
+            self._pending[s] = packet
+        self._last_pts, self.frames = pts, self.frames + 1
+        return pts
+
+    def _flush(self, stream: str, until_pts: int) -> None:
+        packet = self._pending.pop(stream, None)
+        if packet is not None:
+            packet.duration = max(1, until_pts - packet.pts)
+            self._containers[stream].mux(packet)
+
+    def close(self, at: float) -> float:
+        """Write the held frames (lasting until ``at``) and close the files; the segment's seconds."""
+        end = max(self._last_pts + 1, round((at - self.start) * 1000))
+        for s in STREAMS:
+            self._flush(s, end)
+            self._containers[s].close()
+        return end / 1000
+
+    def _abort(self) -> None:
+        for container in self._containers.values():
+            try:
+                container.close()
+            except Exception:  # noqa: BLE001 - already failing: keep the first error
+                pass
+
+
+def _line(result: FrameResult, index: int, end_to_end_ms: float | None, segment: int, captured: float,
+          pts_ms: int) -> dict:
     """One frames.jsonl record: plain JSON types only."""
     return {
         "index": int(index),
         "time": round(time.time(), 4),
+        "captured": round(captured, 4),
+        "pts_ms": int(pts_ms),
         "found": bool(result.found),
         "roi": [int(v) for v in result.roi] if result.roi is not None else None,
         "lesion_area": round(float(result.lesion_area), 6),

@@ -1,7 +1,9 @@
 """A browser viewer: ``skinedge run --serve HOST:PORT`` (stdlib HTTP server, no external assets).
 
 Routes: ``/`` the page, ``/stream.mjpg`` the live view as MJPEG, ``/frame.jpg``
-the newest frame, ``/stats.json`` the loop's stats. Every shown frame is
+the newest frame, ``/stats.json`` the loop's stats. Off loopback every route
+needs the viewer's secret (:mod:`skinedge.runtime.sinks.access`); with a
+certificate it is HTTPS; at most ``max_viewers`` streams run at once. Every shown frame is
 composed once (``compose_view``) and JPEG-encoded at most once, by the first
 client that wants it; all clients share that JPEG. A streaming client always
 gets the newest frame when it is ready for one, so a slow client skips frames
@@ -14,17 +16,21 @@ import errno
 import json
 import math
 import re
+import select
 import socket
+import ssl
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import TCPServer
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import cv2
 import numpy as np
 
 from skinedge.errors import SkinedgeError
+from skinedge.runtime.sinks.access import Gate, is_loopback
 from skinedge.runtime.sinks.view import compose_view, end_to_end_ms
 
 if TYPE_CHECKING:
@@ -35,7 +41,10 @@ BOUNDARY = b"skinedgeframe"
 # Per stream socket: caps what the kernel queues for a slow client (Linux lets it grow to MBs, seconds of stale
 # frames); a stream then waits for its client and sends the newest frame next.
 SEND_BUFFER = 128 * 1024
-KEEPALIVE_S = 5.0  # a stream resends its frame after this long without a new one (finds clients that left)
+KEEPALIVE_S = 5.0  # a stream resends its frame after this long without a new one
+LEAVE_CHECK_S = 0.5  # a stream looks this often whether its client has gone (the viewer count follows in < 1 s)
+MAX_VIEWERS = 4  # concurrent streams; more answer 503
+HANDSHAKE_S = 10.0  # a TLS client must finish its handshake within this
 _HOST = re.compile(r"[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]")
 _SERVE_HELP = "--serve expects HOST:PORT, :PORT or PORT with a port in 0-65535 (e.g. 127.0.0.1:8080)"
 
@@ -59,10 +68,24 @@ def parse_serve(value: str) -> tuple[str, int]:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True  # streaming clients never keep the process alive
+    tls: ssl.SSLContext | None = None
 
     def server_bind(self) -> None:  # HTTPServer's would do a reverse DNS look-up (getfqdn): slow offline
         TCPServer.server_bind(self)
         self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
+
+    def finish_request(self, request, client_address) -> None:
+        """TLS handshake here, in the request's own thread: a slow or broken client never holds up the others."""
+        if self.tls is not None:
+            request.settimeout(HANDSHAKE_S)
+            try:
+                request = self.tls.wrap_socket(request, server_side=True)
+            except (ssl.SSLError, OSError):  # plain HTTP to an HTTPS port, an untrusted certificate, a timeout
+                return
+        super().finish_request(request, client_address)
+
+    def handle_error(self, request, client_address) -> None:
+        pass  # a client's broken connection is not the run's problem: no traceback on the live console
 
 
 class _Server6(_Server):
@@ -74,17 +97,27 @@ class WebSink:
 
     Args:
         host: address to listen on; 127.0.0.1 (this machine only) by default,
-            0.0.0.0 to let other machines watch.
+            0.0.0.0 to let other machines watch (then ``token`` is required).
         port: TCP port; 0 picks a free one (see ``url``/``port``).
         quality: JPEG quality, 1-100.
         height: panel height passed to ``compose_view``.
+        token: the viewers' secret (:mod:`~skinedge.runtime.sinks.access`); None on loopback: no secret.
+        tls: a server ``ssl.SSLContext`` (:func:`~skinedge.runtime.sinks.access.tls_context`) for HTTPS.
+        max_viewers: concurrent streams; the next one is answered 503.
 
     Raises:
-        SkinedgeError: the port is in use or the address cannot be listened on.
+        SkinedgeError: no token on a non-loopback address, the port is in use or the address cannot be
+            listened on.
     """
 
     def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, quality: int = 80,
-                 height: int | None = None):
+                 height: int | None = None, token: str | None = None, tls: ssl.SSLContext | None = None,
+                 max_viewers: int = MAX_VIEWERS):
+        if token is None and not is_loopback(host):
+            raise SkinedgeError(f"the web viewer on {host} would let anyone on the network watch: it needs a token "
+                                "(--token-file or $SKINEDGE_VIEW_TOKEN), or serve on 127.0.0.1")
+        if max_viewers < 1:
+            raise SkinedgeError(f"--max-viewers must be at least 1, got {max_viewers}")
         server_cls = _Server6 if ":" in host else _Server
         try:
             self._server = server_cls((host, int(port)), _Handler)
@@ -94,7 +127,8 @@ class WebSink:
             reason = exc.strerror or str(exc)
             raise SkinedgeError(f"cannot listen on {host}:{port} ({reason}): choose another with --serve HOST:PORT"
                                 ) from None
-        self._server.sink = self
+        self._server.sink, self._server.tls = self, tls
+        self.gate, self.tls, self.max_viewers = Gate(token), tls is not None, int(max_viewers)
         self.host, self.port = host, int(self._server.server_address[1])
         self.quality, self.height = int(quality), height
         self._cond = threading.Condition()
@@ -112,9 +146,13 @@ class WebSink:
 
     @property
     def url(self) -> str:
-        """Where to open the page (a wildcard address is shown as this machine's loopback)."""
+        """Where to open the page (a wildcard address is shown as this machine's loopback); no secret in it."""
         host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
-        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}/"
+        return f"{'https' if self.tls else 'http'}://{f'[{host}]' if ':' in host else host}:{self.port}/"
+
+    def login_url(self) -> str:
+        """The link that lets a browser in (sets the cookie): holds the secret, so show it once at most."""
+        return self.url if self.gate.open else f"{self.url}?{urlencode({'token': self.gate.token})}"
 
     @property
     def clients(self) -> int:
@@ -141,6 +179,12 @@ class WebSink:
             self._view, snapshot["shown"] = view, self._seq
             self._stats = snapshot
             self._cond.notify_all()
+
+    def status(self, stats: dict) -> None:
+        """New stats without a new view (the source is stale: the last view stays, its age and state move)."""
+        snapshot = _jsonable(stats)
+        with self._cond:
+            self._stats = {**self._stats, **{k: v for k, v in snapshot.items() if k != "latency_ms"}}
 
     def close(self) -> None:
         """Stop serving: streams end at once, the port is freed. Safe to call twice."""
@@ -198,8 +242,9 @@ class WebSink:
         return json.dumps(stats).encode()
 
     def _track(self, conn: socket.socket, add: bool) -> bool:
+        """Count a stream in (False when closed or full) or out."""
         with self._cond:
-            if add and self._closed:
+            if add and (self._closed or len(self._clients) >= self.max_viewers):
                 return False
             (self._clients.add if add else self._clients.discard)(conn)
             return True
@@ -212,9 +257,12 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "skinedge"
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        url = urlsplit(self.path)
         route = {"/": self._page, "/index.html": self._page, "/stream.mjpg": self._stream, "/frame.jpg": self._frame,
-                 "/stats.json": self._stats}.get(urlsplit(self.path).path)
+                 "/stats.json": self._stats}.get(url.path)
         try:
+            if not self._allowed(url):
+                return
             if route is None:
                 self._send(404, "text/plain; charset=utf-8", b"not found: try / /stream.mjpg /frame.jpg /stats.json\n")
             else:
@@ -225,11 +273,36 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args) -> None:  # noqa: A002 (http.server's signature)
         pass  # no per-request lines on the console of a live loop
 
-    def _send(self, code: int, ctype: str, body: bytes) -> None:
+    def _allowed(self, url) -> bool:
+        """Every path, streams included, passes the gate first; a valid link token sets the cookie and redirects
+        to the same path without it."""
+        tokens = parse_qs(url.query).get("token")
+        status, cookie = self.server.sink.gate.check(self.headers.get, tokens[0] if tokens else None)
+        if status == 200:
+            return True
+        if status == 303:
+            rest = urlencode([(k, v) for k, v in parse_qs(url.query).items() if k != "token"], doseq=True)
+            self.send_response(303)
+            self.send_header("Location", url.path + (f"?{rest}" if rest else ""))
+            self.send_header("Set-Cookie", cookie + ("; Secure" if self.server.sink.tls else ""))
+            self.send_header("Content-Length", "0")
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+        elif status == 401:
+            self._send(401, "text/plain; charset=utf-8", b"this viewer needs its token: open the link skinedge "
+                       b"printed, or send Authorization: Bearer TOKEN\n",
+                       {"WWW-Authenticate": 'Bearer realm="skinedge"'})
+        else:
+            self._send(403, "text/plain; charset=utf-8", b"wrong token\n")
+        return False
+
+    def _send(self, code: int, ctype: str, body: bytes, headers: dict | None = None) -> None:
         self.send_response(code)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
 
@@ -249,6 +322,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _stream(self) -> None:
         sink = self.server.sink
         if not sink._track(self.connection, True):
+            if not sink._closed:
+                self._send(503, "text/plain; charset=utf-8",
+                           b"too many viewers (%d at once); try again later\n" % sink.max_viewers)
             return
         try:
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
@@ -257,9 +333,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Cache-Control", "no-store")
             self.end_headers()
             self.wfile.write(b"--" + BOUNDARY + b"\r\n")
-            seq = 0
-            while (newest := sink._newest(seq, KEEPALIVE_S)) is not None:
+            seq, sent_at = 0, 0.0
+            while (newest := sink._newest(seq, LEAVE_CHECK_S)) is not None:
+                if _client_left(self.connection):
+                    return
+                if newest[0] == seq and time.monotonic() - sent_at < KEEPALIVE_S:
+                    continue  # nothing new yet
                 seq, jpeg = newest
+                sent_at = time.monotonic()
                 if not jpeg:
                     continue
                 # The closing boundary goes right after the part, so a browser shows it without waiting for the next.
@@ -267,6 +348,25 @@ class _Handler(BaseHTTPRequestHandler):
                                  % (len(jpeg), jpeg, BOUNDARY))
         finally:
             sink._track(self.connection, False)
+
+
+def _client_left(conn: socket.socket) -> bool:
+    """Whether a streaming client has closed its end. It sends nothing after its request, so a readable
+    socket means end of file, a reset, or (TLS) its close alert."""
+    try:
+        if not select.select([conn], [], [], 0)[0]:
+            return False
+        if isinstance(conn, ssl.SSLSocket):
+            conn.settimeout(0.05)
+            try:
+                return conn.recv(1) == b""
+            except (TimeoutError, ssl.SSLWantReadError):  # TLS records that carry no data (session tickets)
+                return False
+            finally:
+                conn.settimeout(_Handler.timeout)
+        return conn.recv(1, socket.MSG_PEEK) == b""
+    except (OSError, ValueError):
+        return True
 
 
 def _jsonable(x):
@@ -322,7 +422,8 @@ const f1 = (v) => (typeof v === "number" ? v.toFixed(1) : "-");
 function describe(s) {
   if (!s.shown) return "waiting for the first frame...";
   const lat = s.latency_ms || {}, view = s.view || {};
-  const state = !s.signal ? "NO SIGNAL" : view.found ? "lesion " + f1(100 * view.lesion_area) + "%" : "no lesion";
+  const state = !s.signal ? "NO SIGNAL" : s.state === "stale" ? "STALE (no frame for " + f1(s.frame_age_s) + " s)"
+    : view.found ? "lesion " + f1(100 * view.lesion_area) + "%" : "no lesion";
   const stages = Object.entries(lat).filter(([k]) => !["e2e", "end_to_end", "total"].includes(k))
     .map(([k, v]) => k + " " + f1(v)).join(" | ");
   const variants = Object.entries(s.variants || {}).map(([k, v]) => k + "=" + v).join(" ");
@@ -330,7 +431,9 @@ function describe(s) {
           (s.dropped ?? "-") + "   frame " + (s.frame ?? "-") + "   " + state,
           "stages ms: " + (stages || "-"),
           "backend " + (s.backend || "-") + " " + variants + "   source " + (s.source || "-") +
-          "   viewers " + s.clients].join("\\n");
+          "   viewers " + s.clients,
+          "signal lost " + (s.lost ?? 0) + "x, reconnected " + (s.reconnects ?? 0) + "x" +
+          (s.last_reconnect ? " (last " + s.last_reconnect + ")" : "")].join("\\n");
 }
 async function stats() {
   try {
