@@ -367,12 +367,20 @@ def enhance_command(
     projection: int = typer.Option(3, "--projection", help=PROJECTION_HELP),
     chroma: str = typer.Option("camera", "--chroma", help=CHROMA_HELP),
     surround: str = typer.Option("frame", "--surround", help=SURROUND_HELP),
+    hallucination: bool = typer.Option(False, "--hallucination", help="add a map of where the enhanced view departs from the plain up-scale (<name>.hallucination.png, and a third panel column)"),
+    dicom: bool = typer.Option(False, "--dicom", help="also write DICOM: <name>.enhanced.dcm (derived Secondary Capture), <name>.seg.dcm (lesion Segmentation), <name>.source.dcm for non-DICOM inputs"),
+    pacs: Optional[str] = typer.Option(None, "--pacs", help="with --dicom: C-STORE the objects to HOST:PORT[/AET]; a failed send keeps the files and exits 1"),
 ) -> None:
-    """Segment and super-resolve image files."""
+    """Segment and super-resolve image files.
+
+    Every output PNG says it is AI-enhanced and carries its provenance (skinedge version, the models' sha256,
+    variant, backend, settings, this image's ROI and consistency residual) in iTXt chunks.
+    """
     from skinedge.runtime.enhance import enhance_command as enhance
 
     enhance(inputs, models, out, backend, precision, mode, engines, overwrite, tile,
-            fidelity_option(projection, chroma, surround), log=typer.echo)
+            fidelity_option(projection, chroma, surround), log=typer.echo, hallucination=hallucination, dicom=dicom,
+            pacs=pacs)
 
 
 @app.command("calibrate")

@@ -17,7 +17,7 @@ from PIL import Image, UnidentifiedImageError
 
 from skinedge.errors import DataError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".dcm")
 
 # Dermoscopy images are a few megapixels; this guards against decompression bombs
 # without refusing a large whole-slide-like photograph.
@@ -85,7 +85,8 @@ def read_rgb(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
     """Read an image file as uint8 RGB.
 
     Args:
-        path: any format PIL reads (JPEG, PNG incl. 16-bit, BMP, TIFF).
+        path: any format PIL reads (JPEG, PNG incl. 16-bit, BMP, TIFF), or a DICOM image
+            (:mod:`skinedge.data.dicom`).
     Returns:
         (H×W×3 uint8 RGB array, notes) where notes say what was converted,
         e.g. ``"16-bit → 8-bit"``, ``"grayscale → RGB"``, ``"RGBA → RGB"``.
@@ -93,6 +94,11 @@ def read_rgb(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
         DataError: missing, truncated, or not an image; the message names the file.
     """
     path = Path(path)
+    from skinedge.data.dicom import is_dicom, read_dicom
+
+    if is_dicom(path):  # the first frame of a multi-frame object (enhance takes them all)
+        image = read_dicom(path)
+        return image.frames[0], image.notes
     arr, mode = _open_pixels(path)
     notes: list[str] = []
     if arr.dtype != np.uint8:
@@ -123,6 +129,11 @@ def read_mask(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
         DataError: unreadable file.
     """
     path = Path(path)
+    from skinedge.data.dicom import is_dicom, read_dicom
+
+    if is_dicom(path):  # the first frame of a multi-frame object (enhance takes them all)
+        image = read_dicom(path)
+        return image.frames[0], image.notes
     arr, mode = _open_pixels(path)
     notes: list[str] = []
     if arr.ndim == 3:

@@ -29,6 +29,7 @@ from skinedge.runtime.live.capture import STALE_S, LatestFrame
 from skinedge.runtime.live.flicker import FlickerMeter
 from skinedge.runtime.live.reuse import TemporalReuse
 from skinedge.runtime.live.sources import Source, open_source
+from skinedge.runtime import provenance
 from skinedge.runtime.manifest import load_models
 from skinedge.runtime.pipeline.budget import parse_budget, set_budget
 from skinedge.runtime.pipeline.host import FrameResult, Pipeline
@@ -366,9 +367,11 @@ def run_command(camera: int | None, source: str | None, models: Path, backend: s
         session = open_session(models, backend, precision, engines, mode, fidelity=fidelity, log=log, manifest=manifest)
         pipeline = stack.enter_context(session.pipeline)
         frame_fn = live_pipeline(pipeline, budget, target_fps, reuse, seg_every, log)
+        record_of = provenance.session_record(models, manifest, session.opened, pipeline, mode)
         sinks = open_sinks(no_display, address, log, viewer, max_viewers)
         try:
-            recorder = Recorder(record, segment_s=segment_s, log=log) if record is not None else None
+            recorder = (Recorder(record, segment_s=segment_s, log=log, provenance=record_of)
+                        if record is not None else None)
         except BaseException:
             _close(sinks, None, log)
             raise

@@ -53,3 +53,23 @@ def letterbox(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     canvas = np.zeros((ch, cw, 3), np.uint8)
     fit_into(canvas, image)
     return canvas
+
+
+BADGE_BGR = (0, 140, 255)  # orange: no dermoscopy colour, readable on skin and on black
+
+
+def draw_badge(image: np.ndarray, text: str = "AI-ENHANCED") -> None:
+    """Burn a permanent badge into the bottom-left of a uint8 BGR image (in place): an enhanced view never passes
+    for a photograph, on screen or in a screenshot. Sized to the image (at least legible at 160 px wide)."""
+    import cv2
+
+    h, w = image.shape[:2]
+    scale = max(0.35, min(1.0, w / 900))
+    text = text.encode("ascii", "replace").decode()
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    pad = max(3, round(6 * scale))
+    x0, y1 = pad, h - pad
+    y0, x1 = max(0, y1 - th - base - 2 * pad), min(w, x0 + tw + 2 * pad)
+    cv2.rectangle(image, (x0, y0), (x1, y1), BADGE_BGR, -1)
+    cv2.putText(image, text, (x0 + pad, y1 - pad - base + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1,
+                cv2.LINE_AA)

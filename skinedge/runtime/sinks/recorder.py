@@ -7,6 +7,8 @@ Layout of ``PATH/``::
     frames.jsonl     per frame: index, captured (wall-clock time the camera gave it), pts_ms (its time in the
                      segment), found, roi, lesion_area, residual, timings_ms, end_to_end_ms, segment
     segments.jsonl   one line per segment once it is closed: files, frames, first index, start, seconds
+    segment-00000.provenance.json, ...  per closed segment: the provenance record (models, their sha256,
+                     settings; :mod:`skinedge.runtime.provenance`) with the sha256 of the segment's two files
 
 Why the wall clock: a pipeline slower than its camera enhances fewer frames
 than the camera sends (a 15 fps stream, < 1 frame/s enhanced on a small CPU).
@@ -113,7 +115,8 @@ class Recorder:
 
     def __init__(self, path: str | os.PathLike, *, segment_s: float = SEGMENT_S,
                  max_frames: int = MAX_SEGMENT_FRAMES, max_canvas: int = MAX_CANVAS, quality: int = JPEG_QUALITY,
-                 log: Callable[[str], None] = print, clock: Callable[[], float] = time.perf_counter):
+                 log: Callable[[str], None] = print, clock: Callable[[], float] = time.perf_counter,
+                 provenance: dict | None = None):
         import cv2  # noqa: F401 - fail here, before the run, if OpenCV is missing
 
         self._av = _pyav()
@@ -122,7 +125,7 @@ class Recorder:
                                 "frames")
         self.path = check_record_path(path)
         self.segment_s, self.max_frames, self.max_canvas, self.quality = segment_s, max_frames, max_canvas, quality
-        self.log, self.clock = log, clock
+        self.log, self.clock, self.provenance = log, clock, provenance
         self.path.mkdir(exist_ok=True)
         self._lines = open(self.path / "frames.jsonl", "a", encoding="utf-8")
         self._segments = open(self.path / "segments.jsonl", "a", encoding="utf-8")
@@ -219,8 +222,23 @@ class Recorder:
         entry = {"segment": seg.number, **{s: seg.files[s].name for s in STREAMS}, "frames": seg.frames,
                  "carried": seg.carried, "first_index": seg.first_index, "start": round(seg.wall_start, 4),
                  "seconds": round(seconds, 3), "closed": True}
+        if self.provenance is not None:
+            entry["provenance"] = self._sidecar(seg, entry)
         self._segments.write(json.dumps(entry) + "\n")
         self._segments.flush()
+
+    def _sidecar(self, seg: "_Segment", entry: dict) -> str:
+        """Write the segment's provenance sidecar (atomically) and return its name."""
+        from skinedge.atomic import sha256_file, write_bytes_atomic
+
+        name = f"segment-{seg.number:05d}.provenance.json"
+        record = {**self.provenance, "segment": {**{k: entry[k] for k in ("segment", "frames", "first_index",
+                                                                           "start", "seconds")},
+                                                 "files": {seg.files[s].name: sha256_file(seg.files[s])
+                                                           for s in STREAMS},
+                                                 "frames_jsonl": "frames.jsonl (lines with this segment number)"}}
+        write_bytes_atomic(self.path / name, (json.dumps(record, indent=1) + "\n").encode())
+        return name
 
     def _wall(self, at: float) -> float:
         """``clock`` seconds → wall-clock (epoch) seconds."""

@@ -16,8 +16,9 @@ import cv2
 import numpy as np
 
 from skinedge.errors import SkinedgeError
+from skinedge.runtime.departure import live_departure
 from skinedge.runtime.pipeline.host import as_bgr
-from skinedge.runtime.sinks import fit_into
+from skinedge.runtime.sinks import draw_badge, fit_into
 
 if TYPE_CHECKING:
     from skinedge.runtime.pipeline.host import FrameResult
@@ -38,7 +39,7 @@ def end_to_end_ms(latency: dict) -> float | None:
 
 
 def compose_view(raw: np.ndarray | None, result: "FrameResult | None", stats: dict, *,
-                 height: int | None = None) -> np.ndarray:
+                 height: int | None = None, departure: bool = False) -> np.ndarray:
     """Side-by-side view of one frame, as every sink shows it.
 
     Left: the camera frame with the lesion outline (green) and the ROI box
@@ -55,6 +56,8 @@ def compose_view(raw: np.ndarray | None, result: "FrameResult | None", stats: di
         stats: the loop's stats (``fps``, ``latency_ms``, ``dropped``, ``frame``,
             ``source``, ``backend``, ``variants``); missing keys are left out.
         height: panel height in pixels; default the frame's, clamped to [360, 540].
+        departure: show, instead of the enhanced view, where it departs from the camera
+            (:func:`~skinedge.runtime.departure.live_departure`); the badge stays.
 
     Returns:
         (height + bar)×(2·panel width)×3 uint8 BGR, panel width = W·height/H.
@@ -75,8 +78,13 @@ def compose_view(raw: np.ndarray | None, result: "FrameResult | None", stats: di
     else:
         if result.found:
             _outline(left, result, (w, h))
-        fit_into(right, result.image)
-        _label(right, _right_label(result, (h, w)), (8, lh), scale)
+        heat = live_departure(raw, result) if departure and raw is not None else None
+        fit_into(right, result.image if heat is None else heat)
+        _label(right, _right_label(result, (h, w)) + (": departure from the camera" if heat is not None else ""),
+               (8, lh), scale)
+        if result.found:  # the generator changed this view: say so on it, permanently
+            sr = (stats.get("variants") or {}).get("sr")
+            draw_badge(right, f"AI-ENHANCED  sr {os.path.basename(str(sr))}" if sr else "AI-ENHANCED")
     _label(left, f"camera {w}x{h}" if raw is not None else "no frame", (8, lh), scale)
     cv2.line(canvas, (pw, 0), (pw, ph - 1), (90, 90, 90), 2)
     if result is None:

@@ -44,6 +44,8 @@ SEND_BUFFER = 128 * 1024
 KEEPALIVE_S = 5.0  # a stream resends its frame after this long without a new one
 LEAVE_CHECK_S = 0.5  # a stream looks this often whether its client has gone (the viewer count follows in < 1 s)
 MAX_VIEWERS = 4  # concurrent streams; more answer 503
+VIEWS = ("enhanced", "departure")  # ?view= on /stream.mjpg and /frame.jpg
+DEPARTURE_KEEP_S = 5.0  # the departure view is composed while a client asked for it within this
 HANDSHAKE_S = 10.0  # a TLS client must finish its handshake within this
 _HOST = re.compile(r"[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]")
 _SERVE_HELP = "--serve expects HOST:PORT, :PORT or PORT with a port in 0-65535 (e.g. 127.0.0.1:8080)"
@@ -134,8 +136,9 @@ class WebSink:
         self._cond = threading.Condition()
         self._encode = threading.Lock()
         self._seq = 0  # frames shown
-        self._view: np.ndarray | None = None  # newest composed frame
-        self._jpeg, self._jpeg_seq = b"", 0
+        self._views: dict[str, tuple[int, np.ndarray | None]] = {VIEWS[0]: (0, None)}  # kind → (seq, view)
+        self._jpegs: dict[str, tuple[int, bytes]] = {}  # kind → (seq, JPEG) made from that view
+        self._departure_until = 0.0  # the departure view is composed while a client asked for it recently
         self._stats: dict = {}
         self._last_raw: np.ndarray | None = None
         self._clients: set[socket.socket] = set()
@@ -166,7 +169,10 @@ class WebSink:
             return
         if raw is not None and raw.size:
             self._last_raw = raw
-        view = compose_view(self._last_raw if raw is None or not raw.size else raw, result, stats, height=self.height)
+        shown = self._last_raw if raw is None or not raw.size else raw
+        view = compose_view(shown, result, stats, height=self.height)
+        departure = (compose_view(shown, result, stats, height=self.height, departure=True)
+                     if time.monotonic() < self._departure_until else None)
         snapshot = _jsonable(stats)
         snapshot["e2e_ms"] = _jsonable(end_to_end_ms(dict(stats.get("latency_ms") or {})))
         snapshot["view"] = {"width": view.shape[1], "height": view.shape[0]}
@@ -176,7 +182,10 @@ class WebSink:
                                     residual=_jsonable(getattr(result, "residual", None)))
         with self._cond:
             self._seq += 1
-            self._view, snapshot["shown"] = view, self._seq
+            snapshot["shown"] = self._seq
+            self._views[VIEWS[0]] = (self._seq, view)
+            if departure is not None:
+                self._views[VIEWS[1]] = (self._seq, departure)
             self._stats = snapshot
             self._cond.notify_all()
 
@@ -211,29 +220,35 @@ class WebSink:
 
     # --- used by the request handler -------------------------------------------------------------------------
 
-    def _newest(self, after: int = 0, timeout: float | None = None) -> tuple[int, bytes] | None:
+    def _newest(self, after: int = 0, timeout: float | None = None, kind: str = "enhanced"
+                ) -> tuple[int, bytes] | None:
         """(seq, JPEG) of the newest frame, waiting up to ``timeout`` s for one newer than ``after``.
 
-        None once closed; (0, b"") while no frame has been shown yet.
+        ``kind``: ``enhanced`` (the view) or ``departure`` (the departure map on the right; composed from the
+        next frame on once asked for, the plain view until then). None once closed; (0, b"") before any frame.
         """
         with self._cond:
+            if kind != VIEWS[0]:
+                self._departure_until = time.monotonic() + DEPARTURE_KEEP_S
             self._cond.wait_for(lambda: self._closed or self._seq > after, timeout)
             if self._closed:
                 return None
             if self._seq == 0:
                 return 0, b""
-            if self._jpeg_seq == self._seq:
-                return self._seq, self._jpeg
+            if self._views.get(kind, (0, None))[0] != self._seq:
+                kind = VIEWS[0]
+            if self._jpegs.get(kind, (0, b""))[0] == self._seq:
+                return self._jpegs[kind]
         with self._encode:  # one encoder at a time: the others then find it done
             with self._cond:
-                seq, view = self._seq, self._view
-                if self._jpeg_seq == seq:
-                    return seq, self._jpeg
+                seq, view = self._views[kind]
+                if self._jpegs.get(kind, (0, b""))[0] == seq:
+                    return self._jpegs[kind]
             ok, buf = cv2.imencode(".jpg", view, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
             data = buf.tobytes()
             with self._cond:
-                if seq > self._jpeg_seq:
-                    self._jpeg, self._jpeg_seq = data, seq
+                if seq > self._jpegs.get(kind, (0, b""))[0]:
+                    self._jpegs[kind] = (seq, data)
             return seq, data
 
     def _stats_json(self) -> bytes:
@@ -312,8 +327,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _stats(self) -> None:
         self._send(200, "application/json", self.server.sink._stats_json())
 
+    def _kind(self) -> str:
+        asked = parse_qs(urlsplit(self.path).query).get("view", [VIEWS[0]])[0]
+        return asked if asked in VIEWS else VIEWS[0]
+
     def _frame(self) -> None:
-        newest = self.server.sink._newest(timeout=0)
+        newest = self.server.sink._newest(timeout=0, kind=self._kind())
         if newest is None or not newest[1]:
             self._send(503, "text/plain; charset=utf-8", b"no frame yet\n")
         else:
@@ -333,8 +352,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Cache-Control", "no-store")
             self.end_headers()
             self.wfile.write(b"--" + BOUNDARY + b"\r\n")
-            seq, sent_at = 0, 0.0
-            while (newest := sink._newest(seq, LEAVE_CHECK_S)) is not None:
+            seq, sent_at, kind = 0, 0.0, self._kind()
+            while (newest := sink._newest(seq, LEAVE_CHECK_S, kind)) is not None:
                 if _client_left(self.connection):
                     return
                 if newest[0] == seq and time.monotonic() - sent_at < KEEPALIVE_S:
@@ -392,18 +411,29 @@ PAGE = """<!doctype html>
 <style>
 body { margin: 0; background: #111; color: #ddd; font: 14px system-ui, sans-serif; }
 header { padding: 6px 12px; color: #8c8; }
+.ai { margin-left: 1em; padding: 1px 6px; background: #ff8c00; color: #000; font-weight: bold; }
 #view { display: block; margin: 0 auto; max-width: 100%; height: auto; background: #222; }
+#toggle { margin: 0 12px 6px; }
 #stats { margin: 0; padding: 6px 12px; font: 13px ui-monospace, monospace; white-space: pre-wrap; }
 </style></head>
 <body>
-<header>skinedge live view <span id="mode"></span></header>
+<header>skinedge live view <span id="mode"></span>
+<span class="ai">the right side is AI-enhanced: a neural network changed the lesion; not a photograph</span></header>
+<button id="toggle" type="button">show where the view departs from the camera</button>
 <img id="view" src="/stream.mjpg" alt="live view">
 <pre id="stats">waiting for stats...</pre>
 <script>
 "use strict";
 const img = document.getElementById("view"), box = document.getElementById("stats");
-const mode = document.getElementById("mode");
-let polling = false;
+const mode = document.getElementById("mode"), toggle = document.getElementById("toggle");
+const params = new URLSearchParams(location.search);
+let polling = false, view = params.get("view") === "departure" ? "departure" : "enhanced";
+function show() {  // the right panel: the enhanced view, or the map of where it departs from the camera
+  toggle.textContent = view === "enhanced" ? "show where the view departs from the camera"
+                                           : "show the enhanced view";
+  if (!polling) img.src = "/stream.mjpg" + (view === "enhanced" ? "" : "?view=departure");
+}
+toggle.onclick = () => { view = view === "enhanced" ? "departure" : "enhanced"; show(); };
 function poll() {  // fallback: fetch the newest frame 5 times a second
   if (polling) return;
   polling = true;
@@ -412,9 +442,10 @@ function poll() {  // fallback: fetch the newest frame 5 times a second
   img.onerror = () => setTimeout(next, 1000);
   next();
 }
-function next() { img.src = "/frame.jpg?t=" + Date.now(); }
-if (new URLSearchParams(location.search).get("mode") === "poll") poll();
+function next() { img.src = "/frame.jpg?view=" + view + "&t=" + Date.now(); }
+if (params.get("mode") === "poll") poll();
 else {
+  show();
   img.onerror = poll;  // no MJPEG support, or the stream broke
   setTimeout(() => { if (!img.naturalWidth) poll(); }, 2000);  // nothing shown after 2 s
 }
