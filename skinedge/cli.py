@@ -370,6 +370,10 @@ def enhance_command(
     hallucination: bool = typer.Option(False, "--hallucination", help="add a map of where the enhanced view departs from the plain up-scale (<name>.hallucination.png, and a third panel column)"),
     dicom: bool = typer.Option(False, "--dicom", help="also write DICOM: <name>.enhanced.dcm (derived Secondary Capture), <name>.seg.dcm (lesion Segmentation), <name>.source.dcm for non-DICOM inputs"),
     pacs: Optional[str] = typer.Option(None, "--pacs", help="with --dicom: C-STORE the objects to HOST:PORT[/AET]; a failed send keeps the files and exits 1"),
+    ray: bool = typer.Option(False, "--ray", help="run as a Ray Data job (one open session per worker; results.jsonl; a re-run resumes); a local cluster unless --ray-address"),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="with --ray: the cluster to join (e.g. ray://head:10001, or auto)"),
+    ray_workers: Optional[int] = typer.Option(None, "--ray-workers", help="with --ray: workers in the pool (default: one per CPU, or per GPU with --ray-gpus-per-worker)"),
+    ray_gpus_per_worker: float = typer.Option(0.0, "--ray-gpus-per-worker", help="with --ray: GPUs per worker (1: one GPU worker each)"),
 ) -> None:
     """Segment and super-resolve image files.
 
@@ -378,9 +382,35 @@ def enhance_command(
     """
     from skinedge.runtime.enhance import enhance_command as enhance
 
-    enhance(inputs, models, out, backend, precision, mode, engines, overwrite, tile,
-            fidelity_option(projection, chroma, surround), log=typer.echo, hallucination=hallucination, dicom=dicom,
-            pacs=pacs)
+    fidelity = fidelity_option(projection, chroma, surround)
+    if ray or ray_address:
+        from skinedge.runtime.ray_enhance import enhance_ray
+
+        if pacs:
+            raise SkinedgeError("--pacs is not available with --ray yet: send the files afterwards (storescu)")
+        enhance_ray(inputs, models, out, address=ray_address, backend=backend, precision=precision, mode=mode,
+                    engines=engines, overwrite=overwrite, tile=tile, fidelity=fidelity, hallucination=hallucination,
+                    dicom=dicom, workers=ray_workers, gpus_per_worker=ray_gpus_per_worker, log=typer.echo)
+        return
+    enhance(inputs, models, out, backend, precision, mode, engines, overwrite, tile, fidelity, log=typer.echo,
+            hallucination=hallucination, dicom=dicom, pacs=pacs)
+
+
+@app.command("export-triton")
+def export_triton_command(
+    models: Path = typer.Option(..., "--models", help="models directory (skinedge export/calibrate)"),
+    out: Path = typer.Option(..., "--out", "-o", help="new folder for the Triton model repository"),
+    precision: str = typer.Option("fp32", "--precision", help="variant of both networks: fp32 | fp16 | int8 | int8-cpu | int8-ov (OpenVINO IR) | pruned.*"),
+    engines: Optional[Path] = typer.Option(None, "--engines", help="use the TensorRT plans from skinedge build-engines instead"),
+    kind: str = typer.Option("auto", "--kind", help="instance group: gpu | cpu | auto (gpu with --engines)"),
+    max_batch: int = typer.Option(8, "--max-batch", help="Triton's max_batch_size for the networks (dynamic batching)"),
+    instances: int = typer.Option(1, "--instances", help="instances of each model"),
+) -> None:
+    """A Triton Inference Server model repository: both networks with config.pbtxt, and the pipeline as a
+    Python-backend model (skinedge's lean runtime) calling them through BLS."""
+    from skinedge.export.triton import export_triton
+
+    export_triton(models, out, precision, engines, kind, max_batch, instances, log=typer.echo)
 
 
 @app.command("calibrate")

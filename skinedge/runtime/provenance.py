@@ -7,7 +7,7 @@ the viewer's stats — carries the same JSON record:
 
 - ``schema`` / ``schema_version``: this format (:data:`SCHEMA`, :data:`VERSION`);
 - ``notice``: the plain statement that a neural network changed the lesion;
-- ``software``: skinedge's version, Python, and the inference runtimes loaded;
+- ``software``: skinedge's version, Python, and the versions of the runtimes the networks ran on (and NumPy);
 - ``models``: the models directory, the sha256 of its models.json, and per network the variant, backend,
   precision and the sha256 of each file it ran from;
 - ``settings``: mode (roi | full), SR scale, SR budget, mask and fidelity settings;
@@ -36,7 +36,7 @@ VERSION = 1
 NOTICE = ("AI-enhanced: a neural network (SkinSegmentSRGAN generator) changed the lesion region; this is not a "
           "photograph")
 PNG_KEY = "skinedge:provenance"  # the PNG iTXt keyword holding the record
-RUNTIMES = ("onnxruntime", "openvino", "tensorrt", "torch", "cv2", "numpy")
+RUNTIMES = ("onnxruntime", "openvino", "tensorrt", "torch", "numpy")
 
 
 def session_record(models_dir: str | Path, manifest: dict, opened, pipeline, mode: str = "roi") -> dict[str, Any]:
@@ -60,7 +60,7 @@ def session_record(models_dir: str | Path, manifest: dict, opened, pipeline, mod
             settings["mask" if name == "settings" else "fidelity"] = asdict(value)
     return {"schema": SCHEMA, "schema_version": VERSION, "notice": NOTICE,
             "software": {"name": "skinedge", "version": skinedge.__version__, "python": platform.python_version(),
-                         "runtimes": _runtimes()},
+                         "runtimes": _runtimes({e["backend"] for e in networks.values()})},
             "models": {"dir": str(models_dir), "models_json_sha256": sha256_file(models_dir / "models.json"),
                        "networks": networks},
             "settings": settings}
@@ -91,12 +91,13 @@ def png_text(record: dict[str, Any]) -> dict[str, str]:
             PNG_KEY: json.dumps(record, sort_keys=True)}
 
 
-def _runtimes() -> dict[str, str]:
-    """Versions of the inference libraries this process has loaded (never imports one)."""
+def _runtimes(backends: set[str]) -> dict[str, str]:
+    """Versions of the inference libraries the networks ran on, and NumPy's (which does the pixel stages):
+    the same in every process that made the same pictures (never imports one; what is not loaded is left out)."""
     found = {}
     for name in RUNTIMES:
         module = sys.modules.get(name)
-        if module is not None and getattr(module, "__version__", None):
+        if name in backends | {"numpy"} and module is not None and getattr(module, "__version__", None):
             found[name] = str(module.__version__)
     return found
 
