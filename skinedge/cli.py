@@ -396,6 +396,25 @@ def enhance_command(
             hallucination=hallucination, dicom=dicom, pacs=pacs)
 
 
+@app.command("serve")
+def serve_command(
+    models: Path = typer.Option(..., "--models", help="models directory (skinedge export/calibrate)"),
+    host: str = typer.Option("127.0.0.1", "--host", help="address for the HTTP and gRPC endpoints"),
+    http_port: int = typer.Option(8000, "--http-port", help="Triton HTTP port"),
+    grpc_port: int = typer.Option(8001, "--grpc-port", help="Triton gRPC port"),
+    backend: str = typer.Option("auto", "--backend", help="auto | onnxruntime | openvino | tensorrt | torch"),
+    precision: str = typer.Option("auto", "--precision", help="auto | fp32 | fp16 | int8 | int8-cpu | int8-ov | pruned.*"),
+    max_batch: int = typer.Option(8, "--max-batch", help="frames Triton's dynamic batcher may group"),
+    max_queue: int = typer.Option(16, "--max-queue", help="requests waiting at most; beyond, an error at once"),
+) -> None:
+    """Serve the pipeline behind Triton's HTTP/gRPC protocol (PyTriton; model 'skinedge': IMAGE in; ENHANCED,
+    SIZE, ROI, FOUND, NOTICE out). Needs the serve extra in its own environment (PyTriton pins numpy<2)."""
+    from skinedge.runtime.serve import serve
+
+    serve(models, host=host, http_port=http_port, grpc_port=grpc_port, backend=backend, precision=precision,
+          max_batch=max_batch, max_queue=max_queue, log=typer.echo)
+
+
 @app.command("export-triton")
 def export_triton_command(
     models: Path = typer.Option(..., "--models", help="models directory (skinedge export/calibrate)"),
