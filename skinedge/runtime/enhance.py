@@ -69,7 +69,7 @@ def enhance_command(inputs: list[str], models: Path, out: Path, backend: str = "
     if peer is not None:
         from skinedge.runtime.pacs import send
 
-        unsent = send([Path(f) for row in summary.done for f in row.get("dicom", [])], peer, log=log)
+        unsent = send([Path(f) for row in summary.done for f in row["files"] if f.endswith(".dcm")], peer, log=log)
         for file, reason in unsent:
             log(f"NOT SENT {file.name}: {reason}")
     if summary.failed:
@@ -159,17 +159,15 @@ def plain_view(frame: np.ndarray, result: FrameResult, scale: int) -> np.ndarray
 
 
 def panel(frame: np.ndarray, result: FrameResult, scale: int, label: str | None = None,
-          hallucination: bool = False) -> np.ndarray:
+          departure: np.ndarray | None = None) -> np.ndarray:
     """Side by side (RGB): the plain smooth up-scale of the same region | the enhanced view, badged as
-    AI-enhanced when the generator ran | (``hallucination``) where the two differ."""
+    AI-enhanced when the generator ran | (``departure``, from :func:`departure_map`) where the two differ."""
     plain = plain_view(frame, result, scale)
     enhanced = result.image.copy()
     if result.found:
         draw_badge(enhanced, label or "AI-ENHANCED")
     gap = np.full((plain.shape[0], 4, 3), 255, np.uint8)
-    parts = [plain, gap, enhanced]
-    if hallucination:
-        parts += [gap, departure_map(plain, result.image)]
+    parts = [plain, gap, enhanced] + ([gap, departure] if departure is not None else [])
     return np.concatenate(parts, axis=1)[:, :, ::-1]
 
 
@@ -261,12 +259,12 @@ def _enhance_one(pipeline: Pipeline, item: InputFrame, base: Path, overwrite: bo
     elapsed = (time.perf_counter() - start) * 1000
     mask = frame_mask(result.mask.mask if result.found else result.mask.mask * 0, frame.shape[:2])
     text, label = _provenance_text(session, result)
+    departure = departure_map(plain_view(frame, result, pipeline.scale), result.image) if hallucination else None
     files = {"enhanced": _png(result.image[:, :, ::-1], text),
              "mask": _png(mask.astype(np.uint8) * 255, text),
-             "panel": _png(panel(frame, result, pipeline.scale, label, hallucination), text)}
-    if hallucination:
-        files["hallucination"] = _png(departure_map(plain_view(frame, result, pipeline.scale),
-                                                    result.image)[:, :, ::-1], text)
+             "panel": _png(panel(frame, result, pipeline.scale, label, departure), text)}
+    if departure is not None:
+        files["hallucination"] = _png(departure[:, :, ::-1], text)
     written: list[Path] = []
     try:
         if dicom:
@@ -286,7 +284,7 @@ def _enhance_one(pipeline: Pipeline, item: InputFrame, base: Path, overwrite: bo
     return {"size": [frame.shape[1], frame.shape[0]], "found": result.found, "roi": result.roi,
             "lesion_area": result.lesion_area, "ms": elapsed, "timings_ms": result.timings_ms,
             "output": str(targets["enhanced"]), "residual": result.residual, "note": result.note,
-            "dicom": [str(p) for p in written if p.suffix == ".dcm"]}
+            "files": [str(p) for p in written]}
 
 
 def _provenance_text(session: dict | None, result: FrameResult) -> tuple[dict[str, str], str]:

@@ -115,8 +115,7 @@ class Enhancer:
                                     self.hallucination, self.dicom, path.name)
                 row["frames"].append({"suffix": item.suffix, **{k: done[k] for k in (
                     "size", "found", "roi", "lesion_area", "ms", "residual", "note")}})
-                kinds = ("enhanced", "mask", "panel") + (("hallucination",) if self.hallucination else ())
-                row["outputs"] += [str(base.with_name(f"{base.name}.{k}.png")) for k in kinds] + done["dicom"]
+                row["outputs"] += done["files"]
         except SkinedgeError as exc:
             row.update(status="failed", reason=str(exc))
         else:

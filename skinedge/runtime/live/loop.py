@@ -210,8 +210,9 @@ class _Loop:
                 self.paused = True
                 _show(self.sinks, self.raw, None, self.stats({}, signal=False))
             else:  # stale: the last view stays up; the stats (state, frame age) still move
+                stats = self.stats(self.latency, signal=True)
                 for sink in self.sinks:
-                    getattr(sink, "status", lambda stats: None)(self.stats(self.latency, signal=True))
+                    getattr(sink, "status", lambda stats: None)(stats)
             return
         self.raw, self.index = got
         self.paused = False
