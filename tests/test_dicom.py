@@ -312,3 +312,11 @@ def test_objects_stored_in_orthanc_come_back_byte_for_byte_through_its_rest_api(
     for uid, ds in local.items():
         assert stored[uid].SOPClassUID == ds.SOPClassUID and np.array_equal(stored[uid].pixel_array, ds.pixel_array)
         assert stored[uid].PatientID == ds.PatientID == "P1"
+
+
+def test_masks_are_not_read_from_dicom_images(dicoms):
+    from skinedge.data.imageio import read_mask
+
+    folder, _ = dicoms
+    with pytest.raises(DataError):  # an image is not a mask: no RGB frame passed off as one
+        read_mask(folder / "noext")

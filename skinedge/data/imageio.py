@@ -138,21 +138,7 @@ def read_mask(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
         DataError: unreadable file.
     """
     path = Path(path)
-    from skinedge.data.dicom import DICOM_SUFFIXES, is_dicom, read_dicom
-
-    # DICOM: by name, or (a file PIL cannot read) by its magic — no extra read for the usual image files.
-    # The first frame of a multi-frame object (enhance takes them all).
-    dicom = path.suffix.lower() in DICOM_SUFFIXES
-    if not dicom:
-        try:
-            arr, mode = _open_pixels(path)
-        except DataError:
-            if not is_dicom(path):
-                raise
-            dicom = True
-    if dicom:
-        image = read_dicom(path)
-        return image.frames[0], image.notes
+    arr, mode = _open_pixels(path)
     notes: list[str] = []
     if arr.ndim == 3:
         notes.append(f"{mode} mask → single channel")
