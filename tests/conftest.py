@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from skinedge.train.sr import SRConfig, train_sr
 # The CPU backend choice caches its timings under $XDG_CACHE_HOME; tests (and the CLIs they start) keep theirs
 # in a fresh folder, never in the user's home.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="skinedge-test-cache-")
+atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
