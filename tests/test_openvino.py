@@ -16,6 +16,7 @@ from test_runtime_lean import BLOCK_HEAVY
 
 from skinedge.errors import SkinedgeError
 from skinedge.runtime.backends import choose, open_runners
+from skinedge.runtime.backends.openvino import fast_side_sizes
 from skinedge.runtime.manifest import load_models, variant_path
 from skinedge.runtime.pipeline.host import Pipeline
 
@@ -39,15 +40,36 @@ def calibrated(exported):
 def test_openvino_fp32_gives_onnx_runtimes_picture(exported):
     root, _, models = exported
     manifest = load_models(models)
-    frame = lesion_frame(root)
+    frame = np.ascontiguousarray(lesion_frame(root)[:95, :95])  # a 95² ROI: no padding (see the next test)
     images = {}
     for backend in ("onnxruntime", "openvino"):
         opened = open_runners(models, manifest, backend, "fp32")
         assert opened.backend == backend and opened.variants == {"seg": "fp32", "sr": "fp32"}
         with Pipeline(opened.seg, opened.sr, manifest) as pipeline:
-            images[backend] = pipeline(frame).image.astype(np.int16)
+            result = pipeline(frame)
+            images[backend] = result.image.astype(np.int16)
+    assert result.found and (result.roi[2] * result.roi[3]) % 32
     assert images["onnxruntime"].shape == images["openvino"].shape
     assert np.abs(images["onnxruntime"] - images["openvino"]).max() <= 2  # float32 both: rounding only
+
+
+@pytest.mark.parametrize("h, w", [(96, 96), (64, 80), (95, 97), (7, 32)])
+def test_openvino_runs_the_generator_at_a_fast_size_and_crops_back(exported, h, w):
+    """An h·w that is a multiple of 32 is up to 2.6× slower in OpenVINO: the SR input is edge-padded by at most
+    one row and column and the output cropped, so OpenVINO's SR is ONNX Runtime's on that padded input."""
+    _, _, models = exported
+    manifest = load_models(models)
+    ort_sr, ov_sr = (open_runners(models, manifest, b, "fp32").sr for b in ("onnxruntime", "openvino"))
+    name, out = manifest["networks"]["sr"]["input"]["name"], manifest["networks"]["sr"]["output"]["name"]
+    s = int(manifest["networks"]["sr"]["scale"])
+    x = np.random.default_rng(h * w).random((2, 3, h, w), dtype=np.float32)
+    ph, pw = fast_side_sizes(h, w)
+    assert (ph * pw) % 32 and h <= ph <= h + 1 and w <= pw <= w + 1 and ((ph, pw) == (h, w)) == bool(h * w % 32)
+    with ort_sr, ov_sr:
+        got = ov_sr.infer({name: x})[out]
+        padded = ort_sr.infer({name: np.pad(x, ((0, 0), (0, 0), (0, ph - h), (0, pw - w)), mode="edge")})[out]
+    assert got.shape == (2, 3, h * s, w * s)
+    assert np.abs(got - padded[:, :, :h * s, :w * s]).max() < 1e-3
 
 
 def test_int8_ov_is_made_from_the_same_calibration_gated_and_recorded(calibrated):

@@ -4,6 +4,7 @@ on real ONNX Runtime sessions of the exported test models."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from skinedge.runtime.live.loop import run_command
 from skinedge.runtime.live.reuse import TemporalReuse, roi_change
 from skinedge.runtime.manifest import load_models
 from skinedge.runtime.pipeline import reference
-from skinedge.runtime.pipeline.budget import measure_budget, parse_budget, set_budget
+from skinedge.runtime.pipeline.budget import Budget, BudgetControl, measure_budget, parse_budget, set_budget
 from skinedge.runtime.pipeline.host import MIN_BUDGET, Pipeline, reduced_size
 from skinedge.runtime.pipeline.mask import LesionMask
 from skinedge.runtime.pipeline.projection import down
@@ -92,6 +93,38 @@ def test_the_auto_budget_is_measured_on_the_pipeline_and_grows_with_the_frame_ti
     assert set_budget(pipeline, None, 2.0).startswith("SR budget: none") and pipeline.sr_budget is None
     with pytest.raises(SkinedgeError, match="--target-fps"):
         measure_budget(pipeline, 0.0)
+
+
+def test_the_budget_is_kept_to_the_frame_time_by_what_capped_frames_took(pipeline, exported):
+    """10 frames/s leaves 85 ms; 5 of them for the segmenter path → 80 ms for the ROI path."""
+    root = exported[0]
+    saved = pipeline.sr_budget
+    try:
+        pipeline.sr_budget = MIN_BUDGET
+        capped = pipeline(big_lesion_frame(root))
+        assert capped.found and capped.computed and capped.sr_input_scale < 1
+        control = BudgetControl(pipeline, Budget(10000, 10.0, 5.0, 0.008))
+        took = lambda ms, result=capped: replace(result, timings_ms={"seg": 5.0, "sr": ms - 10, "project": 6.0,
+                                                                     "composite": 4.0})  # noqa: E731
+        pipeline.sr_budget = 10000
+        control(took(160.0))  # twice the time left: −30 % at most per frame
+        assert pipeline.sr_budget == 7000
+        control(took(70.0))  # 80/70: +10 % at most
+        assert pipeline.sr_budget == 7700
+        control(took(100.0))
+        assert pipeline.sr_budget == int(7700 * 0.8)
+        before = pipeline.sr_budget
+        control(replace(capped, computed=False, timings_ms={"composite": 500.0}))  # reused: nothing learnt
+        control(replace(took(500.0), sr_input_scale=1.0))  # under the budget anyway: nothing learnt
+        assert pipeline.sr_budget == before
+        for _ in range(40):
+            control(took(1.0))
+        assert pipeline.sr_budget == 20000  # never over twice the probed budget
+        for _ in range(40):
+            control(took(10000.0))
+        assert pipeline.sr_budget == MIN_BUDGET and "range" in control.describe()
+    finally:
+        pipeline.sr_budget = saved
 
 
 def test_roi_change_sees_motion_through_camera_noise():

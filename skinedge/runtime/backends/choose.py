@@ -33,6 +33,7 @@ from skinedge.runtime.manifest import network, variant_path
 
 SR_PROBE = 96  # LR side: a typical budgeted ROI on a CPU
 RUNS = 3
+METHOD = 2  # in the cache key: bumped when how a runner runs changes (2: OpenVINO pads SR inputs to fast sizes)
 RUNS_BY_BACKEND = {"onnxruntime": ("fp32", "int8-cpu"), "openvino": ("fp32", "int8-ov")}
 
 
@@ -113,7 +114,8 @@ def choose(models_dir: Path, manifest: dict, net: str, available: tuple[str, ...
         raise SkinedgeError(f"{models_dir}: no {net} variant that passed its gate runs on {' or '.join(available)}")
     x = probe_input(manifest, net)
     name = network(manifest, net)["input"]["name"]
-    cache, key_tail = _read_cache(), f"{'x'.join(map(str, x.shape))}|{physical_cores()}t|{cpu_model()}"
+    cache, key_tail = _read_cache(), (f"{'x'.join(map(str, x.shape))}|{physical_cores()}t|{cpu_model()}"
+                                  f"|m{METHOD}")
     timed: dict[tuple[str, str], tuple[float, bool]] = {}
     for backend, variant in pairs:
         entry = network(manifest, net)["variants"][variant]

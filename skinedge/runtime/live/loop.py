@@ -31,7 +31,7 @@ from skinedge.runtime.live.reuse import TemporalReuse
 from skinedge.runtime.live.sources import Source, open_source
 from skinedge.runtime import provenance
 from skinedge.runtime.manifest import load_models
-from skinedge.runtime.pipeline.budget import parse_budget, set_budget
+from skinedge.runtime.pipeline.budget import BudgetControl, parse_budget, set_budget_measured
 from skinedge.runtime.pipeline.host import FrameResult, Pipeline
 from skinedge.runtime.pipeline.projection import Fidelity
 from skinedge.runtime.session import open_session
@@ -379,6 +379,8 @@ def run_command(camera: int | None, source: str | None, models: Path, backend: s
         summary = run_live(src, frame_fn, sinks, recorder, max_frames, log, realtime=realtime,
                            backend=session.opened.backend, variants=session.opened.variants)
     log(format_summary(summary))
+    if isinstance(frame_fn, _Controlled):
+        log(frame_fn.control.describe())
     if record is not None:
         log(f"recording in {record}/ (raw-*.mkv, enhanced-*.mkv by wall-clock segments, frames.jsonl)")
     return summary
@@ -392,12 +394,29 @@ def live_pipeline(pipeline, budget: int | str | None, target_fps: float, reuse: 
         if budget is not None or reuse:
             log("SR budget and temporal reuse: not on the GPU pipeline yet; every frame runs in full")
         return pipeline
-    log(set_budget(pipeline, budget, target_fps))
-    if not reuse:
-        return pipeline
-    log(f"temporal reuse: segmenter at least every {seg_every} frame(s), the mask tracked in between; the last SR "
-        "shown again while the lesion's pixels stay still")
-    return TemporalReuse(pipeline, seg_every=seg_every)
+    line, measured = set_budget_measured(pipeline, budget, target_fps)
+    log(line)
+    frame_fn = pipeline
+    if reuse:
+        log(f"temporal reuse: segmenter at least every {seg_every} frame(s), the mask tracked in between; the last "
+            "SR shown again while the lesion's pixels stay still")
+        frame_fn = TemporalReuse(pipeline, seg_every=seg_every)
+    if measured is None:
+        return frame_fn
+    log("SR budget: kept to the frame time while running (scaled by what each capped frame took)")
+    return _Controlled(frame_fn, BudgetControl(pipeline, measured))
+
+
+class _Controlled:
+    """A frame function whose results feed a :class:`BudgetControl` (``control.describe()`` for the summary)."""
+
+    def __init__(self, frame_fn: Callable[[np.ndarray], FrameResult], control: BudgetControl):
+        self.frame_fn, self.control = frame_fn, control
+
+    def __call__(self, frame: np.ndarray) -> FrameResult:
+        result = self.frame_fn(frame)
+        self.control(result)
+        return result
 
 
 def _check_capture(width: int | None, height: int | None, fps: float | None) -> None:

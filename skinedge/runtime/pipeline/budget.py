@@ -5,8 +5,9 @@ lesion's area and no device stays real-time on large lesions. The default budget
 pipeline as opened (its backends, variants and threads, on this machine): one probe of the segmenter path
 on a frame of the source's size, one of the ROI path (SR, projection, composite) on a square probe ROI;
 what is left of the frame time after the segmenter path, at the ROI path's cost per LR pixel, is the budget.
-Per-pixel cost at the probe side slightly overstates it for larger ROIs (fixed overheads), which errs on the
-side of keeping the frame time.
+The cost per pixel is not constant (fixed overheads weigh on small ROIs, caches overflow on large ones: on
+this project's 2-core CPU, OpenVINO's generator costs 2.9 ms per 1000 LR px at 80² and ~3.6 at 160²), so the
+ROI path is probed a second time at the size the first probe suggests, and that cost sets the budget.
 """
 
 from __future__ import annotations
@@ -76,7 +77,19 @@ def measure_budget(pipeline: Pipeline, target_fps: float, frame_shape: tuple[int
     rng = np.random.default_rng(seed)
     frame = rng.integers(60, 200, (height, width, 3), dtype=np.uint8)
     seg_ms = _best_ms(lambda: pipeline.segment(frame, {}, time.perf_counter()))
-    side = min(PROBE_SIDE, height, width)
+    left_ms = 1000.0 * HEADROOM / target_fps - seg_ms
+    per_px = _roi_ms_per_px(pipeline, frame, min(PROBE_SIDE, height, width))
+    if left_ms > 0:  # again at the side the first probe suggests, where the budget will be spent
+        side = min(height, width, max(int(math.sqrt(MIN_BUDGET)), int(math.sqrt(left_ms / per_px))))
+        if side != min(PROBE_SIDE, height, width):
+            per_px = _roi_ms_per_px(pipeline, frame, side)
+    pixels = max(MIN_BUDGET, int(left_ms / per_px)) if left_ms > 0 else MIN_BUDGET
+    return Budget(pixels, target_fps, round(seg_ms, 2), per_px)
+
+
+def _roi_ms_per_px(pipeline: Pipeline, frame: np.ndarray, side: int) -> float:
+    """ms per LR pixel of SR + projection + composite on a centred side×side ROI of ``frame``, uncapped."""
+    height, width = frame.shape[:2]
     s = pipeline.size
     square = np.zeros((s, s), np.uint8)
     square[s // 4: 3 * s // 4, s // 4: 3 * s // 4] = 1
@@ -84,22 +97,60 @@ def measure_budget(pipeline: Pipeline, target_fps: float, frame_shape: tuple[int
     probe = LesionMask(True, square, feather(square, 1.0), roi, 0.25)
     saved, pipeline.sr_budget = pipeline.sr_budget, None
     try:
-        roi_ms = _best_ms(lambda: pipeline.enhance(frame, probe, {}, time.perf_counter()))
+        return _best_ms(lambda: pipeline.enhance(frame, probe, {}, time.perf_counter())) / (side * side)
     finally:
         pipeline.sr_budget = saved
-    per_px = roi_ms / (side * side)
-    left_ms = 1000.0 * HEADROOM / target_fps - seg_ms
-    pixels = max(MIN_BUDGET, int(left_ms / per_px)) if left_ms > 0 else MIN_BUDGET
-    return Budget(pixels, target_fps, round(seg_ms, 2), per_px)
 
 
 def set_budget(pipeline: Pipeline, budget: int | str | None, target_fps: float,
                frame_shape: tuple[int, int] = (480, 640)) -> str:
     """Set an entered host pipeline's ``sr_budget`` from ``--sr-budget`` (``auto``: measured for
     ``target_fps`` on frames of ``frame_shape``); returns the line saying what was set and why."""
+    return set_budget_measured(pipeline, budget, target_fps, frame_shape)[0]
+
+
+def set_budget_measured(pipeline: Pipeline, budget: int | str | None, target_fps: float,
+                        frame_shape: tuple[int, int] = (480, 640)) -> tuple[str, Budget | None]:
+    """:func:`set_budget`, also returning the :class:`Budget` measured (None unless ``auto``)."""
     if budget == "auto":
         derived = measure_budget(pipeline, target_fps, frame_shape)
         pipeline.sr_budget = derived.pixels
-        return derived.describe()
+        return derived.describe(), derived
     pipeline.sr_budget = budget
-    return f"SR budget {budget} LR px (asked for)" if budget else "SR budget: none (every ROI at full size)"
+    return (f"SR budget {budget} LR px (asked for)" if budget else "SR budget: none (every ROI at full size)"), None
+
+
+class BudgetControl:
+    """Keeps an ``auto`` budget true while a live run goes: the probe runs on an idle machine, a live run
+    shares it with the capture thread (decoding), the viewers and the recorder, so on this project's 2-core
+    CPU a budget that fits the frame time when probed overran it by ~20 % live.
+
+    After each frame whose ROI was capped and super-resolved, the budget is scaled by what the frame time
+    left for the ROI path (after the measured segmenter path) over what that path took — at most −30 % or
+    +10 % a step, never under :data:`MIN_BUDGET` nor over twice the probed budget. Frames under the budget
+    anyway (small lesions) and reused frames teach it nothing.
+
+    ``BudgetControl(pipeline, budget)(result)``; ``budget``: the :class:`Budget` ``set_budget`` measured.
+    """
+
+    def __init__(self, pipeline: Pipeline, budget: Budget):
+        self.pipeline, self.high = pipeline, 2 * budget.pixels
+        self.allowed_ms = 1000.0 * HEADROOM / budget.target_fps - budget.segment_ms
+        self.lowest = self.highest = budget.pixels
+
+    def __call__(self, result) -> None:
+        budget, t = self.pipeline.sr_budget, result.timings_ms
+        if budget is None or self.allowed_ms <= 0 or not (result.found and result.computed) \
+                or result.sr_input_scale is None or result.sr_input_scale >= 1.0:
+            return
+        roi_ms = t.get("sr", 0.0) + t.get("project", 0.0) + t.get("composite", 0.0)
+        if roi_ms <= 0:
+            return
+        step = min(1.1, max(0.7, self.allowed_ms / roi_ms))
+        self.pipeline.sr_budget = int(min(self.high, max(MIN_BUDGET, budget * step)))
+        self.lowest, self.highest = min(self.lowest, self.pipeline.sr_budget), max(self.highest,
+                                                                                   self.pipeline.sr_budget)
+
+    def describe(self) -> str:
+        return (f"SR budget kept to the frame time live: {self.pipeline.sr_budget} LR px at the end "
+                f"(range {self.lowest}–{self.highest})")
