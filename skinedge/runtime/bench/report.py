@@ -37,6 +37,7 @@ _RESULT = {
         "latency_ms": {"type": "object", "required": list(STAGES), "additionalProperties": _STATS},
         "throughput_fps": _NUM, "ratio_to_torch_fp32": _OPT_NUM,
         "sr_budget": {"type": ["integer", "null"], "minimum": 1}, "budget": {"type": "string"},
+        "sr_budget_probed": {"type": ["integer", "null"], "minimum": 1},
         "sr_input_scale": _STATS | {"type": ["object", "null"]},
         "memory": {"type": "object", "required": ["rss_mb", "peak_rss_mb", "peak_scope", "device_mb"],
                    "properties": {"rss_before_mb": _OPT_NUM, "rss_mb": _OPT_NUM, "peak_rss_mb": _NUM,

@@ -38,7 +38,7 @@ from skinedge.runtime.bench.report import FORMAT, FORMAT_VERSION, STAGES, format
 from skinedge.runtime.manifest import PRECISIONS, load_models
 from skinedge.runtime.live.flicker import FlickerMeter
 from skinedge.runtime.live.reuse import TemporalReuse
-from skinedge.runtime.pipeline.budget import parse_budget, set_budget
+from skinedge.runtime.pipeline.budget import BudgetControl, parse_budget, set_budget_measured
 from skinedge.runtime.pipeline.host import MODES, Pipeline, check_frame
 from skinedge.runtime.session import open_session
 
@@ -130,12 +130,13 @@ def measure(models: Path, manifest: dict, backend: str, precision: str, mode: st
         load_s = time.perf_counter() - start
         pick = lambda i: frames[i % len(frames)]  # noqa: E731
         for i in range(cfg.warmup):
-            pipeline(pick(i))
+            budget[2](pipeline(pick(i)))
         timings, roi_px, reduced = {s: [] for s in STAGES}, [], []
         for i in range(cfg.frames):
             t0 = time.perf_counter()
             result = pipeline(pick(i))
             timings["wall"].append((time.perf_counter() - t0) * 1000)
+            budget[2](result)
             for s in STAGES[:-1]:
                 timings[s].append(float(result.timings_ms.get(s, 0.0)))
             if result.found and result.roi is not None:
@@ -143,7 +144,7 @@ def measure(models: Path, manifest: dict, backend: str, precision: str, mode: st
                 reduced.append(float(result.sr_input_scale))
         t0 = time.perf_counter()
         for i in range(cfg.frames):
-            pipeline(pick(i))
+            budget[2](pipeline(pick(i)))
         fps = cfg.frames / max(time.perf_counter() - t0, 1e-9)
         device_mb, device_scope = device_memory(opened.backend)
         memory = {"rss_before_mb": rss_before, "rss_mb": status_mb("VmRSS"), "peak_rss_mb": peak_rss_mb(),
@@ -160,19 +161,30 @@ def measure(models: Path, manifest: dict, backend: str, precision: str, mode: st
         "variants": dict(opened.variants),
         "tile": int(opened.tile), "max_batch": int(opened.max_batch), "frames": cfg.frames,
         "warmup": cfg.warmup, "frames_with_lesion": len(roi_px), "roi_px": _stats(roi_px) if roi_px else None,
-        "sr_budget": budget[0], "budget": budget[1],
+        **_budget_now(pipeline, budget),
         "sr_input_scale": _stats(reduced) if reduced else None,
         "load_s": round(load_s, 3), "latency_ms": {s: _stats(v) for s, v in timings.items()},
         "throughput_fps": round(fps, 3), "memory": memory, "ratio_to_torch_fp32": None,
         "load_average_after": round(os.getloadavg()[0], 2)}
 
 
-def _budget(pipeline, budget, cfg: BenchConfig, frame: np.ndarray) -> tuple[int | None, str]:
-    """Set a host pipeline's SR budget for this row: (LR pixels or None, the line saying why)."""
+def _budget(pipeline, budget, cfg: BenchConfig, frame: np.ndarray) -> tuple[int | None, str, Callable]:
+    """Set a host pipeline's SR budget for this row: (LR pixels or None, the line saying why, what each result
+    is shown to: an ``auto`` budget is kept to the frame time as ``run`` keeps it, by :class:`BudgetControl`)."""
     if not isinstance(pipeline, Pipeline):
-        return None, "no SR budget on the GPU pipeline yet"
-    line = set_budget(pipeline, budget, cfg.target_fps, frame.shape[:2])
-    return pipeline.sr_budget, line
+        return None, "no SR budget on the GPU pipeline yet", lambda result: None
+    line, measured = set_budget_measured(pipeline, budget, cfg.target_fps, frame.shape[:2])
+    control = BudgetControl(pipeline, measured) if measured is not None else None
+    return pipeline.sr_budget, line, control or (lambda result: None)
+
+
+def _budget_now(pipeline, budget: tuple) -> dict[str, Any]:
+    """The row's budget as it ended (``auto``: after the control), where it started and its range."""
+    control = budget[2]
+    end = pipeline.sr_budget if isinstance(pipeline, Pipeline) else None
+    spread = (f"; kept to the frame time: {control.lowest}–{control.highest} LR px over the row"
+              if isinstance(control, BudgetControl) else "")
+    return {"sr_budget": end, "budget": budget[1] + spread, "sr_budget_probed": budget[0]}
 
 
 def measure_live(models: Path, manifest: dict, backend: str, precision: str, clip: list[np.ndarray],
@@ -183,12 +195,13 @@ def measure_live(models: Path, manifest: dict, backend: str, precision: str, cli
     with session.pipeline as pipeline:
         budget = _budget(pipeline, cfg.sr_budget, cfg, clip[0])
         step = TemporalReuse(pipeline) if reuse and isinstance(pipeline, Pipeline) else pipeline
-        step(clip[0])  # warm-up, not counted
+        budget[2](step(clip[0]))  # warm-up, not counted
         meter, latency, segmented, computed = FlickerMeter(), [], 0, 0
         start = time.perf_counter()
         for frame in clip:
             t0 = time.perf_counter()
             result = step(frame)
+            budget[2](result)
             latency.append((time.perf_counter() - t0) * 1000)
             segmented += bool(result.segmented)
             computed += bool(result.found and result.computed)
@@ -196,7 +209,7 @@ def measure_live(models: Path, manifest: dict, backend: str, precision: str, cli
         seconds = time.perf_counter() - start
     return {"backend": backend, "precision": precision, "resolved_backend": session.opened.backend,
             "variants": dict(session.opened.variants), "reuse": reuse, "frames": len(clip),
-            "sr_budget": budget[0], "budget": budget[1], "latency_ms": _stats(latency),
+            **_budget_now(pipeline, budget), "latency_ms": _stats(latency),
             "fps": round(len(clip) / seconds, 3), "segmented": segmented, "computed": computed,
             "flicker": meter.summary(), "note": "frames/s includes the flicker metric's own time"}
 

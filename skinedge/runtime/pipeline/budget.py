@@ -5,9 +5,9 @@ lesion's area and no device stays real-time on large lesions. The default budget
 pipeline as opened (its backends, variants and threads, on this machine): one probe of the segmenter path
 on a frame of the source's size, one of the ROI path (SR, projection, composite) on a square probe ROI;
 what is left of the frame time after the segmenter path, at the ROI path's cost per LR pixel, is the budget.
-The cost per pixel is not constant (fixed overheads weigh on small ROIs, caches overflow on large ones: on
-this project's 2-core CPU, OpenVINO's generator costs 2.9 ms per 1000 LR px at 80² and ~3.6 at 160²), so the
-ROI path is probed a second time at the size the first probe suggests, and that cost sets the budget.
+The cost per pixel is not constant (fixed overheads weigh on small ROIs, caches on large ones), so the ROI
+path is probed a second time at the size the first probe suggests, and that cost sets the budget. Each
+probe runs the ROI path as a capped frame does (a larger ROI reduced to the probe's size first).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from skinedge.errors import SkinedgeError
-from skinedge.runtime.pipeline.host import MIN_BUDGET, Pipeline
+from skinedge.runtime.pipeline.host import MIN_BUDGET, Pipeline, reduced_size
 from skinedge.runtime.pipeline.mask import LesionMask, feather
 
 PROBE_SIDE = 80  # LR pixels: near the budgets a 2-core CPU ends up with
@@ -88,16 +88,21 @@ def measure_budget(pipeline: Pipeline, target_fps: float, frame_shape: tuple[int
 
 
 def _roi_ms_per_px(pipeline: Pipeline, frame: np.ndarray, side: int) -> float:
-    """ms per LR pixel of SR + projection + composite on a centred side×side ROI of ``frame``, uncapped."""
+    """ms per SR input pixel of the ROI path for ~side² pixels, *as a capped frame runs it*: a centred ROI
+    1.5× the side, reduced to side² first (the reduction and the reduced composite are work an uncapped probe
+    leaves out). Uncapped when the frame is too small for a larger ROI."""
     height, width = frame.shape[:2]
+    big = min(height, width, math.ceil(side * 1.5))
     s = pipeline.size
     square = np.zeros((s, s), np.uint8)
     square[s // 4: 3 * s // 4, s // 4: 3 * s // 4] = 1
-    roi = ((width - side) // 2, (height - side) // 2, side, side)
+    roi = ((width - big) // 2, (height - big) // 2, big, big)
     probe = LesionMask(True, square, feather(square, 1.0), roi, 0.25)
-    saved, pipeline.sr_budget = pipeline.sr_budget, None
+    saved, pipeline.sr_budget = pipeline.sr_budget, (side * side if big > side else None)
     try:
-        return _best_ms(lambda: pipeline.enhance(frame, probe, {}, time.perf_counter())) / (side * side)
+        ms = _best_ms(lambda: pipeline.enhance(frame, probe, {}, time.perf_counter()))
+        w, h = reduced_size(big, big, pipeline.sr_budget)
+        return ms / (w * h)
     finally:
         pipeline.sr_budget = saved
 
