@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -25,7 +26,8 @@ def test_train_seg_under_torchrun_with_two_cpu_processes(tmp_path):
            f"--master_port={free_port()}", "-m", "skinedge", "train", "seg", "--data",
            f"isic2018:{tmp_path / 'isic'}", "--out", str(out), "--encoder", "resnet18", "--size", "64",
            "--batch", "2", "--epochs", "2", "--device", "cpu", "--bn-batches", "1"]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    env = {**os.environ, "TMPDIR": str(tmp_path)}  # torchrun's log folder goes with the test's, not into /tmp
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("seg: 4 steps") == 1  # rank 0 reports; each rank took 2 steps an epoch
     payload = load_checkpoint(out / "seg-last.pt", "seg")
