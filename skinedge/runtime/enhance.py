@@ -185,10 +185,7 @@ def enhance_paths(paths: list[Path], problems: list[tuple[str, str]], pipeline: 
     for text, reason in problems:
         log(f"skip {text}: {reason}")
     out.mkdir(parents=True, exist_ok=True)
-    stems: dict[str, int] = {}
-    for index, path in enumerate(paths):
-        stem = path.stem if path.stem not in stems else f"{path.stem}-{stems[path.stem] + 1}"
-        stems[path.stem] = stems.get(path.stem, 0) + 1
+    for index, (path, stem) in enumerate(zip(paths, output_stems(paths))):
         try:
             frames = read_frames(path)
         except SkinedgeError as exc:
@@ -215,6 +212,16 @@ def enhance_paths(paths: list[Path], problems: list[tuple[str, str]], pipeline: 
     if summary.done:
         write_bytes_atomic(out / "index.html", gallery(summary).encode("utf-8"))
     return summary
+
+
+def output_stems(paths: list[Path]) -> list[str]:
+    """Output stems in input order: the file's stem, a repeated one with ``-2``, ``-3`` … (plain ``enhance``
+    and the Ray job name outputs alike)."""
+    stems, seen = [], {}
+    for path in paths:
+        stems.append(path.stem if path.stem not in seen else f"{path.stem}-{seen[path.stem] + 1}")
+        seen[path.stem] = seen.get(path.stem, 0) + 1
+    return stems
 
 
 @dataclass

@@ -38,15 +38,6 @@ def _ray():
     return ray
 
 
-def stems_for(paths: list[Path]) -> list[str]:
-    """Output stems as plain ``enhance`` names them (a repeated name gets ``-2``, ``-3`` …), in input order."""
-    stems, seen = [], {}
-    for path in paths:
-        stems.append(path.stem if path.stem not in seen else f"{path.stem}-{seen[path.stem] + 1}")
-        seen[path.stem] = seen.get(path.stem, 0) + 1
-    return stems
-
-
 def read_results(out: Path) -> dict[str, dict]:
     """The last line per input of an earlier run's results table (a torn last line of a killed run is ignored)."""
     rows = {}
@@ -134,7 +125,7 @@ def enhance_ray(inputs: list[str], models: Path, out: Path, *, address: str | No
     Raises:
         SkinedgeError: Ray missing or unreachable, or (after the job) any input that failed.
     """
-    from skinedge.runtime.enhance import Summary, expand_inputs, gallery
+    from skinedge.runtime.enhance import Summary, expand_inputs, gallery, output_stems
 
     ray = _ray()
     paths, problems = expand_inputs(inputs)
@@ -143,7 +134,7 @@ def enhance_ray(inputs: list[str], models: Path, out: Path, *, address: str | No
     out.mkdir(parents=True, exist_ok=True)
     before = read_results(out)
     resuming = (out / RESULTS).exists()  # an earlier job wrote here: its unfinished inputs' leftovers are ours
-    todo = [(p, s) for p, s in zip(paths, stems_for(paths)) if not finished(before.get(str(p)), p)]
+    todo = [(p, s) for p, s in zip(paths, output_stems(paths)) if not finished(before.get(str(p)), p)]
     log(f"{len(paths) - len(todo)} of {len(paths)} input(s) already done ({out / RESULTS}); {len(todo)} to do")
     rows: list[dict] = []
     if todo:
