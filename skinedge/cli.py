@@ -190,6 +190,28 @@ def train_sr_command(
 
 
 
+@train_app.command("all")
+def train_all_command(
+    data: list[str] = typer.Option(..., "--data", help=SPEC_HELP + "; repeat to pool several sets"),
+    out: Path = typer.Option(..., "--out", "-o", help="models directory to make (new or an earlier train-all run, which is continued)"),
+    minutes: float = typer.Option(60.0, "--minutes", help="wall-clock budget for reading the data and training both networks"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    seed: int = typer.Option(0, "--seed", help="seed of the split and the training"),
+    workers: int = typer.Option(1, "--workers", help="DataLoader worker processes that build batches during a step"),
+    gate_images: int = typer.Option(24, "--gate-images", help="held-out images each FP16/INT8 gate measures"),
+    keep_cache: bool = typer.Option(False, "--keep-cache", help="keep the decoded-image cache (OUT/train/cache) at the end"),
+) -> None:
+    """Real data to a validated models directory: split, both networks, export, FP16/INT8 behind gates, report, model card.
+
+    Resumable: after Ctrl-C or a kill, run the same command again; finished stages are not repeated.
+    """
+    from skinedge.train.all.command import AllConfig, train_all
+
+    train_all(AllConfig(data=data, out=out, minutes=minutes, device=device, seed=seed, workers=workers,
+                        gate_images=gate_images, keep_cache=keep_cache), log=typer.echo)
+
+
+
 PROJECTION_HELP = "data-consistency steps after SR, so that down-scaling the output gives back the camera's pixels (0: off)"
 CHROMA_HELP = "camera: colour from the camera, luma detail from the generator | generator: the generator's colour"
 SURROUND_HELP = "what SR sees around the lesion: frame (the real image, no halo) | black (the paper's masking)"
@@ -209,27 +231,39 @@ def fidelity_option(projection: int, chroma: str, surround: str):
 
 @app.command("eval")
 def evaluate_command(
-    data: str = typer.Option(..., "--data", help=SPEC_HELP),
-    seg: Path = typer.Option(..., "--seg", help="segmenter checkpoint (RUN/seg-best.pt)"),
-    sr: Path = typer.Option(..., "--sr", help="SR generator checkpoint (RUN/sr-gan-best.pt or sr-pretrain-best.pt)"),
-    out: Path = typer.Option(..., "--out", "-o", help="report folder: report.json, report.md, report.html"),
+    data: Optional[str] = typer.Option(None, "--data", help=SPEC_HELP + " (with --models: default, the models' own training data)"),
+    models: Optional[Path] = typer.Option(None, "--models", help="score a models directory's deployed variants through the runtime (ONNX Runtime / OpenVINO, INT8 included); no checkpoints needed"),
+    backend: str = typer.Option("auto", "--backend", help="with --models: auto | onnxruntime | openvino | tensorrt | torch"),
+    precision: str = typer.Option("auto", "--precision", help="with --models: auto | fp32 | fp16 | int8 | int8-cpu | int8-ov ..."),
+    seg: Optional[Path] = typer.Option(None, "--seg", help="segmenter checkpoint (RUN/seg-best.pt); the paper's tables"),
+    sr: Optional[Path] = typer.Option(None, "--sr", help="SR generator checkpoint (RUN/sr-gan-best.pt or sr-pretrain-best.pt)"),
+    out: Path = typer.Option(..., "--out", "-o", help="report folder: report.json, report.md (and report.html for checkpoints)"),
     split: Optional[Path] = typer.Option(None, "--split", help="split file (default: the segmenter's, else a new seeded one)"),
-    degradation: str = typer.Option("default", "--degradation", help="default (blur+noise+JPEG) | bicubic"),
+    degradation: str = typer.Option("default", "--degradation", help="checkpoints: default (blur+noise+JPEG) | bicubic; --models scores both"),
     limit: Optional[int] = typer.Option(None, "--limit", help="evaluate at most N test images"),
     panels: int = typer.Option(6, "--panels", help="cases shown with image panels in report.html"),
-    max_side: int = typer.Option(1024, "--max-side", help="larger test images are first shrunk to this side"),
+    max_side: int = typer.Option(1024, "--max-side", help="larger test images are first shrunk to this side (--models: 512 unless given)"),
     no_lpips: bool = typer.Option(False, "--no-lpips", help="skip LPIPS"),
     context: int = typer.Option(4, "--context", help="LR pixels of image kept around the predicted lesion when masking before SR"),
     projection: int = typer.Option(3, "--projection", help="data-consistency steps of the skinedge rows (0: off)"),
     chroma: str = typer.Option("camera", "--chroma", help="camera | generator: the skinedge rows' colour"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
 ) -> None:
-    """The paper's Tables 1-3 on the test split: JSON, Markdown and HTML with image panels."""
+    """Held-out scores: of a models directory as deployed (--models), or the paper's Tables 1-3 of two checkpoints."""
+    fidelity = fidelity_option(projection, chroma, "frame")
+    if models is not None:
+        from skinedge.commands import evaluate_models
+
+        evaluate_models(models, data, out, split, backend, precision, limit,
+                        max_side if max_side != 1024 else 512, fidelity, log=typer.echo)
+        return
+    if seg is None or sr is None or data is None:
+        raise SkinedgeError("eval needs --models DIR, or --data with --seg and --sr checkpoints")
     from skinedge.commands import evaluate
     from skinedge.evaluate import EvalConfig
 
     evaluate(EvalConfig(data, seg, sr, out, split, degradation, limit, panels, max_side, device, not no_lpips,
-                        context, fidelity_option(projection, chroma, "frame")), log=typer.echo)
+                        context, fidelity), log=typer.echo)
 
 
 @app.command("export")

@@ -114,6 +114,26 @@ def evaluate(cfg: EvalConfig, log: Log = print) -> None:
     log(f"\nreport: {paths['html']} (also {paths['md'].name}, {paths['json'].name}); {report['lpips']}")
 
 
+def evaluate_models(models: Path, data: str | None, out: Path, split: Path | None = None, backend: str = "auto",
+                    precision: str = "auto", limit: int | None = None, side: int = 512, fidelity=None,
+                    log: Log = print) -> None:
+    """``skinedge eval --models``: the deployed variants on held-out photos, through the runtime."""
+    from skinedge.evaluate_models import ModelsEvalConfig, evaluate_models as run, write_models_report
+    from skinedge.model_card import metrics_section
+    from skinedge.runtime.manifest import load_models, network
+
+    if data is None:
+        data = network(load_models(models), "seg").get("source", {}).get("data", {}).get("spec")
+        if not data:
+            raise SkinedgeError(f"{models}: its models.json names no training data: pass --data SPEC")
+    report = run(ModelsEvalConfig(models, data, out, split, backend, precision, limit, side, fidelity), log=log)
+    lines = [f"# {report['summary']}", "", *metrics_section(report)]
+    paths = write_models_report(report, out, "\n".join(lines) + "\n")
+    for line in lines:
+        log(line)
+    log(f"\nreport: {paths['md']} (every photo: {paths['json'].name})")
+
+
 def export(cfg: ExportConfig, log: Log = print) -> None:
     """``skinedge export``: both checkpoints to ONNX, checked against PyTorch."""
     from skinedge.export.exporter import export_models

@@ -17,6 +17,7 @@ from skinedge.data.derm7pt import read_derm7pt
 from skinedge.data.folder import read_folder, read_synthetic
 from skinedge.data.isic import read_isic
 from skinedge.data.ph2 import read_ph2
+from skinedge.data.pool import read_pool
 from skinedge.errors import DataError
 
 READERS: dict[str, Callable[[Path, str], Dataset]] = {
@@ -25,6 +26,7 @@ READERS: dict[str, Callable[[Path, str], Dataset]] = {
     "derm7pt": read_derm7pt,
     "folder": read_folder,
     "synthetic": read_synthetic,
+    "pool": read_pool,  # several specs as one (written by `train all`)
 }
 
 __all__ = ["Dataset", "Item", "ItemRef", "Problem", "READERS", "open_dataset", "parse_spec"]

@@ -20,6 +20,7 @@ import onnx
 
 from skinedge.atomic import write_bytes_atomic, write_json_atomic
 from skinedge.data.dataset import Item
+from skinedge.data.degrade import Degradation
 from skinedge.errors import DataError, SkinedgeError
 from skinedge.export import gates as G
 from skinedge.export import openvino_int8
@@ -98,7 +99,10 @@ def held_out(dataset, parts: dict[str, list[str]], limit: int | None, manifest: 
     size = seg_io["shape"][2]
     seg_held = G.HeldOut(np.stack([seg_input(i.image, size, seg_io["mean"], seg_io["std"]) for i, _ in items]),
                          [G.seg_truth_at(i.mask, size) for i, _ in items], [], scale, test_ids)
-    sr_held = G.HeldOut(seg_held.seg_inputs[:0], [], [lesion_crop(i, m, scale) for i, m in items], scale, test_ids)
+    camera = Degradation(scale=scale)  # both LR protocols: (a) bicubic, (b) the camera's blur, noise and JPEG
+    crops = [lesion_crop(i, m, scale) for i, m in items] + [lesion_crop(i, m, scale, degradation=camera, seed=k)
+                                                          for k, (i, m) in enumerate(items)]
+    sr_held = G.HeldOut(seg_held.seg_inputs[:0], [], crops, scale, test_ids)
     return seg_held, sr_held
 
 

@@ -9,7 +9,9 @@ users report as "FP16/INT8 turned it pink". Those compare a variant with its own
 FP32 model; one check compares with the truth: the lesion's CIEDE2000 ΔE of what
 users are shown (the output after the runtime's projection) may exceed plain
 bicubic's by at most ``delta_e_over_bicubic_max``, so a model that changes the
-lesion's colours is refused whatever its FP32 parent did.
+lesion's colours is refused whatever its FP32 parent did; and the shown lesion's 2-px checkerboard energy may be
+at most ``checkerboard_max`` times the truth's (detail the camera never saw). The SR crops come in both LR
+protocols: bicubic ÷4 and the camera's blur, noise and JPEG.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from skinedge import metrics
+from skinedge import metrics, quality
 from skinedge.data.degrade import bicubic_upscale, resize_mask
 from skinedge.export.onnx_io import run_batched, session
 from skinedge.export.samples import LesionCrop
@@ -40,13 +42,14 @@ class Gates:
     int8_ssim_drop: float = 0.01
     colour_shift_max: float = 2 / 255
     delta_e_over_bicubic_max: float = 0.3
+    checkerboard_max: float = 1.5  # the shown lesion's 2-px-period energy over the truth's (skinedge.quality)
 
     def limits(self, net: str, precision: str) -> dict[str, float]:
         kind = "fp16" if precision == "fp16" else "int8"
         if net == "seg":
             return {"dice_drop": getattr(self, f"{kind}_dice_drop")}
         limits = {"psnr_drop_db": getattr(self, f"{kind}_psnr_drop_db"), "colour_shift": self.colour_shift_max,
-                  "delta_e_over_bicubic": self.delta_e_over_bicubic_max}
+                  "delta_e_over_bicubic": self.delta_e_over_bicubic_max, "checkerboard": self.checkerboard_max}
         if kind == "int8":
             limits["ssim_drop"] = self.int8_ssim_drop
         return limits
@@ -118,6 +121,8 @@ def sr_metrics(outputs: list[np.ndarray], held: HeldOut, reference: list[np.ndar
     result["delta_e"] = float(np.nanmean([metrics.mean_delta_e(shown(o, c), c.hr, c.mask, held.scale)
                                           for o, c in zip(outputs, held.crops)]))
     result["bicubic_delta_e"] = held.bicubic_delta_e
+    result["checkerboard"] = float(np.nanmean([quality.checkerboard_ratio(shown(o, c), c.hr, c.mask)
+                                               for o, c in zip(outputs, held.crops)] or [np.nan]))
     if reference is not None:
         diffs = [(o - r)[c.mask] for o, r, c in zip(outputs, reference, held.crops) if c.mask.any()]
         pooled = np.concatenate(diffs) if diffs else np.zeros((1, 3))
@@ -139,6 +144,8 @@ def judge(net: str, precision: str, fp32: dict, variant: dict, gates: Gates) -> 
         measured["ssim_drop"] = (fp32["ssim_y"], variant["ssim_y"], fp32["ssim_y"] - variant["ssim_y"])
     if "colour_shift" in limits:
         measured["colour_shift"] = (0.0, variant["colour_shift"], variant["colour_shift"])
+    if "checkerboard" in limits and "checkerboard" in variant:  # against the truth: its own energy is 1
+        measured["checkerboard"] = (1.0, variant["checkerboard"], variant["checkerboard"])
     if "delta_e_over_bicubic" in limits:  # against the truth: bicubic's ΔE in the "fp32" column
         measured["delta_e_over_bicubic"] = (variant["bicubic_delta_e"], variant["delta_e"],
                                             variant["delta_e"] - variant["bicubic_delta_e"])

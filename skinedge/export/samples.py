@@ -64,8 +64,10 @@ def _window(mask: np.ndarray | None, shape: tuple[int, int], side: int) -> tuple
     return int(np.clip(cy - side // 2, 0, h - side)), int(np.clip(cx - side // 2, 0, w - side))
 
 
-def lesion_crop(item: Item, mask: np.ndarray, scale: int, lr_side: int = SR_LR_SIDE) -> LesionCrop:
-    """Cut a lesion-centred HR window (≤ lr_side·scale) and degrade it bicubically."""
+def lesion_crop(item: Item, mask: np.ndarray, scale: int, lr_side: int = SR_LR_SIDE,
+                degradation: Degradation | None = None, seed: int = 0) -> LesionCrop:
+    """Cut a lesion-centred HR window (≤ lr_side·scale) and degrade it: bicubically (protocol a), or with
+    ``degradation`` (e.g. the camera's, protocol b) seeded by ``seed``."""
     image = mod_crop(item.image, scale)
     mask = mask[: image.shape[0], : image.shape[1]]
     side = min(lr_side * scale, image.shape[0] - image.shape[0] % scale, image.shape[1] - image.shape[1] % scale)
@@ -74,7 +76,8 @@ def lesion_crop(item: Item, mask: np.ndarray, scale: int, lr_side: int = SR_LR_S
     top, left = _window(mask, image.shape[:2], side)
     hr = np.ascontiguousarray(image[top:top + side, left:left + side])
     hr_mask = mask[top:top + side, left:left + side]
-    return LesionCrop(item.id, degrade(hr, Degradation.bicubic_only(scale)), hr, hr_mask)
+    how = degradation or Degradation.bicubic_only(scale)
+    return LesionCrop(item.id, degrade(hr, how, seed=seed), hr, hr_mask)
 
 
 def image_stats(item: Item, mask: np.ndarray) -> tuple[float, float]:

@@ -35,12 +35,27 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
+def icnr_(conv: nn.Conv2d, upscale: int = 2) -> None:
+    """ICNR initialisation (Aitken et al. 2017, arXiv 1707.02937) of the convolution before a PixelShuffle.
+
+    One kernel is drawn for each of the C_out/r² output groups and repeated r² times, so at initialisation the
+    shuffled output is a nearest-neighbour up-sampling: no 2-px checkerboard to unlearn, and none painted over
+    flat skin by a short training.
+    """
+    r2 = upscale * upscale
+    with torch.no_grad():  # the layer's own default-initialised kernels, one per group: the usual scale
+        conv.weight.copy_(conv.weight[::r2].repeat_interleave(r2, dim=0))
+        if conv.bias is not None:
+            conv.bias.copy_(conv.bias.view(-1, r2)[:, :1].expand(-1, r2).reshape(-1))
+
+
 class UpsampleBlock(nn.Module):
-    """conv3×3 to 4× channels, pixel shuffle ×2, PReLU."""
+    """conv3×3 to 4× channels (ICNR-initialised), pixel shuffle ×2, PReLU."""
 
     def __init__(self, features: int):
         super().__init__()
         self.conv = nn.Conv2d(features, features * 4, 3, padding=1)
+        icnr_(self.conv, 2)
         self.shuffle = nn.PixelShuffle(2)
         self.act = nn.PReLU(features)
 

@@ -109,3 +109,16 @@ def variant_path(models_dir: str | Path, manifest: dict[str, Any], net: str, var
                               "after export; re-run `skinedge export`/`calibrate`")
     return path
 
+
+
+MODEL_CARD = "MODEL_CARD.md"
+
+
+def card_summary(models_dir: str | Path) -> str | None:
+    """The first line of the models directory's ``MODEL_CARD.md`` (its one-line summary), or None without one."""
+    try:
+        with open(Path(models_dir) / MODEL_CARD, encoding="utf-8") as fh:
+            first = fh.readline()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return first.lstrip("# ").strip() or None

@@ -16,7 +16,7 @@ from skinedge.errors import SkinedgeError
 from skinedge.runtime import backends
 from skinedge.runtime.backends.base import Opened
 from skinedge.runtime.gpu import device
-from skinedge.runtime.manifest import load_models
+from skinedge.runtime.manifest import card_summary, load_models
 from skinedge.runtime.pipeline.host import Pipeline
 from skinedge.runtime.pipeline.projection import Fidelity
 
@@ -53,6 +53,9 @@ def open_session(models: str | Path, backend: str = "auto", precision: str = "au
         SkinedgeError: an unknown backend, a missing variant or engine, a tile out of range.
     """
     manifest = load_models(models) if manifest is None else manifest
+    summary = card_summary(models)
+    if log is not None and summary:
+        log(f"model card: {summary}")
     opened = backends.open_runners(Path(models), manifest, backend, precision, engines, log=log)
     if log is not None:
         log(f"backend {opened.backend} ({opened.why}); {opened.describe()}")

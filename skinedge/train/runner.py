@@ -125,6 +125,7 @@ def run_phase(phase: Phase, rt: Runtime, out: Path, budget: Budget,
     last, best = out / f"{phase.name}-last.pt", out / f"{phase.name}-best.pt"
     total = budget.total(phase.epochs * spe)
     started = time.monotonic()
+    trained_before = float(state.get("elapsed_s", 0.0))  # wall time of earlier runs of this phase (resume)
 
     def save(path: Path, metrics: dict, full: bool) -> None:
         if rt.main:
@@ -148,8 +149,9 @@ def run_phase(phase: Phase, rt: Runtime, out: Path, budget: Budget,
             if not stopped or state["step"] == (state["epoch"] + 1) * spe:
                 state["epoch"] += 1
             metrics = phase.validate() if rt.main else {}
+            state["elapsed_s"] = round(trained_before + time.monotonic() - started, 1)
             record = {"epoch": state["epoch"], "step": state["step"], "train": losses, "val": metrics,
-                      "seconds": round(time.monotonic() - started, 1)}
+                      "seconds": round(time.monotonic() - started, 1), "elapsed_s": state["elapsed_s"]}
             state["history"].append(record)
             if rt.main:
                 with (out / f"{phase.name}-log.jsonl").open("a") as log:

@@ -1,0 +1,222 @@
+"""Both networks trained from the cache under a wall-clock budget, faster per CPU minute than ``train seg|sr``.
+
+What each step gains (measured in ``benchmarks/train_step.py``): no JPEG decoded per crop (the cache),
+channels_last memory, bfloat16 autocast where the CPU has native BF16 (or a CUDA GPU), and batches built by a
+DataLoader worker while the step runs. The learning rate follows a cosine over the *time* budget, since the
+number of steps a budget buys is not known in advance. Checkpoints, the best-by-validation rule, resume and
+Ctrl-C are the runner's (:func:`skinedge.train.runner.run_phase`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from skinedge import metrics
+from skinedge.data.degrade import bicubic_upscale, degrade
+from skinedge.models.checkpoint import load_checkpoint
+from skinedge.models.srgan import Generator
+from skinedge.models.unet import build_segmenter
+from skinedge.train.all.cache import Cache
+from skinedge.train.all.fingerprint import Plan
+from skinedge.train.all.sources import CAMERA, CLEAN, Prefetcher, SegSource, SRSource
+from skinedge.train.loop import Budget, Runtime, check_finite, seed_everything
+from skinedge.train.losses import seg_loss
+from skinedge.train.runner import Phase, restore, run_phase
+from skinedge.train.samples import IMAGENET_MEAN, IMAGENET_STD, normalise_imagenet, to_unit
+from skinedge.train.sr import super_resolve
+
+LONG_RUN = 10**6  # epochs: the time budget ends a phase, not an epoch count
+
+
+def fast_math(device: torch.device) -> tuple[str, object]:
+    """(what, autocast context factory): bf16 autocast where the hardware runs it natively, else FP32."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return "bf16 autocast (CUDA)", lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    if device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return "bf16 autocast (CPU has native BF16)", lambda: torch.autocast("cpu", dtype=torch.bfloat16)
+    return "FP32 (no native BF16 here)", nullcontext
+
+
+class TimeCosine:
+    """Learning rate = base × cosine of the share of the time budget spent (warm-up over the first steps)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, base: float, seconds: float, spent: float,
+                 warmup: int = 50):
+        self.optimizer, self.base, self.seconds, self.warmup = optimizer, base, max(seconds, 1.0), warmup
+        self.started = time.monotonic() - spent
+
+    def __call__(self, step: int) -> None:
+        share = min(1.0, (time.monotonic() - self.started) / self.seconds)
+        factor = max(0.02, 0.5 * (1 + math.cos(math.pi * share))) * min(1.0, (step + 1) / self.warmup)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.base * factor
+
+
+@dataclass
+class StageRun:
+    """What a training stage needs from the command."""
+
+    out: Path
+    cache: Path
+    train_ids: list[str]
+    val_ids: list[str]
+    plan: Plan
+    minutes: float
+    device: torch.device
+    data: dict  # the checkpoint's data section: pool spec, split file and its sha256
+    seed: int = 0
+    workers: int = 1
+    log: object = print
+
+
+def _resume(phase: Phase, last: Path) -> dict | None:
+    return restore(phase, load_checkpoint(last, phase.kind), last) if last.is_file() else None
+
+
+def _spent(progress: dict | None) -> float:
+    return float((progress or {}).get("elapsed_s", 0.0))
+
+
+def train_segmenter(run: StageRun) -> dict:
+    """The segmenter from the cache; returns the runner's result (best/last validation, steps)."""
+    seed_everything(run.seed)
+    plan = run.plan
+    model = build_segmenter(plan.seg_encoder, "none").to(run.device).to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-5)
+    train = SegSource(run.cache, run.train_ids, run.seed, augment=True)
+    train.min_items = plan.seg_batch * 150  # validate about every 150 steps
+    val = SegSource(run.cache, run.val_ids[:128], run.seed, augment=False)
+    what, autocast = fast_math(run.device)
+
+    def validate() -> dict[str, float]:
+        return validate_segmenter(model, val, run.device, autocast)
+
+    io = {"input": "RGB uint8 resized to size², /255, minus mean, over std", "size": plan.seg_size,
+          "mean": IMAGENET_MEAN.tolist(), "std": IMAGENET_STD.tolist(), "output": "logits (N×1×H×W)"}
+    config = {"command": "train all", "encoder": plan.seg_encoder, "size": plan.seg_size, "batch": plan.seg_batch,
+              "lr": 1e-3, "schedule": "cosine over the time budget", "math": what, "augment": "dermoscopy"}
+    phase = Phase("seg", "seg", len(train), plan.seg_batch, LONG_RUN, lambda *a: {}, validate, "dice",
+                  {"model": model}, {"model": opt}, {"encoder": plan.seg_encoder, "dropout": 0.2},
+                  {"config": config, "data": run.data, "io": io}, run.seed)
+    what_line = (f"seg: {plan.seg_encoder} U-Net {plan.seg_size}², batch {plan.seg_batch}, {what}, "
+                 f"{run.workers} loader worker(s), {len(train.ids)} train / {len(val)} val images")
+    return _train(run, phase, train, plan.seg_batch, 1e-3, lambda x, y: seg_loss(model(x).float(), y), "loss",
+                  what_line)
+
+
+@torch.no_grad()
+def validate_segmenter(model, val: SegSource, device, autocast=nullcontext) -> dict[str, float]:
+    model.eval()
+    rows = []
+    for start in range(0, len(val), 16):
+        x, y = val.batch(list(range(start, min(start + 16, len(val)))))
+        with autocast():
+            logits = model(x.to(device).contiguous(memory_format=torch.channels_last)).float()
+        pred = (logits > 0).cpu().numpy()[:, 0]
+        rows += [metrics.segmentation_scores(t > 0.5, p) for t, p in zip(y.numpy()[:, 0], pred)]
+    return metrics.mean_scores(rows)
+
+
+def sr_validation_ids(cache: Cache, ids: list[str], limit: int = 8) -> list[str]:
+    """Validation photos for SR: whole photos (non-square) with a lesion first, spread over the list."""
+    items = {e["id"]: e for e in cache.index["items"]}
+    whole = [i for i in ids
+             if i in items and items[i]["shape"][0] != items[i]["shape"][1] and items[i]["lesion"] > 0.01]
+    pool = whole or [i for i in ids if i in items and items[i]["lesion"] > 0.01] or ids
+    picks = np.linspace(0, len(pool) - 1, min(limit, len(pool))).round().astype(int)
+    return [pool[k] for k in sorted(set(picks.tolist()))]
+
+
+@torch.no_grad()
+def validate_generator(generator, cache: Cache, ids: list[str], device) -> dict[str, float]:
+    """Lesion PSNR-Y of G and of bicubic on whole validation photos, for both LR protocols; ``gain`` (the key)
+    is G's mean lesion gain over bicubic across the two."""
+    generator.eval()
+    rows = []
+    for k, item_id in enumerate(ids):
+        hr, mask = (np.array(a) for a in cache.sr(item_id))
+        row = {}
+        for name, how in (("a", CLEAN), ("b", CAMERA)):
+            lr = degrade(hr, how, seed=k)
+            sr = super_resolve(generator, lr[None], device)[0]
+            g = metrics.psnr(sr, hr, border=4, y_channel=True, mask=mask)
+            b = metrics.psnr(bicubic_upscale(lr, 4), hr, border=4, y_channel=True, mask=mask)
+            row.update({f"gain_{name}": g - b, f"lesion_psnr_y_{name}": g})
+        rows.append(row)
+    scores = metrics.mean_scores(rows)
+    scores["gain"] = (scores["gain_a"] + scores["gain_b"]) / 2
+    return scores
+
+
+def train_generator(run: StageRun) -> dict:
+    """The 16-block generator (bicubic skip, ICNR) from the cache; returns the runner's result."""
+    seed_everything(run.seed)
+    plan = run.plan
+    arch = {"blocks": 16, "features": 64, "scale": 4, "bicubic_skip": True}
+    generator = Generator(**arch).to(run.device).to(memory_format=torch.channels_last)
+    base_lr = 3e-4
+    opt = torch.optim.Adam(generator.parameters(), lr=base_lr, betas=(0.9, 0.99))
+    train = SRSource(run.cache, run.train_ids, plan.sr_crop, run.seed, plan.lesion_focus, plan.clean_share)
+    train.min_items = plan.sr_batch * 120  # validate about every 120 steps
+    cache = Cache(run.cache)
+    val_ids = sr_validation_ids(cache, run.val_ids)
+    what, _ = fast_math(run.device)
+    io = {"input": "RGB in [0, 1], N×3×h×w", "output": "RGB in [0, 1] (clamp), N×3×sh×sw", "scale": 4,
+          "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0], "content_loss": "pixel l1"}
+    config = {"command": "train all", "phase": "pretrain", "hr_size": plan.sr_crop, "batch": plan.sr_batch,
+              "lr": base_lr, "schedule": "cosine over the time budget", "math": what, "pixel_loss": "l1",
+              "degradation": f"camera (b) {1 - plan.clean_share:.0%}, bicubic (a) {plan.clean_share:.0%}",
+              "lesion_focus": plan.lesion_focus, "init": "ICNR pixel-shuffle convolutions", **arch}
+    phase = Phase("sr-pretrain", "sr", len(train), plan.sr_batch, LONG_RUN, lambda *a: {},
+                  lambda: validate_generator(generator, cache, val_ids, run.device), "gain",
+                  {"model": generator}, {"model": opt}, arch,
+                  {"config": config, "data": run.data, "io": io}, run.seed)
+    what_line = (f"sr: 16-block generator (bicubic skip, ICNR), HR crops {plan.sr_crop}², batch {plan.sr_batch}, "
+                 f"{what}, {run.workers} loader worker(s), {len(train.ids)} train images, validation on "
+                 f"{len(val_ids)} whole photos")
+    return _train(run, phase, train, plan.sr_batch, base_lr, lambda lr, hr: F.l1_loss(generator(lr).float(), hr),
+                  "l1", what_line)
+
+
+def _train(run: StageRun, phase: Phase, source, batch: int, base_lr: float, loss_of, loss_name: str,
+           what: str) -> dict:
+    """Resume if a ``-last.pt`` is there, then run the phase: prefetched batches, time-cosine learning rate,
+    autocast, channels_last, one optimizer step per batch; the budget left is the stage's minus time spent."""
+    model, opt = phase.modules["model"], phase.optimizers["model"]
+    last = run.out / f"{phase.name}-last.pt"
+    progress = _resume(phase, last)
+    spent = _spent(progress)
+    schedule = TimeCosine(opt, base_lr, run.minutes * 60, spent)
+    batches = Prefetcher(source, batch, run.seed, (progress or {}).get("step", 0), run.workers)
+    _, autocast = fast_math(run.device)
+
+    def step(indices: list[int], epoch: int, global_step: int) -> dict[str, float]:
+        x, y = batches.get(indices, epoch, global_step)
+        schedule(global_step)
+        model.train()
+        with autocast():
+            loss = loss_of(x.to(run.device).contiguous(memory_format=torch.channels_last), y.to(run.device))
+        check_finite(loss, global_step, str(last))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return {loss_name: loss.item()}
+
+    phase.step = step
+    run.log(f"{what}, {run.minutes:.1f} min budget ({spent / 60:.1f} already spent)")
+    try:
+        return run_phase(phase, Runtime(run.device), run.out, Budget(None, max(0.0, run.minutes - spent / 60)),
+                         progress)
+    finally:
+        batches.close()
+
+
+__all__ = ["StageRun", "train_segmenter", "train_generator", "validate_generator", "normalise_imagenet", "to_unit"]

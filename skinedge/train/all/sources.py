@@ -1,0 +1,150 @@
+"""Training batches drawn from the decoded cache, prefetched by DataLoader workers in step order.
+
+A batch is a pure function of (seed, epoch, indices), exactly the batches :func:`epoch_batches` hands the
+runner, so a worker can build step k's batch ahead of time and a resumed run sees the batches an uninterrupted
+one would. The sources open the cache lazily: each worker maps the files itself (a memmap pickles as a copy).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from skinedge.data.degrade import Degradation, degrade
+from skinedge.metrics import border_band
+from skinedge.train.all.cache import Cache
+from skinedge.train.augment import augment_dermoscopy
+from skinedge.train.loop import Runtime, epoch_batches, steps_per_epoch
+from skinedge.train.samples import normalise_imagenet, to_unit
+
+CLEAN = Degradation.bicubic_only(4)
+CAMERA = Degradation(scale=4)
+
+
+def _rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    return np.random.default_rng([seed, epoch, index])
+
+
+class _Source:
+    def __init__(self, folder: Path, ids: list[str], seed: int):
+        self.folder, self.ids, self.seed = Path(folder), list(ids), seed
+        self._cache: Cache | None = None
+
+    @property
+    def cache(self) -> Cache:
+        if self._cache is None:
+            self._cache = Cache(self.folder)
+        return self._cache
+
+    def __getstate__(self):
+        return {**self.__dict__, "_cache": None}
+
+    def __len__(self) -> int:
+        return max(len(self.ids), self.min_items)
+
+    min_items = 0  # an "epoch" of at least this many samples (items repeat): validation is not run too often
+
+
+class SegSource(_Source):
+    """Segmenter batches: cached size² images with the real-dermoscopy augmentations (train) or as they are."""
+
+    def __init__(self, folder: Path, ids: list[str], seed: int = 0, augment: bool = True):
+        super().__init__(folder, ids, seed)
+        self.augment = augment
+
+    def sample(self, index: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        image, mask = self.cache.seg(self.ids[index % len(self.ids)])
+        if self.augment:
+            return augment_dermoscopy(np.array(image), np.array(mask), _rng(self.seed, epoch, index))
+        return np.array(image), np.array(mask)
+
+    def batch(self, indices: list[int], epoch: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        pairs = [self.sample(i, epoch) for i in indices]
+        images = normalise_imagenet(np.stack([p[0] for p in pairs]))
+        masks = torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.float32))[:, None]
+        return images, masks
+
+
+class SRSource(_Source):
+    """(LR, HR) crops from the cached HR images: ``focus`` of them centred on a lesion or border pixel, random
+    flips and quarter turns, LR by the camera's degradation or (``clean_share`` of them) plain bicubic ÷4."""
+
+    def __init__(self, folder: Path, ids: list[str], crop: int, seed: int = 0, focus: float = 0.8,
+                 clean_share: float = 0.25):
+        super().__init__(folder, ids, seed)
+        self.crop, self.focus, self.clean_share = crop, focus, clean_share
+
+    def _corner(self, mask: np.ndarray, rng: np.random.Generator) -> tuple[int, int]:
+        h, w = mask.shape
+        s = self.crop
+        if mask.any() and rng.random() < self.focus:
+            where = border_band(mask[::4, ::4], 2) if rng.random() < 0.5 else mask[::4, ::4]
+            ys, xs = np.nonzero(where)
+            if len(ys):
+                k = rng.integers(len(ys))
+                y, x = ys[k] * 4 + int(rng.integers(4)), xs[k] * 4 + int(rng.integers(4))
+                return int(np.clip(y - s // 2, 0, h - s)), int(np.clip(x - s // 2, 0, w - s))
+        return int(rng.integers(0, h - s + 1)), int(rng.integers(0, w - s + 1))
+
+    def pair(self, index: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = _rng(self.seed, epoch, index)
+        image, mask = self.cache.sr(self.ids[index % len(self.ids)])
+        top, left = self._corner(mask, rng)
+        hr = image[top:top + self.crop, left:left + self.crop]
+        hr = np.rot90(hr, int(rng.integers(4)))
+        if rng.random() < 0.5:
+            hr = hr[:, ::-1]
+        hr = np.ascontiguousarray(hr)
+        how = CLEAN if rng.random() < self.clean_share else CAMERA
+        return degrade(hr, how, seed=int(rng.integers(2**31))), hr
+
+    def batch(self, indices: list[int], epoch: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        pairs = [self.pair(i, epoch) for i in indices]
+        return to_unit(np.stack([p[0] for p in pairs])), to_unit(np.stack([p[1] for p in pairs]))
+
+
+class StepBatches(torch.utils.data.Dataset):
+    """Item k = (k, the batch of global step k): what the runner will ask for at step k."""
+
+    def __init__(self, source, batch: int, seed: int):
+        self.source, self.batch, self.seed = source, batch, seed
+        self.rt = Runtime(torch.device("cpu"))
+        self.spe = steps_per_epoch(len(source), batch, self.rt)
+
+    def indices(self, step: int) -> tuple[list[int], int]:
+        epoch, k = divmod(step, self.spe)
+        return next(iter(epoch_batches(len(self.source), self.batch, epoch, self.seed, self.rt, skip=k))), epoch
+
+    def __len__(self) -> int:
+        return 10**9
+
+    def __getitem__(self, step: int):
+        indices, epoch = self.indices(step)
+        return step, self.source.batch(indices, epoch)
+
+
+class Prefetcher:
+    """Batches in step order from ``workers`` processes (0: built in the training process, when asked)."""
+
+    def __init__(self, source, batch: int, seed: int, start: int, workers: int):
+        self.steps = StepBatches(source, batch, seed)
+        self.source, self.workers = source, workers
+        self._iter = None
+        if workers:
+            loader = torch.utils.data.DataLoader(self.steps, batch_size=None, num_workers=workers,
+                                                 sampler=range(start, 10**9), prefetch_factor=2,
+                                                 persistent_workers=False)
+            self._iter = iter(loader)
+
+    def get(self, indices: list[int], epoch: int, step: int):
+        if self._iter is not None:
+            got, batch = next(self._iter)
+            if got == step:
+                return batch
+            self._iter = None  # out of step (should not happen): build synchronously from here on
+        return self.source.batch(indices, epoch)
+
+    def close(self) -> None:
+        self._iter = None

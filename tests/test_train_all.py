@@ -1,0 +1,183 @@
+"""``skinedge train all``: pooled data, the fingerprint's plan, the decoded cache, resume after kills, eval --models."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from skinedge.data import open_dataset
+from skinedge.data.generate import write_synthetic
+from skinedge.data.pool import pool_document, stratified_split
+from skinedge.models.srgan import Generator
+from skinedge.quality import checkerboard_energy
+from skinedge.train.all.cache import Cache, build_cache
+from skinedge.train.all.command import STAGES
+from skinedge.train.all.fingerprint import make_plan, set_facts
+from skinedge.train.all.sources import Prefetcher, SRSource
+
+CLI = [sys.executable, "-m", "skinedge"]
+
+
+@pytest.fixture(scope="module")
+def two_sets(tmp_path_factory) -> tuple[Path, list[str]]:
+    root = tmp_path_factory.mktemp("pool")
+    write_synthetic(root / "a", count=14, size=64, seed=1)
+    write_synthetic(root / "b", count=12, size=80, seed=2)
+    specs = [f"synthetic:{root / 'a'}", f"synthetic:{root / 'b'}"]
+    (root / "pool.json").write_text(json.dumps(pool_document(specs)))
+    return root, specs
+
+
+def test_pool_prefixes_ids_and_split_draws_from_every_set(two_sets):
+    root, _ = two_sets
+    dataset = open_dataset(f"pool:{root / 'pool.json'}")
+    assert len(dataset) == 26 and {i.split(":")[0] for i in dataset.ids} == {"a", "b"}
+    split = stratified_split(dataset, seed=0)
+    for part in ("train", "val", "test"):
+        assert {i.split(":")[0] for i in split.parts[part]} == {"a", "b"}, part
+    assert sorted(sum(split.parts.values(), [])) == sorted(dataset.ids)
+    assert stratified_split(dataset, seed=0).parts == split.parts  # reproducible
+
+
+def test_plan_follows_the_data(two_sets):
+    root, _ = two_sets
+    facts = set_facts(open_dataset(f"pool:{root / 'pool.json'}"), log=lambda m: None)
+    assert [f.label for f in facts] == ["a", "b"] and all(f.masks == f.images for f in facts)
+    plan = make_plan(facts, "cpu")
+    assert plan.seg_size == 64 and plan.sr_crop == 64 and plan.seg_encoder == "resnet18"
+    assert len(plan.reasons) >= 5 and all(isinstance(r, str) and r for r in plan.reasons)
+
+
+def test_cache_skips_a_corrupt_photo_with_one_line(tmp_path):
+    write_synthetic(tmp_path / "d", count=6, size=64, seed=4)
+    victim = sorted((tmp_path / "d" / "images").iterdir())[2]
+    victim.write_bytes(victim.read_bytes()[:40])  # a truncated file: header readable, pixels not
+    dataset = open_dataset(f"synthetic:{tmp_path / 'd'}")
+    lines: list[str] = []
+    index = build_cache(dataset.spec, dataset.ids, tmp_path / "cache", 64, 64, log=lines.append, workers=1)
+    assert len(index["items"]) == 5 and index["skipped"] == [victim.stem]
+    assert len(lines) == 1 and victim.stem in lines[0]
+    cache = Cache(tmp_path / "cache")
+    good = dataset.ids[0]
+    hr, mask = cache.sr(good)
+    item = dataset.subset([good])[0]
+    assert np.array_equal(hr, item.image) and np.array_equal(mask, item.mask)
+
+
+def test_prefetched_batches_equal_the_ones_built_in_process(two_sets, tmp_path):
+    root, _ = two_sets
+    spec = f"pool:{root / 'pool.json'}"
+    ids = open_dataset(spec).ids
+    build_cache(spec, ids, tmp_path / "cache", 64, 64, workers=1)
+    source = SRSource(tmp_path / "cache", ids, 32, seed=3)
+    ahead = Prefetcher(source, 4, 3, start=5, workers=1)
+    for step in range(5, 9):
+        indices, epoch = ahead.steps.indices(step)
+        lr, hr = ahead.get(indices, epoch, step)
+        lr2, hr2 = source.batch(indices, epoch)
+        assert torch.equal(lr, lr2) and torch.equal(hr, hr2)
+    ahead.close()
+
+
+def test_icnr_generator_paints_no_checkerboard_at_init():
+    torch.manual_seed(0)
+    generator = Generator(blocks=2, features=16, bicubic_skip=False).eval()
+    for block in generator.upsample:
+        out = block.shuffle(block.conv(torch.randn(1, 16, 8, 8)))
+        assert torch.equal(out[..., 0::2, 0::2], out[..., 1::2, 1::2])  # nearest-neighbour structure
+    x = torch.rand(1, 3, 24, 24) * 0.2 + 0.4
+    with torch.no_grad():
+        y = generator(x).clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255
+    truth = np.kron(x[0].permute(1, 2, 0).numpy(), np.ones((4, 4, 1))) * 255
+    assert checkerboard_energy(y) < 0.05 + checkerboard_energy(truth)
+
+
+def _run(args: list[str], env: dict) -> subprocess.Popen:
+    return subprocess.Popen(CLI + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+
+def _done(state: Path) -> list[str]:
+    try:
+        return list(json.loads(state.read_text())["done"])
+    except (OSError, ValueError, KeyError):
+        return []
+
+
+@pytest.mark.slow
+def test_train_all_resumes_after_kills_and_makes_a_models_directory(two_sets, tmp_path):
+    """Killed (SIGKILL) while training the segmenter, while training SR and while calibrating; each rerun picks
+    up where it was: the split never changes and no finished stage runs twice. Then eval --models on the result."""
+    _, specs = two_sets
+    out = tmp_path / "models"
+    args = ["train", "all", *sum((["--data", s] for s in specs), []), "--out", str(out), "--minutes", "0.6",
+            "--gate-images", "4"]
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    state = out / "train" / "state.json"
+    split_sha = None
+    logs = []
+    rng = np.random.default_rng(0)
+    for target in ("seg", "sr", "calibrate"):
+        proc = _run(args, env)
+        before = STAGES[STAGES.index(target) - 1]
+        deadline = time.monotonic() + 600
+        while before not in _done(state) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(float(rng.uniform(0.5, 3.0)))  # somewhere inside the target stage
+        assert proc.poll() is None, f"finished before the kill in {target}: {proc.stdout.read()}"
+        proc.send_signal(signal.SIGKILL)
+        logs.append(proc.communicate()[0])
+        done = _done(state)
+        assert target not in done
+        sha = hashlib.sha256((out / "train" / "split.json").read_bytes()).hexdigest()
+        assert split_sha in (None, sha)
+        split_sha = sha
+    final = subprocess.run(CLI + args, capture_output=True, text=True, env=env, timeout=900)
+    assert final.returncode == 0, final.stdout + final.stderr
+    doc = json.loads(state.read_text())
+    assert list(doc["done"]) == list(STAGES)
+    for stage in STAGES[:STAGES.index("calibrate")]:
+        assert f"[{stage}] finished earlier" in final.stdout  # never run again
+    assert hashlib.sha256((out / "train" / "split.json").read_bytes()).hexdigest() == split_sha
+    assert "[seg] finished earlier" in logs[2] and "[sr] finished earlier" in logs[2]
+    seg_log = [json.loads(line) for line in (out / "train" / "seg-log.jsonl").read_text().splitlines()]
+    assert seg_log[-1]["elapsed_s"] >= seg_log[0]["elapsed_s"]
+    manifest = json.loads((out / "models.json").read_text())
+    assert {"fp32", "fp16"} <= set(manifest["networks"]["sr"]["variants"])
+    card = (out / "MODEL_CARD.md").read_text()
+    for heading in ("## Intended use", "## Training data", "## Split", "## Held-out metrics", "## By skin tone",
+                    "## Known failure modes"):
+        assert heading in card
+    assert "not a diagnosis" in card and "checkerboard" in card
+    report = json.loads((out / "report" / "report.json").read_text())
+    assert report["images"] and all("dice" in r for r in report["images"])
+    assert not (out / "train" / "cache").exists()
+
+    evaluated = subprocess.run(CLI + ["eval", "--models", str(out), "--out", str(tmp_path / "eval"),
+                                      "--precision", "fp32", "--backend", "onnxruntime", "--limit", "3"],
+                               capture_output=True, text=True, env=env, timeout=600)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "held-out" in evaluated.stdout and (tmp_path / "eval" / "report.json").is_file()
+    enhanced = subprocess.run(CLI + ["enhance", str(next((Path(specs[0].split(":", 1)[1]) / "images").iterdir())),
+                                     "--models", str(out), "--out", str(tmp_path / "enh")],
+                              capture_output=True, text=True, env=env, timeout=600)
+    assert enhanced.returncode == 0, enhanced.stderr
+    assert "model card: held-out whole photos" in enhanced.stdout + enhanced.stderr
+
+
+def test_train_all_refuses_a_folder_it_did_not_make(tmp_path, two_sets):
+    _, specs = two_sets
+    (tmp_path / "mine.txt").write_text("keep me")
+    result = subprocess.run(CLI + ["train", "all", "--data", specs[0], "--out", str(tmp_path), "--minutes", "1"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "not empty" in result.stderr and "Traceback" not in result.stderr
+    assert (tmp_path / "mine.txt").read_text() == "keep me"
