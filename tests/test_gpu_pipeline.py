@@ -27,7 +27,7 @@ from skinedge.runtime.gpu.device_nets import DeviceNet
 from skinedge.runtime.pipeline import reference
 from skinedge.runtime.pipeline.host import Pipeline
 from skinedge.runtime.pipeline.mask import MaskSettings
-from skinedge.runtime.pipeline.projection import OFF
+from skinedge.runtime.pipeline.projection import OFF, Fidelity
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 KEYS = {"preprocess", "seg", "mask", "sr", "project", "composite", "total"}
@@ -106,8 +106,9 @@ def fake(host, monkeypatch):
 
 
 S, TILE = 32, 32
-OPTIONS = dict(tile=TILE, overlap=6, max_batch=2)
+OPTIONS = dict(tile=TILE, overlap=6, max_batch=2, fidelity=Fidelity(noise="off"))  # the CUDA projection's
 ONE_PIECE = dict(OPTIONS, tile=128)
+BARE = dict(tile=TILE, overlap=6, max_batch=2)  # for calls that pass their own fidelity
 
 
 def run_both(lesions: Lesions, frames, mode="roi", settings=MaskSettings(), max_frame=(64, 96)):
@@ -278,7 +279,7 @@ def test_tile_blend_on_the_device_is_exactly_the_reference_blend(fake):
     lesions.set(0.45, 0.55, 0.3)
     image = frame(64, 96, seed=3)
     with gp.GpuPipeline(HostNet(lesions), HostNet(fake_sr), make_manifest(S), max_frame=(64, 96), arch=87,
-                        fidelity=OFF, **OPTIONS) as gpu:  # no projection: the blend buffer is the SR itself
+                        fidelity=OFF, **BARE) as gpu:  # no projection: the blend buffer is the SR itself
         result = gpu(image)
         _, _, rw, rh = result.roi
         blended = _view(gpu._buf["acc"], (1, 3, rh * 4, rw * 4)).copy()
@@ -429,7 +430,7 @@ def test_cuda_graph_bookkeeping_on_the_fake_driver(fake, monkeypatch):
     manifest, image = make_manifest(S), lesion_frame(64, 96, 0.5, 0.5, 0.3)
     with gp.GpuPipeline(TorchRunner((seg, "cuda", False), "image", "logits"),
                         TorchRunner((sr, "cuda", False), "lr", "sr", clamp=True), manifest, max_frame=(64, 96),
-                        arch=87, fidelity=OFF, **ONE_PIECE) as gpu:
+                        arch=87, fidelity=OFF, **dict(BARE, tile=128)) as gpu:
         results = [gpu(image) for _ in range(4)]
         assert len(gpu.seg.graphs) == len(gpu.sr.graphs) == 1 and len(captures) == 2  # on the second frame
         assert {pool for _, pool in captures} == {"pool"}
@@ -450,7 +451,7 @@ def test_cuda_graph_bookkeeping_on_the_fake_driver(fake, monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "graph", broken)
     with gp.GpuPipeline(seg_r, TorchRunner((sr, "cuda", False), "lr", "sr", clamp=True), manifest,
-                        max_frame=(64, 96), arch=87, fidelity=OFF, **ONE_PIECE) as gpu:
+                        max_frame=(64, 96), arch=87, fidelity=OFF, **dict(BARE, tile=128)) as gpu:
         again = [gpu(image) for _ in range(3)]
         assert not gpu.seg.use_graphs and "capture failed: RuntimeError" in gpu.seg.eager_why
     assert all(np.array_equal(r.image, results[0].image) for r in again)
@@ -470,7 +471,7 @@ def test_torch_cuda_adapter_matches_the_cpu_pipeline(torch_cuda, shape, disc, mo
     image = lesion_frame(*shape, *disc)
     cpu_seg = TorchRunner((copy.deepcopy(seg), "cpu", False), "image", "logits")
     cpu_sr = TorchRunner((copy.deepcopy(sr), "cpu", False), "lr", "sr", clamp=True)
-    with Pipeline(cpu_seg, cpu_sr, manifest, mode) as cpu:
+    with Pipeline(cpu_seg, cpu_sr, manifest, mode, fidelity=Fidelity(noise="off")) as cpu:
         want = cpu(image)
     gpu_seg = TorchRunner((seg.cuda(), "cuda", False), "image", "logits")
     gpu_sr = TorchRunner((sr.cuda(), "cuda", False), "lr", "sr", clamp=True)

@@ -150,7 +150,8 @@ def test_networks_on_the_cpu_get_the_numpy_host_pipeline(exported, monkeypatch):
     manifest = load_models(models)
     pipeline, where = open_pipeline(open_runners(models, manifest, "onnxruntime", "fp32"), manifest, "full", 64)
     assert isinstance(pipeline, Pipeline) and where == ("host: pixel stages in NumPy (the networks run on the CPU); "
-                                                       "projection 3 step(s), chroma from the camera, frame surround")
+                                                       "projection 3 step(s) down to the LR's noise floor, chroma "
+                                                       "from the camera, frame surround")
     assert (pipeline.mode, pipeline.tile) == ("full", 64)
     monkeypatch.setattr(backends, "torch_cuda", lambda: True)  # torch on a GPU, but no cuda.bindings/driver here
     monkeypatch.setattr("skinedge.runtime.gpu.device.gpu_available", lambda: False)
@@ -290,7 +291,8 @@ def test_projection_gives_back_the_cameras_colour_and_reports_what_was_invented(
     lesion = np.asarray(Image.fromarray(disc.astype(np.uint8) * 255).resize((320, 256), Image.NEAREST)) > 0
     inner = lesion & ~metrics.border_band(lesion, 12)
     results = {}
-    for name, fidelity in (("off", OFF), ("generator", Fidelity(3, "generator")), ("camera", Fidelity())):
+    for name, fidelity in (("off", OFF), ("generator", Fidelity(3, "generator", noise="off")),
+                           ("camera", Fidelity(noise="off"))):
         with Pipeline(seg, sr, manifest, "full", fidelity=fidelity) as p:
             results[name] = p(frame)
     for r in results.values():  # the residual is measured before projection: the same cast each time

@@ -8,7 +8,7 @@ one log line per choice → :func:`open_pipeline`. The pipeline comes back not y
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -81,7 +81,8 @@ def open_pipeline(opened: Opened, manifest: dict, mode: str = "roi", tile: int |
 
         return (GpuPipeline(opened.seg, opened.sr, manifest, mode, tile=tile, max_batch=opened.max_batch,
                             fidelity=fidelity),
-                f"gpu: CUDA kernels and both networks on one stream; {fidelity.describe()}")
+                f"gpu: CUDA kernels and both networks on one stream; {replace(fidelity, noise='off').describe()} "
+                "(the CUDA projection has no noise-floor stop yet)")
     why = "the networks run on the CPU" if not on_gpu else "cuda-python (cuda.bindings) or the driver is missing"
     return (Pipeline(opened.seg, opened.sr, manifest, mode, tile=tile, max_batch=opened.max_batch, fidelity=fidelity),
             f"host: pixel stages in NumPy ({why}); {fidelity.describe()}")

@@ -29,6 +29,8 @@ stream, read after the frame's final sync. Not thread-safe: one pipeline per thr
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import ctypes
 import os
 
@@ -110,7 +112,7 @@ class GpuPipeline:
         if mode not in MODES:
             raise SkinedgeError(f"unknown mode {mode!r}; choose roi or full")
         self.mode, self.settings, self.tile, self.overlap, self.max_batch = mode, settings, tile, overlap, max_batch
-        self.fidelity = fidelity
+        self.fidelity = replace(fidelity, noise="off")  # the CUDA kernel projects fully (no noise-floor stop yet)
         seg_net, sr_net = manifest["networks"]["seg"], manifest["networks"]["sr"]
         self.size = int(seg_net["input"]["shape"][2])
         self.mean, self.std = seg_net["input"]["mean"], seg_net["input"]["std"]

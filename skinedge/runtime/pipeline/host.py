@@ -19,6 +19,7 @@ import numpy as np
 
 from skinedge.errors import SkinedgeError
 from skinedge.runtime.backends.base import Runner
+from skinedge.runtime.pipeline import noise as noise_level
 from skinedge.runtime.pipeline import reference
 from skinedge.runtime.pipeline.mask import LesionMask, MaskSettings, lesion_mask
 from skinedge.runtime.pipeline.projection import Fidelity, down, project, residual, up
@@ -137,7 +138,10 @@ class Pipeline:
             t["sr"] = _lap(start, t)
             invented = residual(sr, camera, lesion)
             invented = None if invented != invented else invented  # no lesion pixel inside the ROI: nothing to say
-            sr = project(sr, camera, self.fidelity)
+            level = None
+            if self.fidelity.noise == "auto" and small == (rw, rh):  # the ROI keeps the frame's JPEG grid
+                level = noise_level.estimate(camera, origin=(y0, x0))
+            sr = project(sr, camera, self.fidelity, level=level)
             t["project"] = _lap(start, t)
         if small == (rw, rh):
             rect = full if self.mode == "full" else (x0 * self.scale, y0 * self.scale, rw * self.scale,

@@ -12,6 +12,17 @@ colour and anything visible at the camera's resolution come from the camera, not
 ``chroma="camera"`` (before projecting) keeps only the generator's luma detail: ``x = up(LR) + Y(SR − up(LR))``
 on all three channels (BT.601 weights), so no hue or saturation the camera did not see enters the lesion.
 
+``noise="auto"`` knows that the camera's frame is not clean (the discrepancy principle, Morozov): the frame's
+noise floor (mean |LR − down(scene)| that sensor noise and JPEG put there, :mod:`.noise`, estimated from the LR
+alone) bounds how far fitting the LR makes sense. Each step then reads
+
+    r = LR − down(x);  stop if mean |r| ≤ STOP·floor;  x ← x + up(shrink(r, THRESHOLD·floor))
+
+with shrink(r, t) = sign(r)·max(|r| − t, 0): residuals the size of the noise are left alone, real departures of
+colour or brightness are still corrected (less t). A clean frame has a floor of 0, and the steps are then exactly
+the full projection's. ``noise="auto"`` is the default (a camera frame is never clean); ``noise="off"`` is the full
+projection, what the CUDA twin computes: the GPU pipeline sets ``noise="off"`` and says so in its description.
+
 The consistency *residual*, mean |down(SR) − LR| over the lesion's LR pixels in 0–255 units, measured before
 projection, is each frame's figure of how much the generator invents.
 
@@ -24,10 +35,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from skinedge.runtime.pipeline import noise as noise_level
 from skinedge.runtime.pipeline.reference import resample_axis
 
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # BT.601, RGB
 CHROMA = ("camera", "generator")
+NOISE = ("off", "auto")
+THRESHOLD = 1.0  # soft threshold t = THRESHOLD · floor (calibrated on real frames, see benchmarks/projection_noise.py)
+STOP = 1.0  # the discrepancy principle's τ: stop once mean |r| ≤ STOP · floor
 
 
 @dataclass(frozen=True)
@@ -40,11 +55,14 @@ class Fidelity:
             ``generator`` (the generator's own colour, then projected).
         surround: what SR sees around the lesion inside its ROI: ``frame`` (the real image: no halo) or
             ``black`` (the paper's masked image; kept for reproducing it).
+        noise: ``off`` (project fully onto the LR: today's projection, the CUDA kernel's) or ``auto`` (project
+            only down to the LR's estimated noise floor: noisy, JPEG-compressed camera frames).
     """
 
     iterations: int = 3
     chroma: str = "camera"
     surround: str = "frame"
+    noise: str = "auto"
 
     def __post_init__(self):
         if self.iterations < 0:
@@ -53,6 +71,8 @@ class Fidelity:
             raise ValueError(f"chroma must be camera or generator, got {self.chroma!r}")
         if self.surround not in ("frame", "black"):
             raise ValueError(f"surround must be frame or black, got {self.surround!r}")
+        if self.noise not in NOISE:
+            raise ValueError(f"noise must be off or auto, got {self.noise!r}")
 
     @property
     def active(self) -> bool:
@@ -61,7 +81,9 @@ class Fidelity:
     def describe(self) -> str:
         if not self.active:
             return "projection off, generator's colour"
-        return (f"projection {self.iterations} step(s), chroma from the "
+        auto = self.noise == "auto" and self.iterations > 0
+        steps = f"{self.iterations} step(s)" + (" down to the LR's noise floor" if auto else "")
+        return (f"projection {steps}, chroma from the "
                 f"{'camera' if self.chroma == 'camera' else 'generator'}, {self.surround} surround")
 
 
@@ -97,18 +119,38 @@ def residual(sr: np.ndarray, lr: np.ndarray, lesion: np.ndarray | None = None) -
     return float(d.mean())
 
 
-def project(sr: np.ndarray, lr: np.ndarray, fidelity: Fidelity = Fidelity()) -> np.ndarray:
-    """The SR output made consistent with its LR input (see the module docstring); float32 1×3×H×W."""
+def shrink(r: np.ndarray, t: float) -> np.ndarray:
+    """Soft threshold sign(r)·max(|r| − t, 0), in place on ``r``."""
+    mag = np.abs(r)
+    np.subtract(mag, np.float32(t), out=mag)
+    np.maximum(mag, 0.0, out=mag)
+    return np.copysign(mag, r, out=r)
+
+
+def project(sr: np.ndarray, lr: np.ndarray, fidelity: Fidelity = Fidelity(),
+            level: noise_level.NoiseLevel | None = None) -> np.ndarray:
+    """The SR output made consistent with its LR input (see the module docstring); float32 1×3×H×W.
+
+    ``level``: the LR's noise (``noise="auto"``), when the caller has it already; estimated here otherwise.
+    """
     if not fidelity.active:
         return sr
     _, _, height, width = sr.shape
     _, _, h, w = lr.shape
+    floor = 0.0
+    if fidelity.noise == "auto" and fidelity.iterations:
+        floor = (level or noise_level.estimate(lr)).floor / 255.0
     x = np.asarray(sr, np.float32)
     owned = x is not sr  # from here on, x's own buffer is updated in place (the same float32 operations)
     if fidelity.chroma == "camera":
         x, owned = keep_luma(x, up(lr, height, width)), True
     for _ in range(fidelity.iterations):
-        step = up(lr - down(x, h, w), height, width)
+        r = lr - down(x, h, w)
+        if floor > 0.0:  # the discrepancy principle: fit the LR down to its noise, not into it
+            if float(np.abs(r).mean()) <= STOP * floor:
+                break
+            r = shrink(r, THRESHOLD * floor)
+        step = up(r, height, width)
         if owned:
             x += step
         else:

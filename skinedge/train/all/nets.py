@@ -165,7 +165,7 @@ def train_generator(run: StageRun) -> dict:
     base_lr = 3e-4
     opt = torch.optim.Adam(generator.parameters(), lr=base_lr, betas=(0.9, 0.99))
     train = SRSource(run.cache, run.train_ids, plan.sr_crop, run.seed, plan.lesion_focus, plan.clean_share)
-    train.min_items = plan.sr_batch * 120  # validate about every 120 steps
+    train.min_items = plan.sr_batch * 200  # validate about every 200 steps
     cache = Cache(run.cache)
     val_ids = sr_validation_ids(cache, run.val_ids)
     what, _ = fast_math(run.device)
