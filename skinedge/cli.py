@@ -32,7 +32,7 @@ app.add_typer(train_app, name="train")
 # Environment problems the user fixes (space, permissions), not bugs.
 USER_OS_ERRORS = {errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS, errno.EDQUOT, errno.ENOTDIR,
                   errno.EISDIR, errno.ENOENT}
-SPEC_HELP = ("dataset as KIND:PATH, KIND one of isic2018, ph2, derm7pt, folder, synthetic "
+SPEC_HELP = ("dataset as KIND:PATH, KIND one of isic2018, ph2, derm7pt, folder, synthetic, pool "
              "(e.g. isic2018:/data/ISIC2018)")
 
 

@@ -16,7 +16,6 @@ import signal
 import threading
 import time
 import warnings
-from collections import deque
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +27,7 @@ from skinedge.errors import SkinedgeError
 from skinedge.runtime.live.capture import STALE_S, LatestFrame
 from skinedge.runtime.live.flicker import FlickerMeter
 from skinedge.runtime.live.reuse import TemporalReuse
+from skinedge.runtime.live.stats import Meter
 from skinedge.runtime.live.sources import Source, open_source
 from skinedge.runtime import provenance
 from skinedge.runtime.manifest import load_models
@@ -39,43 +39,7 @@ from skinedge.runtime.sinks import Sink
 from skinedge.runtime.sinks.recorder import SEGMENT_S, Recorder, check_record_path
 
 IDLE_S = 0.5  # with no signal the sinks hear from the loop at ~2 Hz
-FPS_WINDOW = 30  # fps is measured over the last ~30 finished frames
 BLACK = np.zeros((480, 640, 3), np.uint8)  # the raw image shown with "no signal" before any frame came
-
-
-class _Meter:
-    """End-to-end latency, per-stage times and fps of the frames done so far."""
-
-    def __init__(self):
-        self.frames = 0
-        self.latency: list[float] = []
-        self.stages: dict[str, list[float]] = {}
-        self.done: deque[float] = deque(maxlen=FPS_WINDOW)
-        self.first = self.last = 0.0
-
-    def add(self, result: FrameResult, end_to_end_ms: float) -> None:
-        now = time.perf_counter()
-        self.first = self.first or now
-        self.last = now
-        self.frames += 1
-        self.latency.append(end_to_end_ms)
-        for stage, ms in result.timings_ms.items():
-            self.stages.setdefault(stage, []).append(float(ms))
-        self.done.append(now)
-
-    def fps(self) -> float:
-        if len(self.done) < 2:
-            return 0.0
-        return (len(self.done) - 1) / max(self.done[-1] - self.done[0], 1e-9)
-
-    def summary(self) -> dict:
-        pct = (lambda xs, q: round(float(np.percentile(xs, q)), 2) if xs else 0.0)
-        span = self.last - self.first
-        return {"frames": self.frames,
-                "latency_p50_ms": pct(self.latency, 50), "latency_p95_ms": pct(self.latency, 95),
-                "latency_p99_ms": pct(self.latency, 99),
-                "fps": round((self.frames - 1) / span, 2) if self.frames > 1 and span > 0 else 0.0,
-                "stage_p50_ms": {k: pct(v, 50) for k, v in self.stages.items()}}
 
 
 def check_max_frames(max_frames: int | None) -> None:
@@ -185,7 +149,7 @@ class _Loop:
                  recorder: Recorder | None, *, realtime: bool, log: Callable[[str], None], warmup: bool, info: dict):
         self.capture = LatestFrame(source, realtime=realtime, log=log)
         self.pipeline, self.sinks, self.recorder, self.warmup, self.info = pipeline, sinks, recorder, warmup, info
-        self.meter, self.raw, self.index, self.latency = _Meter(), BLACK, -1, {}
+        self.meter, self.raw, self.index, self.latency = Meter(), BLACK, -1, {}
         self.paused = False  # the recorder was told the signal is gone
         self.flicker = FlickerMeter()
         self.segmented = self.computed = 0
@@ -221,7 +185,7 @@ class _Loop:
             self.capture.stamp = max(self.capture.stamp, time.perf_counter())  # waiting for warm-up is not latency
         result = self.pipeline(self.raw)
         end_to_end = (time.perf_counter() - self.capture.stamp) * 1000
-        self.meter.add(result, end_to_end)
+        self.meter.add(result.timings_ms, end_to_end)
         self.segmented += bool(result.segmented)
         self.computed += bool(result.found and result.computed)
         self.flicker.add(self.raw, result)
