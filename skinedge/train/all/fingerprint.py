@@ -116,9 +116,9 @@ def make_plan(facts: list[SetFacts], device: str) -> Plan:
         reasons.append("segmenter encoder efficientnet-b3 (the paper's), batch 16: a GPU's budget affords it")
     else:
         encoder, seg_batch = "resnet18", 8
-        reasons.append("segmenter encoder resnet18, batch 8: on a CPU it runs ~3× the steps per minute of the "
-                       "paper's EfficientNet-B3 (bf16 autocast; benchmarks/train_step.py), and its BN statistics "
-                       "settle in a short run (NOTES.md)")
+        reasons.append("segmenter encoder resnet18, batch 8: on a CPU it runs ~2× the steps per minute of the "
+                       "paper's EfficientNet-B3 (both in bf16; 4× EfficientNet-B3 in FP32; benchmarks/train_step.py), "
+                       "and its BN statistics settle in a short run (NOTES.md)")
     longest = max(max(f.median_size) for f in facts)
     sr_side = min(SR_SIDE_MAX, longest) // SCALE * SCALE
     reasons.append(f"SR HR kept at ≤ {sr_side} px on the long side: the median photo is {longest} px; a "
