@@ -16,6 +16,7 @@ from skinedge.runtime.backends import open_runners
 from skinedge.runtime.live.loop import run_command
 from skinedge.runtime.live.reuse import TemporalReuse, roi_change
 from skinedge.runtime.manifest import load_models
+from skinedge.runtime.pipeline import noise as noise_level
 from skinedge.runtime.pipeline import reference
 from skinedge.runtime.pipeline.budget import Budget, BudgetControl, measure_budget, parse_budget, set_budget
 from skinedge.runtime.pipeline.host import MIN_BUDGET, Pipeline, reduced_size
@@ -69,7 +70,8 @@ def test_a_roi_over_the_budget_is_reduced_before_sr_and_stays_consistent_with_th
     assert small.image.shape[:2] == (sh * pipeline.scale, sw * pipeline.scale)
     assert small.sr.shape[2:] == (sh * pipeline.scale, sw * pipeline.scale)
     camera = down(reference.masked_roi(frame, small.mask.mask, small.roi), sh, sw)  # what the generator saw
-    assert np.abs(down(small.sr, sh, sw) - camera).mean() * 255 < 1.0  # projected onto the reduced camera ROI
+    floor = noise_level.estimate(camera).floor  # the projection fits the camera down to its noise floor
+    assert np.abs(down(small.sr, sh, sw) - camera).mean() * 255 < max(1.0, 1.5 * floor)  # onto the reduced ROI
     assert small.timings_ms["sr"] < full.timings_ms["sr"]
 
 

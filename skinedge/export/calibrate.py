@@ -133,8 +133,11 @@ def prepare(cfg: CalibrateConfig, manifest: dict, seg_fp32: onnx.ModelProto) -> 
     }
     record["set_sha256"] = hashlib.sha256("".join(r["sha256"] for r in record["images"]).encode()).hexdigest()
     seg_cal = [seg_input(candidates[i][0].image, size, seg_io["mean"], seg_io["std"]) for i in chosen]
-    sr_cal = [(lesion_crop(*candidates[i], scale).lr.astype(np.float32) / 255.0).transpose(2, 0, 1).copy()
+    sr_cal = [(lesion_crop(*candidates[i], scale).lr.astype(np.float32) / 255.0).transpose(2, 0, 1)
               for i in chosen]
+    h, w = min(x.shape[1] for x in sr_cal), min(x.shape[2] for x in sr_cal)  # the calibrators stack their inputs:
+    sr_cal = [np.ascontiguousarray(x[:, (x.shape[1] - h) // 2:][:, :h, (x.shape[2] - w) // 2:][:, :, :w])
+              for x in sr_cal]  # small photos give smaller crops, so all are cut to the smallest (centred)
     return {"seg": Prepared(seg_cal, record, seg_held), "sr": Prepared(sr_cal, record, sr_held)}, record
 
 

@@ -82,8 +82,14 @@ def train_all(cfg: AllConfig, log: Callable[[str], None] = print) -> dict:
     if cfg.out.is_dir() and any(cfg.out.iterdir()) and not (work / STATE).is_file():
         raise SkinedgeError(f"{cfg.out} is not empty and holds no train-all run: choose a new --out "
                             "(nothing there is overwritten)")
+    if not (work / STATE).is_file():
+        from skinedge.data import open_dataset
+
+        for spec in cfg.data:  # a typo is one line before anything is written
+            open_dataset(spec)
     work.mkdir(parents=True, exist_ok=True)
     state = State.open(work / STATE, cfg)
+    state.save()  # from here on the folder is recognisably a train-all run, even if the first stage fails
     if state.doc.get("minutes") != cfg.minutes:
         log(f"continuing a run budgeted at {state.doc['minutes']} min (--minutes {cfg.minutes} ignored)")
     ctx = stages.Context(cfg, work, state, log)
