@@ -128,6 +128,8 @@ class Pipeline:
             lesion = reference.resample_axis(reference.resample_axis(lesion[None].astype(np.float32), small[1], 1,
                                                                      "triangle"), small[0], 2, "triangle")[0] >= 0.5
         invented = None
+        if reuse is not None and reuse.shape[2:] != (small[1] * self.scale, small[0] * self.scale):
+            reuse = None  # the SR budget changed the reduced size since that SR was made: compute it anew
         if reuse is not None:
             sr = reuse
             t["sr"] = t["project"] = 0.0
