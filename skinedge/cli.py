@@ -192,7 +192,7 @@ def train_sr_command(
 
 @train_app.command("all")
 def train_all_command(
-    data: list[str] = typer.Option(..., "--data", help=SPEC_HELP + "; repeat to pool several sets"),
+    data: list[str] = typer.Option(..., "--data", metavar="SPEC", help=SPEC_HELP + "; repeat to pool several sets"),
     out: Path = typer.Option(..., "--out", "-o", help="models directory to make (new or an earlier train-all run, which is continued)"),
     minutes: float = typer.Option(60.0, "--minutes", help="wall-clock budget for reading the data and training both networks"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
