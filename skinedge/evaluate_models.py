@@ -28,7 +28,7 @@ from PIL import Image
 
 from skinedge import metrics, quality
 from skinedge.data import open_dataset
-from skinedge.data.degrade import Degradation, bicubic_upscale, degrade, mod_crop, resize_mask
+from skinedge.data.degrade import Degradation, bicubic_upscale, degrade, fit_long_side
 from skinedge.data.pool import SEPARATOR
 from skinedge.data.splits import read_split, recorded_or_new_split
 from skinedge.errors import SkinedgeError
@@ -67,14 +67,7 @@ def _test_ids(cfg: ModelsEvalConfig, manifest: dict) -> tuple[list[str], str]:
 
 def hr_photo(image: np.ndarray, mask: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
     """The photo at ≤ ``side`` px on the long side (Lanczos), mod-cropped to 4, and its mask."""
-    h, w = image.shape[:2]
-    if max(h, w) > side:
-        f = side / max(h, w)
-        size = (max(4, round(w * f)), max(4, round(h * f)))
-        image = np.asarray(Image.fromarray(image).resize(size, Image.LANCZOS))
-        mask = resize_mask(mask, *size)
-    image = mod_crop(image, 4)
-    return image, mask[: image.shape[0], : image.shape[1]]
+    return fit_long_side(image, mask, side, 4)
 
 
 def _to_uint8(x: np.ndarray) -> np.ndarray:
@@ -160,14 +153,14 @@ def evaluate_models(cfg: ModelsEvalConfig, log: Callable[[str], None] = print) -
                 continue
             hr, truth = hr_photo(item.image, item.mask, cfg.side)
             plain, flipped = scorer.masks(hr)
+            scores = metrics.segmentation_scores(truth, plain)
             label = _set(item.id)
             whole = label in whole_sets
             ita = quality.ita_degrees(hr, truth)
             row = {"id": item.id, "set": label,
                    "whole_photo": whole, "lesion_fraction": float(truth.mean()), "ita": ita,
                    "skin_tone": quality.ita_group(ita),
-                   "dice": metrics.segmentation_scores(truth, plain)["dice"],
-                   "iou": metrics.segmentation_scores(truth, plain)["iou"],
+                   **{k: scores[k] for k in ("dice", "iou")},
                    "dice_flip_tta": metrics.segmentation_scores(truth, flipped)["dice"]}
             if whole and truth.any():
                 row["sr"] = _sr_rows(scorer, hr, truth, index)
@@ -284,6 +277,7 @@ def summary_line(report: dict) -> str:
 def write_models_report(report: dict, folder: Path, card: str = "") -> dict[str, Path]:
     """``report.json`` (everything, per photo) and ``report.md`` (the card, then one row per photo)."""
     from skinedge.atomic import write_bytes_atomic, write_json_atomic
+    from skinedge.report import _jsonable
 
     folder.mkdir(parents=True, exist_ok=True)
     write_json_atomic(folder / "report.json", _jsonable(report))
@@ -300,16 +294,3 @@ def write_models_report(report: dict, folder: Path, card: str = "") -> dict[str,
     write_bytes_atomic(folder / "report.md", text.encode("utf-8"))
     return {"json": folder / "report.json", "md": folder / "report.md"}
 
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        return None if value != value else float(value)
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value

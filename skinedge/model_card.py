@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 
 from skinedge.atomic import write_bytes_atomic
-from skinedge.evaluate_models import METHODS, PROTOCOLS, SCORES
+from skinedge.evaluate_models import METHODS, PROTOCOLS
 from skinedge.runtime.manifest import MODEL_CARD as CARD
 from skinedge.runtime.manifest import card_summary as summary_of
 
@@ -144,4 +144,4 @@ def write_card(models: Path, report: dict, state: dict, work: Path) -> str:
     return text
 
 
-__all__ = ["CARD", "card_text", "summary_of", "write_card", "SCORES"]
+__all__ = ["CARD", "card_text", "summary_of", "write_card"]

@@ -186,6 +186,8 @@ def write_report(report: dict, out: Path) -> dict[str, Path]:
 
 
 def _jsonable(value):
+    if isinstance(value, np.generic):  # numpy scalars (float32 scores, bool_ flags) as their Python values
+        value = value.item()
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -65,6 +65,20 @@ def resize_mask(mask: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.asarray(resized) > 127
 
 
+def fit_long_side(image: np.ndarray, mask: np.ndarray, side: int, scale: int = 4
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """A photo at ≤ ``side`` px on the long side (Lanczos), mod-cropped to ``scale``, and its mask with it: the
+    HR of ``train all``'s SR cache and of ``eval --models``."""
+    h, w = image.shape[:2]
+    if max(h, w) > side:
+        f = side / max(h, w)
+        size = (max(scale, round(w * f)), max(scale, round(h * f)))
+        image = np.asarray(Image.fromarray(image).resize(size, Image.LANCZOS))
+        mask = resize_mask(mask, *size)
+    image = mod_crop(image, scale)
+    return np.ascontiguousarray(image), mask[: image.shape[0], : image.shape[1]].copy()
+
+
 def bicubic_upscale(image: np.ndarray, scale: int) -> np.ndarray:
     """The bicubic baseline: ``scale``× up-sampling of a uint8 image."""
     h, w = image.shape[:2]

@@ -18,7 +18,7 @@ from PIL import Image
 
 from skinedge.atomic import write_json_atomic
 from skinedge.data import open_dataset
-from skinedge.data.degrade import mod_crop, resize_mask
+from skinedge.data.degrade import fit_long_side, resize_mask
 from skinedge.errors import DataError
 from skinedge.progress import progress_bar
 
@@ -37,14 +37,7 @@ def _prepare(args: tuple) -> tuple:
         mask = np.zeros(image.shape[:2], bool)
     seg = np.asarray(Image.fromarray(image).resize((seg_size, seg_size), Image.BILINEAR))
     seg_mask = resize_mask(mask, seg_size, seg_size)
-    h, w = image.shape[:2]
-    if max(h, w) > sr_side:
-        f = sr_side / max(h, w)
-        size = (max(scale, round(w * f)), max(scale, round(h * f)))
-        image = np.asarray(Image.fromarray(image).resize(size, Image.LANCZOS))
-        mask = resize_mask(mask, *size)
-    image = mod_crop(image, scale)
-    return ref.id, seg, seg_mask, np.ascontiguousarray(image), mask[: image.shape[0], : image.shape[1]].copy()
+    return (ref.id, seg, seg_mask, *fit_long_side(image, mask, sr_side, scale))
 
 
 def build_cache(spec: str, ids: list[str], folder: Path, seg_size: int, sr_side: int, scale: int = 4,

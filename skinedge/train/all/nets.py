@@ -30,7 +30,7 @@ from skinedge.train.all.sources import CAMERA, CLEAN, Prefetcher, SegSource, SRS
 from skinedge.train.loop import Budget, Runtime, check_finite, seed_everything
 from skinedge.train.losses import seg_loss
 from skinedge.train.runner import Phase, restore, run_phase
-from skinedge.train.samples import IMAGENET_MEAN, IMAGENET_STD, normalise_imagenet, to_unit
+from skinedge.train.samples import IMAGENET_MEAN, IMAGENET_STD
 from skinedge.train.sr import super_resolve
 
 LONG_RUN = 10**6  # epochs: the time budget ends a phase, not an epoch count
@@ -218,5 +218,3 @@ def _train(run: StageRun, phase: Phase, source, batch: int, base_lr: float, loss
     finally:
         batches.close()
 
-
-__all__ = ["StageRun", "train_segmenter", "train_generator", "validate_generator", "normalise_imagenet", "to_unit"]

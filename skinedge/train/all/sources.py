@@ -17,14 +17,10 @@ from skinedge.metrics import border_band
 from skinedge.train.all.cache import Cache
 from skinedge.train.augment import augment_dermoscopy
 from skinedge.train.loop import Runtime, epoch_batches, steps_per_epoch
-from skinedge.train.samples import normalise_imagenet, to_unit
+from skinedge.train.samples import _rng, normalise_imagenet, to_unit
 
 CLEAN = Degradation.bicubic_only(4)
 CAMERA = Degradation(scale=4)
-
-
-def _rng(seed: int, epoch: int, index: int) -> np.random.Generator:
-    return np.random.default_rng([seed, epoch, index])
 
 
 class _Source:
