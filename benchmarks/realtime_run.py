@@ -2,7 +2,7 @@
 
 The clip (``skinedge data video``: zoom, drift, hand tremor, two ~1 s pauses, sensor noise) is written to a
 temporary folder and played with ``--realtime`` (frames the pipeline cannot keep up with are dropped, as a
-camera's would be), headless, through :func:`skinedge.runtime.live.loop.run_command` — the function the CLI
+camera's would be), headless, through :func:`skinedge.runtime.live.command.run_command` — the function the CLI
 calls — once per setting, in one process on one set of models:
 
 - ``default``: what ``skinedge run`` does (auto backends, auto SR budget for ``--target-fps``, temporal reuse);
@@ -27,7 +27,7 @@ from pathlib import Path
 
 from skinedge.data.video import write_moving_lesion_clip
 from skinedge.runtime.bench.env import environment
-from skinedge.runtime.live.loop import run_command
+from skinedge.runtime.live.command import run_command
 
 SETTINGS = {
     "default": {},

@@ -336,9 +336,12 @@ def run_cli(
     chroma: str = typer.Option("camera", "--chroma", help=CHROMA_HELP),
     surround: str = typer.Option("frame", "--surround", help=SURROUND_HELP),
     sr_budget: str = typer.Option("auto", "--sr-budget", help=SR_BUDGET_HELP),
-    target_fps: float = typer.Option(10.0, "--target-fps", help="frame rate the auto SR budget is sized for"),
-    reuse: bool = typer.Option(True, "--reuse/--no-reuse", help="temporal reuse: track the mask between segmenter runs, show the last SR again while the lesion stays still"),
-    seg_every: int = typer.Option(3, "--seg-every", help="with --reuse: run the segmenter at least every N frames"),
+    target_fps: float = typer.Option(10.0, "--target-fps", help="frame rate the auto SR budget is sized for (with --sr-loop: the SR loop's; the view keeps the camera's)"),
+    sr_loop: bool = typer.Option(True, "--sr-loop/--no-sr-loop", help="two loops: show every camera frame, with segmenter and generator on their own thread and their newest result moved with the camera and projected onto each frame"),
+    max_sr_age: float = typer.Option(250.0, "--max-sr-age", help="with --sr-loop: the oldest SR shown, in ms (older: the bicubic up-scale)"),
+    sr_threads: int = typer.Option(0, "--sr-threads", help="with --sr-loop: threads of each network in the SR loop (0: all cores but one)"),
+    reuse: bool = typer.Option(True, "--reuse/--no-reuse", help="with --no-sr-loop: temporal reuse: track the mask between segmenter runs, show the last SR again while the lesion stays still"),
+    seg_every: int = typer.Option(3, "--seg-every", help="with --no-sr-loop --reuse: run the segmenter at least every N frames"),
     token_file: Optional[Path] = typer.Option(None, "--token-file", help="the web viewer's secret, from a file only you can read (else $SKINEDGE_VIEW_TOKEN; off 127.0.0.1 without either: a new one, printed once)"),
     tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", help="PEM certificate chain: serve the viewer over HTTPS"),
     tls_key: Optional[Path] = typer.Option(None, "--tls-key", help="PEM private key for --tls-cert"),
@@ -349,14 +352,15 @@ def run_cli(
     Exit status: 0 when the source ended (or --max-frames, or the window was closed), 130 on Ctrl-C,
     143 on SIGTERM (both close the recording first), 1 on an error or a capture that failed.
     """
-    from skinedge.runtime.live.loop import EXIT_CODES, run_command
+    from skinedge.runtime.live.command import run_command
+    from skinedge.runtime.live.loop import EXIT_CODES
 
     fidelity = fidelity_option(projection, chroma, surround)
     summary = run_command(camera, source, models, backend, precision, mode, engines, record, serve, no_display,
                           max_frames, width, height, fps, realtime, log=typer.echo, fidelity=fidelity,
                           sr_budget=sr_budget, target_fps=target_fps, reuse=reuse, seg_every=seg_every,
                           token_file=token_file, tls_cert=tls_cert, tls_key=tls_key, max_viewers=max_viewers,
-                          segment_s=segment_seconds)
+                          segment_s=segment_seconds, sr_loop=sr_loop, max_sr_age_ms=max_sr_age, sr_threads=sr_threads)
     status = EXIT_CODES.get(summary["stopped"], 1)
     if status:
         raise typer.Exit(status)

@@ -2,7 +2,7 @@
 
 ``skinedge.cli`` parses options and calls these; ``skinedge.demo`` calls them too and prints the command line a
 user would type. The runtime's commands live with the runtime (:mod:`skinedge.runtime.enhance`,
-:mod:`skinedge.runtime.live.loop`, :mod:`skinedge.runtime.bench.run`, :mod:`skinedge.runtime.engines.build`).
+:mod:`skinedge.runtime.live.command`, :mod:`skinedge.runtime.bench.run`, :mod:`skinedge.runtime.engines.build`).
 Each takes ``log`` (one line per call: ``print`` or ``typer.echo``); heavy imports stay inside the functions.
 User mistakes raise :class:`~skinedge.errors.SkinedgeError`.
 """

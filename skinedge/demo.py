@@ -62,7 +62,7 @@ def demo_steps(out: Path, plan: DemoPlan = FULL) -> list[Step]:
     from skinedge.export.pruning import PruneConfig
     from skinedge.runtime.bench.run import bench_command
     from skinedge.runtime.enhance import enhance_command
-    from skinedge.runtime.live.loop import run_command
+    from skinedge.runtime.live.command import run_command
     from skinedge.train.seg import SegConfig
     from skinedge.train.sr import SRConfig
 

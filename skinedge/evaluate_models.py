@@ -34,6 +34,7 @@ from skinedge.data.splits import read_split, recorded_or_new_split
 from skinedge.errors import SkinedgeError
 from skinedge.runtime.manifest import load_models, network
 from skinedge.runtime.pipeline import reference
+from skinedge.runtime.pipeline.mask import largest_component
 from skinedge.runtime.pipeline.projection import Fidelity, project_image
 from skinedge.runtime.session import open_session
 
@@ -94,10 +95,13 @@ class Scorer:
         return np.asarray(Image.fromarray(out.astype(np.float32)).resize(rgb.shape[1::-1], Image.BILINEAR))
 
     def masks(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(plain, flip-averaged) lesion masks at the photo's size."""
+        """(plain, flip-averaged) lesion masks at the photo's size, the largest blob kept when the runtime keeps
+        only it (:class:`~skinedge.runtime.pipeline.mask.MaskSettings`)."""
         plain = self.logits(rgb)
         mirrored = self.logits(np.ascontiguousarray(rgb[:, ::-1]))[:, ::-1]
-        return plain > 0, (plain + mirrored) / 2 > 0
+        settings = getattr(self.pipeline, "settings", None)
+        keep = largest_component if settings is None or settings.largest_only else (lambda m: m)
+        return keep(plain > 0), keep((plain + mirrored) / 2 > 0)
 
     def generator(self, lr: np.ndarray) -> np.ndarray:
         out = self.pipeline.sr.infer({self.sr_io["input"]["name"]: _planar(lr)})[self.sr_io["output"]["name"]]

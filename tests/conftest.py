@@ -55,6 +55,20 @@ def exported(trained):
 REAL_DEV_SET = Path(__file__).resolve().parents[2] / "shared" / "data" / "isic2017-val96"
 
 
+@pytest.fixture(scope="module")
+def pipeline(exported):
+    """An entered host pipeline on ONNX Runtime sessions (FP32) of the exported test models."""
+    from skinedge.runtime.backends import open_runners
+    from skinedge.runtime.manifest import load_models
+    from skinedge.runtime.pipeline.host import Pipeline
+
+    _, _, models = exported
+    manifest = load_models(models)
+    opened = open_runners(models, manifest, "onnxruntime", "fp32")
+    with Pipeline(opened.seg, opened.sr, manifest, tile=opened.tile, max_batch=opened.max_batch) as p:
+        yield p
+
+
 @pytest.fixture(scope="session")
 def real_isic() -> str:
     """The real dev set (96 ISIC images with expert masks, ../shared/data) as a dataset spec; skips without it.

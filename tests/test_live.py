@@ -21,7 +21,8 @@ from skinedge.errors import SkinedgeError
 from skinedge.runtime.backends import open_runners
 from skinedge.runtime.live import capture as capture_mod
 from skinedge.runtime.live.capture import LatestFrame
-from skinedge.runtime.live.loop import parse_serve, run_command, run_live, source_uri
+from skinedge.runtime.live.command import parse_serve, run_command, source_uri
+from skinedge.runtime.live.loop import run_live
 from skinedge.runtime.live.sources import Source, has_gstreamer, open_source
 from skinedge.runtime.manifest import load_models
 from skinedge.runtime.pipeline.host import FrameResult, Pipeline
@@ -195,7 +196,7 @@ def test_run_command_runs_headless_and_prints_the_summary(exported, video, tmp_p
 
 def test_exit_status_says_how_the_run_ended(exported, video, monkeypatch):
     from skinedge.cli import main
-    from skinedge.runtime.live import loop
+    from skinedge.runtime.live import command as loop
 
     _, _, models = exported
     argv = ["run", "--source", str(video), "--models", str(models), "--backend", "onnxruntime", "--no-display"]

@@ -13,7 +13,7 @@ from test_runtime import lesion_frame
 from skinedge.data.video import write_moving_lesion_clip
 from skinedge.errors import SkinedgeError
 from skinedge.runtime.backends import open_runners
-from skinedge.runtime.live.loop import run_command
+from skinedge.runtime.live.command import run_command
 from skinedge.runtime.live.reuse import TemporalReuse, roi_change
 from skinedge.runtime.manifest import load_models
 from skinedge.runtime.pipeline import noise as noise_level
@@ -21,16 +21,7 @@ from skinedge.runtime.pipeline import reference
 from skinedge.runtime.pipeline.budget import Budget, BudgetControl, measure_budget, parse_budget, set_budget
 from skinedge.runtime.pipeline.host import MIN_BUDGET, Pipeline, reduced_size
 from skinedge.runtime.pipeline.mask import LesionMask
-from skinedge.runtime.pipeline.projection import down
-
-
-@pytest.fixture(scope="module")
-def pipeline(exported):
-    _, _, models = exported
-    manifest = load_models(models)
-    opened = open_runners(models, manifest, "onnxruntime", "fp32")
-    with Pipeline(opened.seg, opened.sr, manifest, tile=opened.tile, max_batch=opened.max_batch) as p:
-        yield p
+from skinedge.runtime.pipeline.projection import down, up
 
 
 def big_lesion_frame(root) -> np.ndarray:
@@ -73,6 +64,29 @@ def test_a_roi_over_the_budget_is_reduced_before_sr_and_stays_consistent_with_th
     floor = noise_level.estimate(camera).floor  # the projection fits the camera down to its noise floor
     assert np.abs(down(small.sr, sh, sw) - camera).mean() * 255 < max(1.0, 1.5 * floor)  # onto the reduced ROI
     assert small.timings_ms["sr"] < full.timings_ms["sr"]
+
+
+def test_a_reduced_roi_whose_view_holds_the_camera_is_made_consistent_with_the_cameras_own_pixels(exported,
+                                                                                                  pipeline):
+    """The generator sees the ROI at half its side; the view (×4 of that: twice the camera's side) is projected
+    onto the camera ROI at full resolution, so it shows at least what the camera saw, not the reduced copy."""
+    root, _, _ = exported
+    frame = big_lesion_frame(root)
+    lm = pipeline.segment(frame, {}, 0.0)
+    x0, y0, w, h = lm.roi
+    pipeline.sr_budget = w * h // 4
+    try:
+        small = pipeline.enhance(frame, lm, {}, 0.0)
+    finally:
+        pipeline.sr_budget = None
+    sw, sh = reduced_size(w, h, w * h // 4)
+    assert small.sr_input_scale < 0.6 and small.image.shape[:2] == (sh * pipeline.scale, sw * pipeline.scale)
+    camera = reference.masked_roi(frame, lm.mask, lm.roi)
+    floor = noise_level.estimate(camera).floor
+    assert np.abs(down(small.sr, h, w) - camera).mean() * 255 < max(1.0, 1.5 * floor)
+    view = small.image[:, :, ::-1].astype(np.float32).transpose(2, 0, 1)[None] / 255
+    reduced_only = down(up(down(camera, sh, sw), sh * pipeline.scale, sw * pipeline.scale), h, w)
+    assert np.abs(down(view, h, w) - camera).mean() < np.abs(reduced_only - camera).mean()
 
 
 def test_the_budget_also_bounds_full_mode(exported):
@@ -177,7 +191,7 @@ def test_run_on_a_moving_lesion_clip_reports_budget_reuse_and_flicker(exported, 
     write_moving_lesion_clip(clip, seconds=1.0, fps=30.0, width=160, height=120, seed=2)
     lines: list[str] = []
     summary = run_command(None, str(clip), models, backend="onnxruntime", precision="fp32", no_display=True,
-                          record=tmp_path / "rec", log=lines.append, target_fps=5.0)
+                          record=tmp_path / "rec", log=lines.append, target_fps=5.0, sr_loop=False)
     text = "\n".join(lines)
     assert "SR budget" in text and "temporal reuse" in text and "flicker" in text
     assert summary["frames"] == 30 and summary["segmented"] >= 10 and summary["flicker"]["pairs"] > 0
@@ -188,6 +202,6 @@ def test_run_on_a_moving_lesion_clip_reports_budget_reuse_and_flicker(exported, 
     assert all(0 < r["sr_input_scale"] <= 1 for r in records)
     lines.clear()
     plain = run_command(None, str(clip), models, backend="onnxruntime", precision="fp32", no_display=True,
-                        log=lines.append, sr_budget="none", reuse=False)
+                        log=lines.append, sr_budget="none", reuse=False, sr_loop=False)
     assert plain["segmented"] == 30 and plain["computed"] >= summary["computed"]  # nothing reused without --reuse
     assert "SR budget: none" in "\n".join(lines) and "temporal reuse" not in "\n".join(lines)

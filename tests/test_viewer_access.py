@@ -183,7 +183,7 @@ def test_the_gate_compares_and_decides():
 
 
 def test_run_prints_a_made_token_once_and_refuses_viewer_options_without_serve(exported, tmp_path):
-    from skinedge.runtime.live.loop import run_command
+    from skinedge.runtime.live.command import run_command
 
     _, spec, models = exported
     clip = tmp_path / "frames"

@@ -22,17 +22,18 @@ import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from statistics import NormalDist
 
 import numpy as np
 
 from skinedge.atomic import write_json_atomic
+from skinedge.data.degrade import Degradation, degrade
 from skinedge.data.synth import GENERATOR_VERSION, render_sample
 from skinedge.errors import SkinedgeError
 
-__all__ = ["moving_lesion_frames", "write_moving_lesion_clip"]
+__all__ = ["HRClip", "moving_lesion_frames", "write_moving_lesion_clip"]
 
 WHAT = "generated video of a hand-held dermatoscope closing in on a lesion; generated, not patient data"
 NOISE_SIGMA = 1.5  # grey levels
@@ -171,6 +172,48 @@ def _noise_table() -> np.ndarray:
     """
     quantiles = NormalDist().inv_cdf
     return np.array([round(NOISE_SIGMA * quantiles((b + 0.5) / 256)) for b in range(256)], np.int16)
+
+
+class HRClip:
+    """The moving-lesion clip with its truth: the same camera path over the scene rendered ``scale``× larger.
+
+    ``hr(i)`` is frame *i* as a camera with ``scale``× the pixels would see it (``scale``·W × ``scale``·H),
+    ``truth(i)`` its lesion mask, and ``lr(i)`` the frame the camera delivers: ``hr(i)`` degraded by
+    ``degradation`` (blur, anti-aliased bicubic ÷scale, noise; by default no JPEG here, the camera's MJPEG
+    writer adds it). HR pixel block (``scale``·v … +scale−1, ``scale``·u … +scale−1) covers LR pixel (v, u)
+    exactly. Frames are rendered on demand (~0.1 s each at 2560×1920); the scene once (~15 s at 4096 px).
+    """
+
+    def __init__(self, seconds: float = 10.0, fps: float = 30.0, width: int = 640, height: int = 480,
+                 seed: int = 0, scale: int = 4,
+                 degradation: Degradation = Degradation(noise_sigma=(1.5, 3.0), jpeg_quality=None)):
+        base = _plan(seconds, fps, width, height, seed)
+        size = base.source.shape[0] * scale
+        if size > _MAX_SIDE:
+            raise SkinedgeError(f"the truth would need a {size}-px scene; at most {_MAX_SIDE}: use a smaller "
+                                f"frame or scale")
+        cv2 = _cv2()
+        sample = render_sample(size, seed, base.index)
+        crops = base.crops * scale
+        self.plan = replace(base, source=np.ascontiguousarray(cv2.cvtColor(sample.image, cv2.COLOR_RGB2BGR)),
+                            crops=crops, width=width * scale, height=height * scale)
+        self.masks = replace(self.plan, source=np.repeat(sample.mask[:, :, None].astype(np.uint8) * 255, 3, 2))
+        self.scale, self.degradation, self.fps, self.seed = scale, degradation, fps, seed
+        self.stills = base.stills
+
+    def __len__(self) -> int:
+        return len(self.plan.crops)
+
+    def hr(self, i: int) -> np.ndarray:
+        return _render(self.plan, *self.plan.crops[i])
+
+    def truth(self, i: int) -> np.ndarray:
+        return _render(self.masks, *self.masks.crops[i])[:, :, 0] >= 128
+
+    def lr(self, i: int, hr: np.ndarray | None = None) -> np.ndarray:
+        hr = self.hr(i) if hr is None else hr
+        rgb = degrade(np.ascontiguousarray(hr[:, :, ::-1]), self.degradation, seed=self.seed * 100_003 + i)
+        return np.ascontiguousarray(rgb[:, :, ::-1])
 
 
 def _frames(plan: _Plan) -> Iterator[np.ndarray]:

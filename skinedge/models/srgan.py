@@ -21,14 +21,18 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 VGG19_BLOCK3_CONV3_RELU = 16  # torchvision vgg19.features[:16] ends with relu(conv3_3)
 
 
-class ResidualBlock(nn.Module):
-    """conv3×3-BN-PReLU-conv3×3-BN plus identity."""
+def _norm(features: int, norm: bool) -> nn.Module:
+    return nn.BatchNorm2d(features) if norm else nn.Identity()
 
-    def __init__(self, features: int):
+
+class ResidualBlock(nn.Module):
+    """conv3×3-BN-PReLU-conv3×3-BN plus identity (without the BNs when ``norm`` is off)."""
+
+    def __init__(self, features: int, norm: bool = True):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(features, features, 3, padding=1), nn.BatchNorm2d(features), nn.PReLU(features),
-            nn.Conv2d(features, features, 3, padding=1), nn.BatchNorm2d(features),
+            nn.Conv2d(features, features, 3, padding=1), _norm(features, norm), nn.PReLU(features),
+            nn.Conv2d(features, features, 3, padding=1), _norm(features, norm),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -73,20 +77,28 @@ class Generator(nn.Module):
         scale: 4 (two ×2 up-sampling blocks) or 2 (one).
         bicubic_skip: NOT in the paper; output = bicubic(LR) + G(LR), which
             makes the network learn only the missing detail. Off by default.
+        norm: the paper's BatchNorm layers. Off, the trunk is EDSR's (Lim et al. 2017): BN's batch statistics
+            of small crops differ from a whole photo's, which costs PSNR and paints artefacts (ESRGAN §3.1).
+        zero_tail: start the reconstruction conv at zero, so with ``bicubic_skip`` the untrained network *is*
+            bicubic and training only adds; a short CPU run does not first unlearn a random residual.
     Fully convolutional: any input size works.
     """
 
-    def __init__(self, blocks: int = 16, features: int = 64, scale: int = 4, bicubic_skip: bool = False):
+    def __init__(self, blocks: int = 16, features: int = 64, scale: int = 4, bicubic_skip: bool = False,
+                 norm: bool = True, zero_tail: bool = False):
         super().__init__()
         if scale not in (2, 4):
             raise ValueError(f"scale must be 2 or 4, got {scale}")
         self.scale = scale
         self.bicubic_skip = bicubic_skip
         self.head = nn.Sequential(nn.Conv2d(3, features, 9, padding=4), nn.PReLU(features))
-        self.trunk = nn.Sequential(*(ResidualBlock(features) for _ in range(blocks)))
-        self.trunk_tail = nn.Sequential(nn.Conv2d(features, features, 3, padding=1), nn.BatchNorm2d(features))
+        self.trunk = nn.Sequential(*(ResidualBlock(features, norm) for _ in range(blocks)))
+        self.trunk_tail = nn.Sequential(nn.Conv2d(features, features, 3, padding=1), _norm(features, norm))
         self.upsample = nn.Sequential(*(UpsampleBlock(features) for _ in range(scale // 2)))
         self.tail = nn.Conv2d(features, 3, 9, padding=4)
+        if zero_tail:
+            nn.init.zeros_(self.tail.weight)
+            nn.init.zeros_(self.tail.bias)
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         head = self.head(lr)

@@ -12,7 +12,8 @@ import numpy as np
 from skinedge.runtime.backends import BACKENDS
 from skinedge.runtime.pipeline.host import MODES
 
-FORMAT, FORMAT_VERSION = "skinedge-bench", 3  # 2: the "project" stage; 3: SR budget per row, the live rows
+# 2: the "project" stage; 3: SR budget per row, the live rows; 4: the live rows' strategy and SR age
+FORMAT, FORMAT_VERSION = "skinedge-bench", 4
 STAGES = ("preprocess", "seg", "mask", "sr", "project", "composite", "total", "wall")
 PARTS = STAGES[:6]  # the per-frame stages that add up to "total"
 STATUSES = ("ok", "skipped", "failed")
@@ -175,18 +176,22 @@ def format_table(doc: dict) -> str:
 
 
 def _live_table(live: dict | None) -> list[str]:
-    """The live rows (moving-lesion clip, temporal reuse off/on) as a second table."""
+    """The live rows (moving-lesion clip: per-frame, temporal reuse, two loops) as a second table."""
     if not live:
         return []
     lines = ["", f"Live: {live['clip']}", "",
-             "| backend | precision | reuse | SR budget | frames/s | latency p50 | p99 | p99/p50 | segmenter runs | "
-             "generator runs | flicker enhanced | flicker bicubic | excess |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| backend | precision | strategy | SR budget | frames/s | latency p50 | p99 | p99/p50 | "
+             "SR age p50 / p95 | segmenter runs | generator runs | flicker enhanced | flicker bicubic | excess |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in live["rows"]:
-        lat, f = r["latency_ms"], r["flicker"]
-        lines.append(f"| {r['backend']} | {r['precision']} | {'on' if r['reuse'] else 'off'} | "
+        lat, f, age = r["latency_ms"], r["flicker"], r.get("sr_age_ms")
+        strategy = r.get("strategy") or ("reuse" if r["reuse"] else "per-frame")  # format 3 files name only reuse
+        shown_age = f"{age['p50']:.0f} / {age['p95']:.0f} ms" if age else "–"
+        lines.append(f"| {r['backend']} | {r['precision']} | {strategy} | "
                      f"{'none' if r['sr_budget'] is None else r['sr_budget']} | {r['fps']:.2f} | {lat['p50']:.1f} | "
-                     f"{lat['p99']:.1f} | {lat['p99'] / max(lat['p50'], 1e-9):.2f} | {r['segmented']}/{r['frames']} | "
+                     f"{lat['p99']:.1f} | {lat['p99'] / max(lat['p50'], 1e-9):.2f} | "
+                     f"{shown_age} | "
+                     f"{r['segmented']}/{r['frames']} | "
                      f"{r['computed']}/{r['frames']} | {f['flicker_enhanced']:.2f} | {f['flicker_bicubic']:.2f} | "
                      f"{f['flicker_excess']:+.2f} |")
     return lines

@@ -23,6 +23,7 @@ import os
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,7 +38,9 @@ from skinedge.runtime.bench.env import device_memory, environment, peak_rss_mb, 
 from skinedge.runtime.bench.report import FORMAT, FORMAT_VERSION, STAGES, format_table, plot_bench, validate_bench
 from skinedge.runtime.manifest import PRECISIONS, load_models
 from skinedge.runtime.live.flicker import FlickerMeter
+from skinedge.runtime.live.display import TwoLoopDisplay
 from skinedge.runtime.live.reuse import TemporalReuse
+from skinedge.runtime.live.sr_loop import SRLoop
 from skinedge.runtime.pipeline.budget import BudgetControl, parse_budget, set_budget_measured
 from skinedge.runtime.pipeline.host import MODES, Pipeline, check_frame
 from skinedge.runtime.session import open_session
@@ -187,31 +190,51 @@ def _budget_now(pipeline, budget: tuple) -> dict[str, Any]:
     return {"sr_budget": end, "budget": budget[1] + spread, "sr_budget_probed": budget[0]}
 
 
+LIVE_STRATEGIES = ("per-frame", "reuse", "two loops")
+
+
 def measure_live(models: Path, manifest: dict, backend: str, precision: str, clip: list[np.ndarray],
-                 cfg: BenchConfig, reuse: bool) -> dict[str, Any]:
-    """One live row: the moving-lesion clip back to back through the pipeline (with temporal reuse or not):
-    per-frame latency, frames/s, and flicker against a bicubic up-scale."""
+                 cfg: BenchConfig, strategy: str) -> dict[str, Any]:
+    """One live row on the moving-lesion clip: one loop (``per-frame``, or with temporal ``reuse``) runs the
+    frames back to back; ``two loops`` gets them at the clip's 30 fps, as a camera hands them, since its display
+    step takes every frame and its SR loop the rest of the time. Per-frame latency, frames/s, the SR age shown
+    (two loops) and flicker against a bicubic up-scale."""
     session = open_session(models, backend, precision, cfg.engines, "roi", manifest=manifest)
-    with session.pipeline as pipeline:
+    with session.pipeline as pipeline, ExitStack() as stack:
         budget = _budget(pipeline, cfg.sr_budget, cfg, clip[0])
-        step = TemporalReuse(pipeline) if reuse and isinstance(pipeline, Pipeline) else pipeline
+        host = isinstance(pipeline, Pipeline)
+        step, sr_loop = pipeline, None
+        if strategy == "reuse" and host:
+            step = TemporalReuse(pipeline)
+        elif strategy == "two loops" and host:
+            sr_loop = stack.enter_context(SRLoop(pipeline))
+            step = TwoLoopDisplay(pipeline, sr_loop)
         budget[2](step(clip[0]))  # warm-up, not counted
-        meter, latency, segmented, computed = FlickerMeter(), [], 0, 0
+        meter, latency, ages, segmented, computed = FlickerMeter(), [], [], 0, 0
         start = time.perf_counter()
-        for frame in clip:
+        for k, frame in enumerate(clip):
+            if sr_loop is not None:  # the camera's pace
+                time.sleep(max(0.0, start + k / 30.0 - time.perf_counter()))
             t0 = time.perf_counter()
             result = step(frame)
             budget[2](result)
             latency.append((time.perf_counter() - t0) * 1000)
             segmented += bool(result.segmented)
             computed += bool(result.found and result.computed)
+            if result.sr_age_ms is not None:
+                ages.append(result.sr_age_ms)
             meter.add(frame, result)
         seconds = time.perf_counter() - start
+        if sr_loop is not None:
+            segmented, computed = sr_loop.counts["segmented"], sr_loop.counts["computed"]
     return {"backend": backend, "precision": precision, "resolved_backend": session.opened.backend,
-            "variants": dict(session.opened.variants), "reuse": reuse, "frames": len(clip),
+            "variants": dict(session.opened.variants), "strategy": strategy if host else "per-frame",
+            "reuse": strategy == "reuse" and host, "frames": len(clip),
             **_budget_now(pipeline, budget), "latency_ms": _stats(latency),
             "fps": round(len(clip) / seconds, 3), "segmented": segmented, "computed": computed,
-            "flicker": meter.summary(), "note": "frames/s includes the flicker metric's own time"}
+            "sr_age_ms": _stats(ages) if ages else None, "flicker": meter.summary(),
+            "note": ("frames handed at 30 fps; " if sr_loop is not None else "")
+            + "frames/s includes the flicker metric's own time"}
 
 
 def run_live_rows(cfg: BenchConfig, manifest: dict, rows_done: list[dict], log: Callable[[str], None]
@@ -228,18 +251,19 @@ def run_live_rows(cfg: BenchConfig, manifest: dict, rows_done: list[dict], log: 
     clip = list(moving_lesion_frames(seconds=cfg.live_seconds, fps=30.0, width=640, height=480, seed=cfg.seed))
     backend, precision = configs[0]
     rows = []
-    for reuse in (False, True):
+    for strategy in LIVE_STRATEGIES:
         try:
-            row = measure_live(Path(cfg.models), manifest, backend, precision, clip, cfg, reuse)
+            row = measure_live(Path(cfg.models), manifest, backend, precision, clip, cfg, strategy)
         except (SkinedgeError, ImportError) as exc:
             log(f"live {backend} {precision}: skipped: {exc}")
             return None
         rows.append(row)
-        f = row["flicker"]
-        log(f"live {backend} {precision} reuse {'on' if reuse else 'off'}: {row['fps']:.2f} frames/s, latency p50 "
-            f"{row['latency_ms']['p50']:.1f} ms, p99 {row['latency_ms']['p99']:.1f} ms, flicker "
-            f"{f['flicker_enhanced']:.2f} vs bicubic {f['flicker_bicubic']:.2f}; generator on {row['computed']} "
-            f"of {row['frames']} frames")
+        f, age = row["flicker"], row["sr_age_ms"]
+        log(f"live {backend} {precision} {strategy}: {row['fps']:.2f} frames/s, latency p50 "
+            f"{row['latency_ms']['p50']:.1f} ms, p99 {row['latency_ms']['p99']:.1f} ms, "
+            + (f"SR age p50 {age['p50']:.0f} ms, p95 {age['p95']:.0f} ms, " if age else "")
+            + f"flicker {f['flicker_enhanced']:.2f} vs bicubic {f['flicker_bicubic']:.2f}; generator on "
+            f"{row['computed']} of {row['frames']} frames")
     return {"clip": f"generated hand-held dermatoscope closing in on a lesion, 640×480, 30 fps, "
                     f"{cfg.live_seconds:g} s ({len(clip)} frames), seed {cfg.seed}", "rows": rows}
 

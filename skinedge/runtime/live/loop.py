@@ -1,4 +1,6 @@
-"""``skinedge run``: newest frame → pipeline → sinks → recorder, until the source ends or Ctrl-C.
+"""``skinedge run``'s display loop: newest frame → frame function → sinks → recorder, until the source ends or
+Ctrl-C. The frame function is chosen by :mod:`skinedge.runtime.live.command`: with two loops it is the display
+step (:mod:`skinedge.runtime.live.display`), the networks running beside it (:mod:`skinedge.runtime.live.sr_loop`).
 
 The loop is short on purpose (jetson-inference's ``segnet.py`` shape): the
 capture thread (:mod:`skinedge.runtime.live.capture`) hides cameras, drops and
@@ -11,7 +13,6 @@ feels, not the network time alone — and fps is counted on finished frames.
 
 from __future__ import annotations
 
-import importlib
 import signal
 import threading
 import time
@@ -26,17 +27,11 @@ import numpy as np
 from skinedge.errors import SkinedgeError
 from skinedge.runtime.live.capture import STALE_S, LatestFrame
 from skinedge.runtime.live.flicker import FlickerMeter
-from skinedge.runtime.live.reuse import TemporalReuse
 from skinedge.runtime.live.stats import Meter
-from skinedge.runtime.live.sources import Source, open_source
-from skinedge.runtime import provenance
-from skinedge.runtime.manifest import load_models
-from skinedge.runtime.pipeline.budget import BudgetControl, parse_budget, set_budget_measured
-from skinedge.runtime.pipeline.host import FrameResult, Pipeline
-from skinedge.runtime.pipeline.projection import Fidelity
-from skinedge.runtime.session import open_session
+from skinedge.runtime.live.sources import Source
+from skinedge.runtime.pipeline.host import FrameResult
 from skinedge.runtime.sinks import Sink
-from skinedge.runtime.sinks.recorder import SEGMENT_S, Recorder, check_record_path
+from skinedge.runtime.sinks.recorder import Recorder
 
 IDLE_S = 0.5  # with no signal the sinks hear from the loop at ~2 Hz
 BLACK = np.zeros((480, 640, 3), np.uint8)  # the raw image shown with "no signal" before any frame came
@@ -153,6 +148,7 @@ class _Loop:
         self.paused = False  # the recorder was told the signal is gone
         self.flicker = FlickerMeter()
         self.segmented = self.computed = 0
+        self.sr_age: float | None = None  # of the last frame shown
 
     def signal_stats(self) -> dict:
         """The source's signal: state (live | stale | no signal), losses, comebacks and when the last was."""
@@ -162,7 +158,12 @@ class _Loop:
                 "frame_age_s": round(c.frame_age(), 2)}
 
     def work(self) -> dict:
-        """Frames that ran the segmenter / the generator (the others reused earlier frames' work)."""
+        """Frames that ran the segmenter / the generator (the others reused earlier frames' work); with two
+        loops, the SR loop's counts (it takes the newest frame whenever it is free)."""
+        sr_loop = getattr(self.pipeline, "sr_loop", None)
+        if sr_loop is not None:
+            return {"segmented": sr_loop.counts["segmented"], "computed": sr_loop.counts["computed"],
+                    "sr_loop_error": sr_loop.error}
         return {"segmented": self.segmented, "computed": self.computed}
 
     def step(self, got: tuple[np.ndarray, int] | None) -> None:
@@ -185,7 +186,8 @@ class _Loop:
             self.capture.stamp = max(self.capture.stamp, time.perf_counter())  # waiting for warm-up is not latency
         result = self.pipeline(self.raw)
         end_to_end = (time.perf_counter() - self.capture.stamp) * 1000
-        self.meter.add(result.timings_ms, end_to_end)
+        self.meter.add(result.timings_ms, end_to_end, result.sr_age_ms)
+        self.sr_age = result.sr_age_ms
         self.segmented += bool(result.segmented)
         self.computed += bool(result.found and result.computed)
         self.flicker.add(self.raw, result)
@@ -196,7 +198,7 @@ class _Loop:
 
     def stats(self, latency: dict, *, signal: bool) -> dict:
         """What every sink gets with each frame (the keys are the Sink contract)."""
-        return {"frame": self.index, "fps": self.meter.fps(), "latency_ms": latency,
+        return {"frame": self.index, "fps": self.meter.fps(), "latency_ms": latency, "sr_age_ms": self.sr_age,
                 "dropped": self.capture.dropped, "signal": signal, **self.signal_stats(), **self.info}
 
 
@@ -226,164 +228,13 @@ def format_summary(summary: dict) -> str:
     steady = (f"flicker {flicker['flicker_enhanced']:.2f} vs bicubic {flicker['flicker_bicubic']:.2f} grey levels "
               f"({flicker['flicker_excess']:+.2f}) over {flicker['pairs']} frame pairs"
               if flicker.get("pairs") else "flicker: fewer than 2 comparable frames")
+    age = (f"; an earlier frame's SR shown on {summary['sr_shown']}, its age p50 {summary['sr_age_p50_ms']:.0f} ms, "
+           f"p95 {summary['sr_age_p95_ms']:.0f} ms" if summary.get("sr_shown") else "")
     return (f"{summary['frames']} frames in {summary['seconds']:.1f} s ({summary['stopped']}): "
             f"{summary['fps']:.1f} fps, end-to-end latency p50 {summary['latency_p50_ms']:.1f} ms, "
             f"p95 {summary['latency_p95_ms']:.1f} ms, p99 {summary.get('latency_p99_ms', 0.0):.1f} ms\n"
             f"dropped {summary['dropped']}, signal lost {summary['lost']}×, reconnected {summary['reconnects']}×"
             f"{' (last at ' + summary['last_reconnect'] + ')' if summary.get('last_reconnect') else ''}; "
-            f"segmenter ran on {summary.get('segmented', 0)}, generator on {summary.get('computed', 0)} frames\n"
-            f"{steady}\n"
+            f"segmenter ran on {summary.get('segmented', 0)}, generator on {summary.get('computed', 0)} frames"
+            f"{age}\n{steady}\n"
             f"stage p50 (ms): {stages or 'none'}")
-
-
-# ---------------------------------------------------------------------- the command
-def source_uri(camera: int | None, source: str | None) -> str:
-    """``--camera N`` or ``--source URI`` (exactly one) as one URI."""
-    if (camera is None) == (source is None):
-        raise SkinedgeError("give exactly one of --camera N or --source URI (e.g. --camera 0, --source csi://0, "
-                            "--source clip.mp4)")
-    if camera is not None:
-        if camera < 0:
-            raise SkinedgeError(f"--camera must be a camera number (0, 1, ...), got {camera}")
-        return f"camera://{camera}"
-    return str(source)
-
-
-def parse_serve(serve: str) -> tuple[str, int]:
-    """``--serve`` → (host, port), by the web viewer's rules (127.0.0.1 unless a host is named)."""
-    return _sink_module("web", "the web viewer", "install skinedge[cpu]").parse_serve(serve)
-
-
-def _sink_module(name: str, what: str, fix: str):
-    """``skinedge.runtime.sinks.NAME``, imported only when that sink is wanted."""
-    module = f"skinedge.runtime.sinks.{name}"
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        missing = "it is not in this install" if exc.name == module else f"it needs {exc.name}, which is missing"
-        raise SkinedgeError(f"{what} ({module}) cannot be loaded: {missing}; {fix}") from None
-
-
-def open_sinks(no_display: bool, serve: tuple[str, int] | None, log: Callable[[str], None],
-               viewer: tuple[dict, str] | None = None, max_viewers: int | None = None) -> list[Sink]:
-    """The window (when wanted and a display exists) and the web viewer (``--serve``, with ``viewer``'s
-    token and TLS from :func:`~skinedge.runtime.sinks.access.viewer_access`)."""
-    sinks: list[Sink] = []
-    try:
-        if not no_display:
-            view = _sink_module("view", "the window viewer", "run with --no-display")
-            if view.window_available():
-                sinks.append(view.WindowSink())
-            else:
-                log("no window: this OpenCV has no GUI or there is no display; running without one "
-                    "(--serve HOST:PORT shows the view in a browser, --no-display silences this)")
-        if serve is not None:
-            web = _sink_module("web", "the web viewer", "run without --serve")
-            access, where = viewer or ({}, "")
-            extra = {"max_viewers": max_viewers} if max_viewers is not None else {}
-            sink = web.WebSink(*serve, **access, **extra)
-            sinks.append(sink)
-            if where == "made":
-                log(f"web viewer: {sink.login_url()}\n  (a new secret for this run, shown only here: the link "
-                    "lets a browser in; scripts send Authorization: Bearer TOKEN)")
-            else:
-                log(f"web viewer: {sink.url}" + (f" (token from {where})" if where else ""))
-    except BaseException:
-        _close(sinks, None, log)
-        raise
-    return sinks
-
-
-def run_command(camera: int | None, source: str | None, models: Path, backend: str = "auto",
-                precision: str = "auto", mode: str = "roi", engines: Path | None = None, record: Path | None = None,
-                serve: str | None = None, no_display: bool = False, max_frames: int | None = None,
-                width: int | None = None, height: int | None = None, fps: float | None = None,
-                realtime: bool = False, log: Callable[[str], None] = print, fidelity: Fidelity | None = None,
-                sr_budget: str | int | None = "auto", target_fps: float = 10.0, reuse: bool = True,
-                seg_every: int = 3, token_file: Path | None = None, tls_cert: Path | None = None,
-                tls_key: Path | None = None, max_viewers: int | None = None, segment_s: float = SEGMENT_S) -> dict:
-    """Everything ``skinedge run`` does: check the options, open all, run live, print the summary.
-
-    Cheap checks come first (one source, max frames, --serve, the record folder), so a typo is one line
-    before models load or a camera starts. Returns the summary of :func:`run_live`.
-    """
-    uri = source_uri(camera, source)
-    check_max_frames(max_frames)
-    budget = parse_budget(sr_budget)
-    if target_fps <= 0 or seg_every < 1:
-        raise SkinedgeError(f"--target-fps must be positive and --seg-every ≥ 1, got {target_fps} and {seg_every}")
-    _check_capture(width, height, fps)
-    address = parse_serve(serve) if serve else None
-    viewer = None
-    if address is not None:
-        viewer = _sink_module("access", "the web viewer", "install skinedge[cpu]").viewer_access(
-            address[0], token_file, tls_cert, tls_key)
-    elif token_file or tls_cert or tls_key or max_viewers is not None:
-        raise SkinedgeError("--token-file, --tls-cert, --tls-key and --max-viewers are for the web viewer: add "
-                            "--serve HOST:PORT")
-    if record is not None:
-        check_record_path(record)
-        if not segment_s > 0:
-            raise SkinedgeError(f"--segment-seconds must be positive, got {segment_s}")
-    manifest = load_models(models)
-    with ExitStack() as stack:
-        src = stack.enter_context(open_source(uri, width, height, fps, log=lambda s: log(f"warning: {s}")))
-        log(f"source: {src.describe()}")
-        session = open_session(models, backend, precision, engines, mode, fidelity=fidelity, log=log, manifest=manifest)
-        pipeline = stack.enter_context(session.pipeline)
-        frame_fn = live_pipeline(pipeline, budget, target_fps, reuse, seg_every, log)
-        record_of = provenance.session_record(models, manifest, session.opened, pipeline, mode)
-        sinks = open_sinks(no_display, address, log, viewer, max_viewers)
-        try:
-            recorder = (Recorder(record, segment_s=segment_s, log=log, provenance=record_of)
-                        if record is not None else None)
-        except BaseException:
-            _close(sinks, None, log)
-            raise
-        summary = run_live(src, frame_fn, sinks, recorder, max_frames, log, realtime=realtime,
-                           backend=session.opened.backend, variants=session.opened.variants)
-    log(format_summary(summary))
-    if isinstance(frame_fn, _Controlled):
-        log(frame_fn.control.describe())
-    if record is not None:
-        log(f"recording in {record}/ (raw-*.mkv, enhanced-*.mkv by wall-clock segments, frames.jsonl)")
-    return summary
-
-
-def live_pipeline(pipeline, budget: int | str | None, target_fps: float, reuse: bool, seg_every: int,
-                  log: Callable[[str], None]) -> Callable[[np.ndarray], FrameResult]:
-    """The entered pipeline with the SR budget set (``auto``: measured here for ``target_fps``) and temporal
-    reuse around it; the GPU pipeline takes neither yet, and says so."""
-    if not isinstance(pipeline, Pipeline):
-        if budget is not None or reuse:
-            log("SR budget and temporal reuse: not on the GPU pipeline yet; every frame runs in full")
-        return pipeline
-    line, measured = set_budget_measured(pipeline, budget, target_fps)
-    log(line)
-    frame_fn = pipeline
-    if reuse:
-        log(f"temporal reuse: segmenter at least every {seg_every} frame(s), the mask tracked in between; the last "
-            "SR shown again while the lesion's pixels stay still")
-        frame_fn = TemporalReuse(pipeline, seg_every=seg_every)
-    if measured is None:
-        return frame_fn
-    log("SR budget: kept to the frame time while running (scaled by what each capped frame took)")
-    return _Controlled(frame_fn, BudgetControl(pipeline, measured))
-
-
-class _Controlled:
-    """A frame function whose results feed a :class:`BudgetControl` (``control.describe()`` for the summary)."""
-
-    def __init__(self, frame_fn: Callable[[np.ndarray], FrameResult], control: BudgetControl):
-        self.frame_fn, self.control = frame_fn, control
-
-    def __call__(self, frame: np.ndarray) -> FrameResult:
-        result = self.frame_fn(frame)
-        self.control(result)
-        return result
-
-
-def _check_capture(width: int | None, height: int | None, fps: float | None) -> None:
-    for name, value in (("--width", width), ("--height", height), ("--fps", fps)):
-        if value is not None and value <= 0:
-            raise SkinedgeError(f"{name} must be positive, got {value}")

@@ -18,24 +18,13 @@ Each :class:`~skinedge.runtime.pipeline.host.FrameResult` says what happened (``
 from __future__ import annotations
 
 import time
-from dataclasses import replace
-
 import numpy as np
 
 from skinedge.runtime.pipeline.host import FrameResult, Pipeline, check_frame
+from skinedge.runtime.live.motion import grey_small, phase_shift, shift_mask
 from skinedge.runtime.pipeline.mask import LesionMask
 
-MOTION_SIDE = 160  # width of the grey copy motion is measured on
 MAX_TRACK = 0.1  # a motion larger than this share of the frame's width re-runs the segmenter
-MIN_RESPONSE = 0.05  # phase correlation peak below this: motion unsure, re-run the segmenter
-
-
-def _grey_small(frame: np.ndarray) -> np.ndarray:
-    import cv2
-
-    h, w = frame.shape[:2]
-    small = cv2.resize(frame, (MOTION_SIDE, max(8, round(h * MOTION_SIDE / w))), interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32)
 
 
 def roi_change(now: np.ndarray, before: np.ndarray) -> float:
@@ -46,16 +35,6 @@ def roi_change(now: np.ndarray, before: np.ndarray) -> float:
         return float(np.abs(now.astype(np.int16) - before.astype(np.int16)).mean())
     pool = lambda a: a[:h, :w].astype(np.float32).reshape(h // 2, 2, w // 2, 2, 3).mean(axis=(1, 3))  # noqa: E731
     return float(np.abs(pool(now) - pool(before)).mean())
-
-
-def _shift_grid(grid: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """``grid`` moved by (dy, dx) cells, zeros where nothing moved in."""
-    out = np.zeros_like(grid)
-    h, w = grid.shape
-    ys, yd = (slice(0, h - dy), slice(dy, h)) if dy >= 0 else (slice(-dy, h), slice(0, h + dy))
-    xs, xd = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
-    out[yd, xd] = grid[ys, xs]
-    return out
 
 
 class TemporalReuse:
@@ -82,32 +61,14 @@ class TemporalReuse:
 
     def motion(self, grey: np.ndarray, frame_shape: tuple[int, int]) -> tuple[int, int] | None:
         """(dx, dy) in frame pixels since the last frame, or None when unsure."""
-        import cv2
-
-        if self.grey is None or self.grey.shape != grey.shape:
-            return None
-        window = cv2.createHanningWindow(grey.shape[::-1], cv2.CV_32F)
-        (dx, dy), response = cv2.phaseCorrelate(self.grey.copy(), grey.copy(), window)  # it windows its inputs in place
-        if response < MIN_RESPONSE:
-            return None
-        k = frame_shape[1] / grey.shape[1]
-        return round(dx * k), round(dy * k)
+        move = phase_shift(self.grey, grey, frame_shape[1])
+        return None if move is None else (round(move[0]), round(move[1]))
 
     def _track(self, move: tuple[int, int], frame_shape: tuple[int, int]) -> LesionMask | None:
         """The last mask shifted by the camera's motion, or None when it cannot follow (ROI leaves the frame)."""
-        lm, (dx, dy) = self.lm, move
-        if lm is None or abs(dx) > MAX_TRACK * frame_shape[1] or abs(dy) > MAX_TRACK * frame_shape[1]:
+        if self.lm is None or max(abs(move[0]), abs(move[1])) > MAX_TRACK * frame_shape[1]:
             return None
-        if not lm.found:
-            return lm
-        h, w = frame_shape
-        x0, y0, rw, rh = lm.roi
-        if not (0 <= x0 + dx and x0 + dx + rw <= w and 0 <= y0 + dy and y0 + dy + rh <= h):
-            return None
-        s = lm.mask.shape[0]
-        gy, gx = round(dy * s / h), round(dx * s / w)
-        return replace(lm, mask=_shift_grid(lm.mask, gy, gx), soft=_shift_grid(lm.soft, gy, gx),
-                       roi=(x0 + dx, y0 + dy, rw, rh))
+        return shift_mask(self.lm, move, frame_shape)
 
     def _still(self, frame: np.ndarray, lm: LesionMask) -> bool:
         """The ROI's LR pixels barely changed since the last computed SR (and it may still be reused)."""
@@ -123,7 +84,7 @@ class TemporalReuse:
         check_frame(frame)
         t: dict[str, float] = {}
         start = time.perf_counter()
-        grey = _grey_small(frame)
+        grey = grey_small(frame)
         move = self.motion(grey, frame.shape[:2])
         self.grey = grey
         lm = self._track(move, frame.shape[:2]) if move is not None and self.since_seg < self.seg_every - 1 \

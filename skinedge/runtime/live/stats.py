@@ -7,7 +7,8 @@ The live loop used to keep every frame's latency and stage times in lists (8 flo
   show: "now");
 - :class:`Histogram`: the whole run in log-spaced bins, 1 % wide, from 10 µs to 10⁵ s (~1,600 counters, fixed);
   its percentiles are within one bin (±1 %) of the exact ones (what the run's summary reports);
-- :class:`Meter`: both, for the end-to-end latency and each stage, plus fps over the last frames.
+- :class:`Meter`: both, for the end-to-end latency, each stage and the age of the SR shown (two loops), plus fps
+  over the last frames.
 """
 
 from __future__ import annotations
@@ -80,11 +81,15 @@ class Meter:
         self.window = window
         self.latency, self.latency_now = Histogram(), Window(window)
         self.stages: dict[str, Histogram] = {}
+        self.sr_age, self.sr_age_now = Histogram(), Window(window)
         self.done: deque[float] = deque(maxlen=FPS_WINDOW)
         self.first = self.last = 0.0
 
-    def add(self, timings_ms: dict[str, float], end_to_end_ms: float) -> None:
+    def add(self, timings_ms: dict[str, float], end_to_end_ms: float, sr_age_ms: float | None = None) -> None:
         now = time.perf_counter()
+        if sr_age_ms is not None:
+            self.sr_age.add(sr_age_ms)
+            self.sr_age_now.add(sr_age_ms)
         self.first = self.first or now
         self.last = now
         self.frames += 1
@@ -104,7 +109,8 @@ class Meter:
         return (len(self.done) - 1) / max(self.done[-1] - self.done[0], 1e-9)
 
     def summary(self) -> dict:
-        """The whole run: latency percentiles (±1 %, from the histogram), mean fps, stage medians; and the
+        """The whole run: latency percentiles (±1 %, from the histogram), mean fps, stage medians, the SR age's
+        percentiles over the frames that showed an SR made from an earlier frame (``sr_shown`` of them); and the
         last ``window`` frames' exact latency percentiles (``*_now``)."""
         span = self.last - self.first
         pct = lambda h, q: round(h.percentile(q), 2) if h.total else 0.0  # noqa: E731
@@ -114,4 +120,6 @@ class Meter:
                 "latency_now_p50_ms": round(self.latency_now.percentile(50), 2),
                 "latency_now_p99_ms": round(self.latency_now.percentile(99), 2),
                 "fps": round((self.frames - 1) / span, 2) if self.frames > 1 and span > 0 else 0.0,
-                "stage_p50_ms": {k: pct(v, 50) for k, v in self.stages.items()}}
+                "stage_p50_ms": {k: pct(v, 50) for k, v in self.stages.items()},
+                "sr_shown": self.sr_age.total, "sr_age_p50_ms": pct(self.sr_age, 50),
+                "sr_age_p95_ms": pct(self.sr_age, 95)}

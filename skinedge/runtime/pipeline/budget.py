@@ -144,12 +144,15 @@ class BudgetControl:
         self.lowest = self.highest = budget.pixels
 
     def __call__(self, result) -> None:
-        budget, t = self.pipeline.sr_budget, result.timings_ms
-        if budget is None or self.allowed_ms <= 0 or not (result.found and result.computed) \
-                or result.sr_input_scale is None or result.sr_input_scale >= 1.0:
-            return
-        roi_ms = t.get("sr", 0.0) + t.get("project", 0.0) + t.get("composite", 0.0)
-        if roi_ms <= 0:
+        if result.found and result.computed:
+            t = result.timings_ms
+            self.observe(t.get("sr", 0.0) + t.get("project", 0.0) + t.get("composite", 0.0),
+                         result.sr_input_scale)
+
+    def observe(self, roi_ms: float, input_scale: float | None) -> None:
+        """One computed ROI: the time of its ROI path and the share of its side the generator saw."""
+        budget = self.pipeline.sr_budget
+        if budget is None or self.allowed_ms <= 0 or input_scale is None or input_scale >= 1.0 or roi_ms <= 0:
             return
         step = min(1.1, max(0.7, self.allowed_ms / roi_ms))
         self.pipeline.sr_budget = int(min(self.high, max(MIN_BUDGET, budget * step)))

@@ -38,6 +38,8 @@ class FrameResult:
     reduced the ROI first) or the whole frame ×scale (``full`` mode, and whenever no lesion is found).
     ``segmented``/``computed`` say whether the segmenter and the generator ran on this frame or the live loop's
     temporal reuse carried the mask (tracked) or the SR result (reused) over from an earlier frame.
+    ``sr_age_ms`` (the two-loop live view) is how much older than this frame the frame was whose SR is shown
+    (None: no SR shown, or made from this very frame).
     """
 
     image: np.ndarray
@@ -52,6 +54,7 @@ class FrameResult:
     segmented: bool = True
     computed: bool = True
     sr: np.ndarray | None = field(default=None, repr=False)  # the projected SR of the (reduced) ROI, for reuse
+    sr_age_ms: float | None = None  # two-loop live view: how long before this frame the SR shown was made from
 
 
 class Pipeline:
@@ -108,9 +111,14 @@ class Pipeline:
         return lm
 
     def enhance(self, frame: np.ndarray, lm: LesionMask, t: dict[str, float], start: float,
-                reuse: np.ndarray | None = None) -> FrameResult:
-        """SR, projection and composite of a frame whose mask is known; ``reuse``: an earlier frame's projected
-        SR of a ROI of the same size, shown instead of running the generator again."""
+                reuse: np.ndarray | None = None, earlier: "EarlierSR | None" = None) -> FrameResult:
+        """SR, projection and composite of a frame whose mask is known.
+
+        ``reuse``: an earlier frame's *projected* SR of a ROI of the same size, shown again as it is (temporal
+        reuse). ``earlier``: the generator's output for this ROI made from an earlier frame (the live SR loop's,
+        already moved to where the lesion is now), projected onto *this* frame's camera pixels instead of
+        running the generator; with no SR in it (too old, or of another size), the ROI's bicubic up-scale.
+        """
         h, w = frame.shape[:2]
         full = (0, 0, w * self.scale, h * self.scale)
         if not lm.found:
@@ -121,29 +129,40 @@ class Pipeline:
             return FrameResult(image, False, None, lm.area, lm, t, "no lesion found: smooth up-scale only")
         x0, y0, rw, rh = lm.roi
         camera = reference.masked_roi(frame, lm.mask, lm.roi, "frame")
-        lesion = reference.roi_lesion(lm.soft, frame.shape[:2], lm.roi)
-        small = reduced_size(rw, rh, self.sr_budget)
-        if small != (rw, rh):  # over the budget: the generator sees the ROI reduced, as a lower-resolution camera
-            camera = down(camera, small[1], small[0])
-            lesion = reference.resample_axis(reference.resample_axis(lesion[None].astype(np.float32), small[1], 1,
-                                                                     "triangle"), small[0], 2, "triangle")[0] >= 0.5
-        invented = None
+        small = (earlier.size if earlier is not None else None) or reduced_size(rw, rh, self.sr_budget)
+        # what the shown ROI is made consistent with: the camera's own pixels whenever the view has at least as
+        # many (a ROI reduced for the generator still shows ≥ what the camera saw); else the reduced ROI
+        guide = camera if small == (rw, rh) or small[0] * self.scale >= rw else down(camera, small[1], small[0])
+        invented, note = None, ""
         if reuse is not None and reuse.shape[2:] != (small[1] * self.scale, small[0] * self.scale):
             reuse = None  # the SR budget changed the reduced size since that SR was made: compute it anew
+        if earlier is not None and not earlier.fits(small, self.scale):
+            earlier = EarlierSR(None)  # made at another reduced size: nothing of it can be placed here
         if reuse is not None:
             sr = reuse
             t["sr"] = t["project"] = 0.0
+        elif earlier is not None and earlier.sr is None:
+            sr = up(guide, small[1] * self.scale, small[0] * self.scale)
+            t["sr"] = t["project"] = 0.0
+            note = "SR too old or out of place: bicubic up-scale"
         else:
-            lr = camera if self.fidelity.surround == "frame" else np.where(
-                _keep(lm, frame.shape[:2], small), camera, 0.0).astype(np.float32)
-            sr = super_resolve_tiled(self._sr, lr, self.scale, self.tile, self.overlap, self.max_batch)
-            t["sr"] = _lap(start, t)
-            invented = residual(sr, camera, lesion)
-            invented = None if invented != invented else invented  # no lesion pixel inside the ROI: nothing to say
-            level = None
-            if self.fidelity.noise == "auto" and small == (rw, rh):  # the ROI keeps the frame's JPEG grid
+            if earlier is not None:
+                sr = earlier.sr
+                t["sr"] = 0.0
+            else:
+                sr = self.generate(camera if small == (rw, rh) else down(camera, small[1], small[0]), lm,
+                                   frame.shape[:2], small)
+                t["sr"] = _lap(start, t)
+            level = earlier.level if earlier is not None else None
+            if self.fidelity.noise == "auto" and guide is camera and level is None:  # the frame's own JPEG grid
                 level = noise_level.estimate(camera, origin=(y0, x0))
-            sr = project(sr, camera, self.fidelity, level=level)
+            lesion = reference.roi_lesion(lm.soft, frame.shape[:2], lm.roi)
+            if guide is not camera:
+                lesion = reference.resample_axis(reference.resample_axis(
+                    lesion[None].astype(np.float32), small[1], 1, "triangle"), small[0], 2, "triangle")[0] >= 0.5
+            invented = residual(sr, guide, lesion)
+            invented = None if invented != invented else invented  # no lesion pixel inside the ROI: nothing to say
+            sr = project(sr, guide, self.fidelity, level=level)
             t["project"] = _lap(start, t)
         if small == (rw, rh):
             rect = full if self.mode == "full" else (x0 * self.scale, y0 * self.scale, rw * self.scale,
@@ -153,11 +172,44 @@ class Pipeline:
             image = reference.composite(frame, up(sr, rh * self.scale, rw * self.scale), lm.soft, lm.roi,
                                         self.scale, full)
         else:
-            image = composite_reduced(camera, sr, lm.soft, frame.shape[:2], lm.roi)
+            image = composite_reduced(guide, sr, lm.soft, frame.shape[:2], lm.roi)
         t["composite"] = _lap(start, t)
         t["total"] = sum(t.values())
-        return FrameResult(image, True, lm.roi, lm.area, lm, t, residual=invented,
-                           sr_input_scale=small[0] / rw, computed=reuse is None, sr=sr)
+        return FrameResult(image, True, lm.roi, lm.area, lm, t, note, residual=invented,
+                           sr_input_scale=small[0] / rw, computed=reuse is None and earlier is None,
+                           sr=sr if earlier is None or earlier.sr is not None else None)
+
+    def generate(self, camera: np.ndarray, lm: LesionMask, frame_shape: tuple[int, int],
+                 small: tuple[int, int]) -> np.ndarray:
+        """The generator on the (reduced) camera ROI, with the surround the fidelity settings ask for."""
+        lr = camera if self.fidelity.surround == "frame" else np.where(
+            _keep(lm, frame_shape, small), camera, 0.0).astype(np.float32)
+        return super_resolve_tiled(self._sr, lr, self.scale, self.tile, self.overlap, self.max_batch)
+
+    def generate_frame(self, frame: np.ndarray, lm: LesionMask) -> "EarlierSR":
+        """What the live SR loop publishes for one frame: the generator's output for its (reduced) ROI and the
+        camera's noise level there, unprojected (each shown frame projects it onto its own pixels)."""
+        camera = reference.masked_roi(frame, lm.mask, lm.roi, "frame")
+        rw, rh = lm.roi[2:]
+        small = reduced_size(rw, rh, self.sr_budget)  # the budget read once: the size travels with the SR
+        sr = self.generate(camera if small == (rw, rh) else down(camera, small[1], small[0]), lm, frame.shape[:2],
+                           small)
+        level = None
+        if self.fidelity.noise == "auto" and (small == (rw, rh) or small[0] * self.scale >= rw):
+            level = noise_level.estimate(camera, origin=(lm.roi[1], lm.roi[0]))
+        return EarlierSR(sr, level, small)
+
+
+@dataclass(frozen=True)
+class EarlierSR:
+    """The generator's output for a ROI of an earlier frame (``sr`` None: show the bicubic up-scale instead)."""
+
+    sr: np.ndarray | None
+    level: "noise_level.NoiseLevel | None" = None
+    size: tuple[int, int] | None = None  # (w, h) of the LR the generator saw
+
+    def fits(self, small: tuple[int, int], scale: int) -> bool:
+        return self.sr is None or self.sr.shape[2:] == (small[1] * scale, small[0] * scale)
 
 
 MIN_BUDGET = 32 * 32  # below this the generator sees too little of a lesion to be worth running
@@ -189,8 +241,9 @@ def _keep(lm: LesionMask, frame_shape: tuple[int, int], size: tuple[int, int]) -
 
 def composite_reduced(camera: np.ndarray, sr: np.ndarray, soft: np.ndarray, frame_shape: tuple[int, int],
                       roi: Roi) -> np.ndarray:
-    """The ROI view when SR ran on the reduced ROI: the reduced camera ROI's bicubic up-scale as background,
-    SR inside the feathered mask (sampled at each output pixel's centre), by the composite's blending rule."""
+    """The ROI view when SR ran on the reduced ROI: the camera ROI's bicubic up-scale (``camera``: the ROI at the
+    camera's resolution when the view holds it, else reduced) as background, SR inside the feathered mask
+    (sampled at each output pixel's centre), by the composite's blending rule."""
     height, width = frame_shape
     x0, y0, w, h = roi
     _, _, oh, ow = sr.shape

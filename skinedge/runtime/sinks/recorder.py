@@ -5,7 +5,8 @@ Layout of ``PATH/``::
     raw-00000.mkv, raw-00001.mkv, ...            the camera frames (MJPEG in Matroska, the frame size)
     enhanced-00000.mkv, enhanced-00001.mkv, ...  the enhanced views, letterboxed onto a fixed canvas
     frames.jsonl     per frame: index, captured (wall-clock time the camera gave it), pts_ms (its time in the
-                     segment), found, roi, lesion_area, residual, timings_ms, end_to_end_ms, segment
+                     segment), found, roi, lesion_area, residual, timings_ms, end_to_end_ms, sr_age_ms (two
+                     loops: how much older the frame of the SR shown was), segment
     segments.jsonl   one line per segment once it is closed: files, frames, first index, start, seconds
     segment-00000.provenance.json, ...  per closed segment: the provenance record (models, their sha256,
                      settings; :mod:`skinedge.runtime.provenance`) with the sha256 of the segment's two files
@@ -340,6 +341,7 @@ def _line(result: FrameResult, index: int, end_to_end_ms: float | None, segment:
         "sr_input_scale": round(float(result.sr_input_scale), 4),
         "segmented": bool(result.segmented),
         "computed": bool(result.found and result.computed),
+        "sr_age_ms": None if result.sr_age_ms is None else round(float(result.sr_age_ms), 1),
         "timings_ms": {k: round(float(v), 3) for k, v in result.timings_ms.items()},
         "end_to_end_ms": None if end_to_end_ms is None else round(float(end_to_end_ms), 3),
         "segment": segment,

@@ -158,6 +158,10 @@ def status_lines(result: "FrameResult | None", stats: dict) -> list[str]:
         first.append(f"lesion {100 * result.lesion_area:.1f}%")
         if getattr(result, "residual", None) is not None:
             first.append(f"invented {result.residual:.1f}/255")
+        if getattr(result, "sr_age_ms", None) is not None:
+            first.append(f"SR age {result.sr_age_ms:.0f} ms")
+        elif not getattr(result, "computed", True) and "bicubic" in (result.note or ""):
+            first.append("SR old: bicubic")
     else:
         first.append("no lesion")
     stages = [f"{k} {float(v):.1f}" for k, v in lat.items() if k not in ("e2e", "end_to_end", "total")]

@@ -458,7 +458,8 @@ function describe(s) {
   const stages = Object.entries(lat).filter(([k]) => !["e2e", "end_to_end", "total"].includes(k))
     .map(([k, v]) => k + " " + f1(v)).join(" | ");
   const variants = Object.entries(s.variants || {}).map(([k, v]) => k + "=" + v).join(" ");
-  return ["fps " + f1(s.fps) + "   e2e " + (s.e2e_ms == null ? "-" : f1(s.e2e_ms) + " ms") + "   dropped " +
+  return ["fps " + f1(s.fps) + "   e2e " + (s.e2e_ms == null ? "-" : f1(s.e2e_ms) + " ms") +
+          (s.sr_age_ms == null ? "" : "   SR age " + Math.round(s.sr_age_ms) + " ms") + "   dropped " +
           (s.dropped ?? "-") + "   frame " + (s.frame ?? "-") + "   " + state,
           "stages ms: " + (stages || "-"),
           "backend " + (s.backend || "-") + " " + variants + "   source " + (s.source || "-") +

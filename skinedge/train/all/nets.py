@@ -157,10 +157,12 @@ def validate_generator(generator, cache: Cache, ids: list[str], device) -> dict[
 
 
 def train_generator(run: StageRun) -> dict:
-    """The 16-block generator (bicubic skip, ICNR) from the cache; returns the runner's result."""
+    """The 16-block generator (bicubic skip, ICNR, no BatchNorm, zero-started tail) from the cache; returns the
+    runner's result. Without BN and with the tail at zero (the untrained network is bicubic), a 7-minute probe
+    on the real split gained +0.04 dB on camera LR where the paper's BN trunk gained 0.00."""
     seed_everything(run.seed)
     plan = run.plan
-    arch = {"blocks": 16, "features": 64, "scale": 4, "bicubic_skip": True}
+    arch = {"blocks": 16, "features": 64, "scale": 4, "bicubic_skip": True, "norm": False, "zero_tail": True}
     generator = Generator(**arch).to(run.device).to(memory_format=torch.channels_last)
     base_lr = 3e-4
     opt = torch.optim.Adam(generator.parameters(), lr=base_lr, betas=(0.9, 0.99))
@@ -174,14 +176,14 @@ def train_generator(run: StageRun) -> dict:
     config = {"command": "train all", "phase": "pretrain", "hr_size": plan.sr_crop, "batch": plan.sr_batch,
               "lr": base_lr, "schedule": "cosine over the time budget", "math": what, "pixel_loss": "l1",
               "degradation": f"camera (b) {1 - plan.clean_share:.0%}, bicubic (a) {plan.clean_share:.0%}",
-              "lesion_focus": plan.lesion_focus, "init": "ICNR pixel-shuffle convolutions", **arch}
+              "lesion_focus": plan.lesion_focus, "init": "ICNR pixel-shuffle convolutions, tail at zero", **arch}
     phase = Phase("sr-pretrain", "sr", len(train), plan.sr_batch, LONG_RUN, lambda *a: {},
                   lambda: validate_generator(generator, cache, val_ids, run.device), "gain",
                   {"model": generator}, {"model": opt}, arch,
                   {"config": config, "data": run.data, "io": io}, run.seed)
-    what_line = (f"sr: 16-block generator (bicubic skip, ICNR), HR crops {plan.sr_crop}², batch {plan.sr_batch}, "
-                 f"{what}, {run.workers} loader worker(s), {len(train.ids)} train images, validation on "
-                 f"{len(val_ids)} whole photos")
+    what_line = (f"sr: 16-block generator (bicubic skip, ICNR, no BN), HR crops {plan.sr_crop}², "
+                 f"batch {plan.sr_batch}, {what}, {run.workers} loader worker(s), {len(train.ids)} train images, "
+                 f"validation on {len(val_ids)} whole photos")
     return _train(run, phase, train, plan.sr_batch, base_lr, lambda lr, hr: F.l1_loss(generator(lr).float(), hr),
                   "l1", what_line)
 

@@ -1,0 +1,176 @@
+"""Two loops: the display at the camera's rate, segmenter and generator on their own thread (real ONNX Runtime
+sessions of the exported test models, generated frames)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+from test_runtime import lesion_frame
+
+from skinedge.data.video import moving_lesion_frames, write_moving_lesion_clip
+from skinedge.runtime.live.command import run_command
+from skinedge.runtime.live.display import TwoLoopDisplay
+from skinedge.runtime.live.motion import Track, shift_mask
+from skinedge.runtime.live.sr_loop import SRLoop, set_threads
+from skinedge.runtime.pipeline.host import EarlierSR
+from skinedge.runtime.pipeline.mask import LesionMask
+from skinedge.runtime.pipeline.projection import down
+
+
+def wait_for(loop: SRLoop, index: int, timeout: float = 30.0):
+    """The SR loop's result for frame ``index`` (or later)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        got = loop.latest()
+        if got is not None and got.index >= index:
+            return got
+        time.sleep(0.005)
+    raise AssertionError(f"the SR loop gave no result for frame {index} in {timeout} s")
+
+
+def test_the_track_sums_measured_shifts_and_forgets_across_an_unsure_step():
+    track = Track(size=8)
+    track.add(0, None)
+    track.add(1, (2.4, -1.0))
+    track.add(2, (2.4, -1.0))
+    assert track.since(0) == (5, -2) and track.since(1) == (2, -1) and track.since(2) == (0, 0)
+    track.add(3, None)  # motion could not be measured: nothing before frame 3 can be placed
+    track.add(4, (1.0, 0.0))
+    assert track.since(2) is None and track.since(3) == (1, 0)
+    for i in range(5, 20):
+        track.add(i, (0.0, 0.0))
+    assert track.since(4) is None and track.since(19) == (0, 0)  # out of the bounded path
+
+
+def test_a_shifted_mask_moves_its_roi_and_grid_and_refuses_to_leave_the_frame():
+    grid = np.zeros((64, 64), np.uint8)
+    grid[20:30, 20:30] = 1
+    lm = LesionMask(True, grid, grid.astype(np.float32), (40, 40, 60, 60), 0.02)
+    moved = shift_mask(lm, (16, -8), (128, 128))
+    assert moved.roi == (56, 32, 60, 60)
+    assert moved.mask[16:26, 28:38].all() and moved.mask.sum() == grid.sum()
+    assert shift_mask(lm, (40, 0), (128, 128)) is None  # 40 + 40 + 60 > 128
+
+
+def test_the_display_shows_the_sr_loops_result_projected_onto_each_new_frame(exported, pipeline):
+    root, _, _ = exported
+    frame = lesion_frame(root)
+    with SRLoop(pipeline) as loop:
+        display = TwoLoopDisplay(pipeline, loop, max_age_ms=60_000)
+        first = display(frame)
+        assert not first.found and first.sr_age_ms is None  # nothing published yet: the smooth up-scale
+        wait_for(loop, 0)
+        noisy = np.clip(frame.astype(np.int16) + np.random.default_rng(1).integers(-3, 4, frame.shape), 0,
+                        255).astype(np.uint8)
+        shown = display(noisy)
+    assert shown.found and shown.sr_age_ms is not None and shown.sr_age_ms > 0
+    assert not shown.computed and not shown.segmented  # the display loop ran no network
+    direct = pipeline(noisy)  # the one-loop pipeline on the same frame: same ROI, its own generator run
+    assert shown.roi == direct.roi and shown.image.shape == direct.image.shape
+    # projected onto *this* frame: its LR agrees with this frame's pixels as closely as a fresh SR does
+    x0, y0, w, h = shown.roi
+    lr = noisy[y0:y0 + h, x0:x0 + w].astype(np.float32)
+    for result in (shown, direct):
+        sr = result.image.astype(np.float32).transpose(2, 0, 1)[None] / 255
+        back = down(sr, h, w)[0].transpose(1, 2, 0) * 255
+        assert np.abs(back - lr).mean() < 6.0
+    assert np.abs(shown.image.astype(np.int16) - direct.image.astype(np.int16)).mean() < 3.0
+    assert loop.counts["segmented"] >= 1 and loop.counts["computed"] >= 1
+
+
+def test_an_sr_older_than_the_limit_or_out_of_place_is_never_shown(exported, pipeline):
+    root, _, _ = exported
+    frame = lesion_frame(root)
+    with SRLoop(pipeline) as loop:
+        display = TwoLoopDisplay(pipeline, loop, max_age_ms=1e-3)
+        display(frame)
+        wait_for(loop, 0)
+        old = display(frame)
+        assert old.found and old.sr_age_ms is None and "bicubic" in old.note
+        display.max_age_ms = 60_000
+        fresh = display(frame)
+        assert fresh.sr_age_ms is not None
+        blank = np.full_like(frame, 128)  # no texture: the motion since the SR's frame cannot be measured
+        unsure = display(blank)
+        assert unsure.sr_age_ms is None and "bicubic" in unsure.note
+    assert display.counts["bicubic"] == 2 and display.counts["sr"] == 1
+
+
+def test_the_bicubic_fallback_is_the_plain_up_scale_of_this_frame(exported, pipeline):
+    root, _, _ = exported
+    frame = lesion_frame(root)
+    lm = pipeline.segment(frame, {}, time.perf_counter())
+    plain = pipeline.enhance(frame, lm, {}, time.perf_counter(), earlier=EarlierSR(None))
+    x0, y0, w, h = lm.roi
+    cv2 = pytest.importorskip("cv2")
+    bicubic = cv2.resize(frame[y0:y0 + h, x0:x0 + w], plain.image.shape[1::-1], interpolation=cv2.INTER_CUBIC)
+    inner = (slice(8, -8), slice(8, -8))  # away from the ROI's edge, where the two resamplers' borders differ
+    assert np.abs(plain.image[inner].astype(np.int16) - bicubic[inner].astype(np.int16)).mean() < 2.0
+    assert not plain.computed
+
+
+def test_an_sr_loop_failure_is_one_line_and_the_view_goes_on(exported, pipeline, monkeypatch):
+    root, _, _ = exported
+    frame = lesion_frame(root)
+    lines: list[str] = []
+
+    def broken(*a, **k):
+        raise RuntimeError("device lost")
+
+    monkeypatch.setattr(pipeline, "generate_frame", broken)
+    with SRLoop(pipeline, log=lines.append) as loop:
+        display = TwoLoopDisplay(pipeline, loop)
+        display(frame)
+        end = time.monotonic() + 30
+        while loop.error is None and time.monotonic() < end:
+            time.sleep(0.01)
+        after = display(frame)
+    assert loop.error == "RuntimeError: device lost" and len(lines) == 1 and "SR loop stopped" in lines[0]
+    assert after.image is not None and after.sr_age_ms is None
+
+
+def test_threads_are_set_per_network_on_onnx_runtime(exported, pipeline):
+    assert set_threads(pipeline, 1) and pipeline.seg.loader.threads == 1 and pipeline.sr.loader.threads == 1
+    assert pipeline.seg.active and pipeline.sr.active  # re-opened with the new setting
+    assert not set_threads(pipeline, 0)
+
+
+def test_run_shows_every_frame_and_reports_the_sr_age(exported, tmp_path):
+    _, _, models = exported
+    clip = tmp_path / "clip.avi"
+    write_moving_lesion_clip(clip, seconds=2.0, fps=30.0, width=160, height=120, seed=2)
+    lines: list[str] = []
+    summary = run_command(None, str(clip), models, backend="onnxruntime", precision="fp32", no_display=True,
+                          record=tmp_path / "rec", log=lines.append, realtime=True, max_sr_age_ms=1000)
+    text = "\n".join(lines)
+    assert "two loops" in text and "SR loop" in text
+    assert summary["frames"] + summary["dropped"] >= 55 and summary["sr_shown"] > 0
+    assert 0 < summary["sr_age_p50_ms"] <= summary["sr_age_p95_ms"] <= 1000 * 1.02
+    assert summary["segmented"] >= summary["computed"] > 0
+    records = [json.loads(line) for line in (tmp_path / "rec" / "frames.jsonl").read_text().splitlines()]
+    ages = [r["sr_age_ms"] for r in records if r["sr_age_ms"] is not None]
+    assert len(records) == summary["frames"] and len(ages) == summary["sr_shown"]
+    assert not any(r["segmented"] or r["computed"] for r in records)  # the display loop ran no network
+
+
+def test_on_a_moving_clip_no_sr_older_than_the_limit_is_shown(exported, pipeline):
+    """A clock that moves 1/30 s a frame; every 5th frame waits for the SR loop to catch up: frames after it
+    show its SR while it is within the limit (100 ms: 3 frames), and bicubic after."""
+    frames = list(moving_lesion_frames(seconds=1.0, fps=30.0, width=160, height=120, seed=3))
+    now = [0.0]
+    with SRLoop(pipeline) as loop:
+        display = TwoLoopDisplay(pipeline, loop, max_age_ms=100, clock=lambda: now[0])
+        ages, stale = [], 0
+        for k, frame in enumerate(frames):
+            result = display(frame)
+            if result.sr_age_ms is not None:
+                ages.append(result.sr_age_ms)
+            stale += result.found and result.sr_age_ms is None
+            if k % 5 == 0:
+                wait_for(loop, k)
+            now[0] += 1 / 30
+    assert display.counts["frames"] == 30 and display.counts["sr"] == len(ages) > 0, display.counts
+    assert max(ages) <= 100 and stale == display.counts["bicubic"]
