@@ -5,8 +5,9 @@ temporary folder and played with ``--realtime`` (frames the pipeline cannot keep
 camera's would be), headless, through :func:`skinedge.runtime.live.command.run_command` — the function the CLI
 calls — once per setting, in one process on one set of models:
 
-- ``default``: what ``skinedge run`` does (auto backends, auto SR budget for ``--target-fps``, temporal reuse);
-- ``no reuse``: the auto budget, every frame segmented and super-resolved;
+- ``default``: what ``skinedge run`` does (auto backends, auto SR budget for ``--target-fps``, two loops);
+- ``one loop, reuse``: ``--no-sr-loop``: temporal reuse, the default before two loops;
+- ``no reuse``: one loop, the auto budget, every frame segmented and super-resolved;
 - ``no budget, no reuse``: the paper's pipeline on the same backends (every ROI at full size).
 
 Reported per setting: processed frames/s, end-to-end latency p50/p95/p99 (capture → result), p99/p50, frames
@@ -31,8 +32,9 @@ from skinedge.runtime.live.command import run_command
 
 SETTINGS = {
     "default": {},
-    "no reuse": {"reuse": False},
-    "no budget, no reuse": {"reuse": False, "sr_budget": "none"},
+    "one loop, reuse": {"sr_loop": False},
+    "no reuse": {"sr_loop": False, "reuse": False},
+    "no budget, no reuse": {"sr_loop": False, "reuse": False, "sr_budget": "none"},
 }
 
 

@@ -346,6 +346,7 @@ def run_cli(
     tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", help="PEM certificate chain: serve the viewer over HTTPS"),
     tls_key: Optional[Path] = typer.Option(None, "--tls-key", help="PEM private key for --tls-cert"),
     max_viewers: Optional[int] = typer.Option(None, "--max-viewers", help="concurrent viewer streams (default 4); more are refused"),
+    watchdog: bool = typer.Option(False, "--watchdog", help="under systemd (Type=notify, WatchdogSec=): READY=1 at the first frame, WATCHDOG=1 only while frames flow, so a hung run is restarted"),
 ) -> None:
     """Live: camera or stream in, enhanced view out (window, file, web viewer).
 
@@ -360,7 +361,8 @@ def run_cli(
                           max_frames, width, height, fps, realtime, log=typer.echo, fidelity=fidelity,
                           sr_budget=sr_budget, target_fps=target_fps, reuse=reuse, seg_every=seg_every,
                           token_file=token_file, tls_cert=tls_cert, tls_key=tls_key, max_viewers=max_viewers,
-                          segment_s=segment_seconds, sr_loop=sr_loop, max_sr_age_ms=max_sr_age, sr_threads=sr_threads)
+                          segment_s=segment_seconds, sr_loop=sr_loop, max_sr_age_ms=max_sr_age, sr_threads=sr_threads,
+                          watchdog=watchdog)
     status = EXIT_CODES.get(summary["stopped"], 1)
     if status:
         raise typer.Exit(status)

@@ -34,7 +34,7 @@ class DemoPlan:
     live_width: int
     live_height: int
     bench_frames: int
-    bench_live_seconds: float  # bench's live rows (temporal reuse off/on, flicker)
+    bench_live_seconds: float  # bench's live rows (per-frame, temporal reuse, two loops; flicker)
 
 
 FULL = DemoPlan(count=400, size=128, seg_epochs=7, sr_steps=300, sr_blocks=8, sr_hr=64, calibration_images=32,
@@ -138,7 +138,7 @@ def demo_steps(out: Path, plan: DemoPlan = FULL) -> list[Step]:
          lambda: write_moving_lesion_clip(clip, plan.live_seconds, 30.0, plan.live_width, plan.live_height, SEED,
                                           log=log)),
         ("live: the clip in real time (frames dropped when the pipeline is busy, like a camera), headless and "
-         "recorded, with the SR budget and temporal reuse",
+         "recorded: every frame shown, the SR loop beside the display (SR age in the summary)",
          ["run", "--source", str(clip), "--models", str(models), "--realtime", "--no-display", "--record",
           str(out / "recording")],
          lambda: run_command(None, str(clip), models, realtime=True, no_display=True, record=out / "recording",

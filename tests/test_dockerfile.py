@@ -152,3 +152,17 @@ def _hadolint() -> str | None:
 def test_hadolint_is_clean():
     result = subprocess.run([_hadolint(), "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_health_check_asks_the_viewers_healthz():
+    checks = _all("HEALTHCHECK")
+    assert len(checks) == 1 and "CMD" in checks[0] and "SKINEDGE_HEALTH_URL" in checks[0]
+    assert any(args.startswith("SKINEDGE_HEALTH_URL=") and args.endswith(":8080/healthz") for args in _all("ENV"))
+    assert "8080" in _all("EXPOSE")[0]
+
+
+def test_the_systemd_unit_restarts_always_and_watches_the_frames():
+    unit = (ROOT / "deploy" / "skinedge.service").read_text()
+    for line in ("Type=notify", "Restart=always", "WatchdogSec=30"):
+        assert re.search(rf"^{re.escape(line)}$", unit, re.M), line
+    assert "--watchdog" in unit and "skinedge run" in unit

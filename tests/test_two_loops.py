@@ -174,3 +174,50 @@ def test_on_a_moving_clip_no_sr_older_than_the_limit_is_shown(exported, pipeline
             now[0] += 1 / 30
     assert display.counts["frames"] == 30 and display.counts["sr"] == len(ages) > 0, display.counts
     assert max(ages) <= 100 and stale == display.counts["bicubic"]
+
+
+def test_bad_two_loop_options_are_one_line_before_anything_opens(exported, tmp_path):
+    from skinedge.errors import SkinedgeError
+
+    _, _, models = exported
+    for bad in ({"max_sr_age_ms": 0}, {"sr_threads": -1}):
+        with pytest.raises(SkinedgeError, match="--max-sr-age must be positive and --sr-threads"):
+            run_command(None, str(tmp_path / "missing.avi"), models, no_display=True, log=lambda s: None, **bad)
+
+
+def test_the_watchdog_says_ready_then_pings_while_frames_flow_then_stopping(exported, tmp_path, monkeypatch):
+    import socket
+    import threading
+
+    from skinedge.errors import SkinedgeError
+    from skinedge.runtime.live.watchdog import Watchdog
+
+    _, _, models = exported
+    address = str(tmp_path / "notify.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(address)
+    listener.settimeout(60.0)
+    got: list[str] = []
+
+    def read() -> None:  # as systemd does, while the run goes
+        while not got or got[-1] != "STOPPING=1":
+            try:
+                got.append(listener.recv(64).decode())
+            except TimeoutError:
+                return
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    clip = tmp_path / "clip.avi"
+    write_moving_lesion_clip(clip, seconds=0.5, fps=30.0, width=96, height=72, seed=1)
+    monkeypatch.setenv("NOTIFY_SOCKET", address)
+    monkeypatch.setenv("WATCHDOG_USEC", "2")  # 1 µs between pings: one per shown frame
+    summary = run_command(None, str(clip), models, backend="onnxruntime", precision="fp32", no_display=True,
+                          log=lambda s: None, watchdog=True, sr_loop=False)
+    reader.join()
+    listener.close()
+    assert got[0] == "READY=1" and got[-1] == "STOPPING=1"
+    assert got.count("WATCHDOG=1") == summary["frames"] and got.count("READY=1") == 1
+    monkeypatch.delenv("NOTIFY_SOCKET")
+    with pytest.raises(SkinedgeError, match="--watchdog needs systemd's NOTIFY_SOCKET"):
+        Watchdog.from_environment()

@@ -197,3 +197,31 @@ def test_run_prints_a_made_token_once_and_refuses_viewer_options_without_serve(e
     assert len(links) == 1 and re.search(r"web viewer: http://127\.0\.0\.1:\d+/\?token=[\w-]{40,}", links[0])
     with pytest.raises(SkinedgeError, match="are for the web viewer: add --serve"):
         run_command(None, str(clip), models, token_file=tmp_path / "t")
+
+
+@needs_curl
+def test_healthz_needs_no_token_carries_no_image_and_says_503_without_signal():
+    import json
+    import urllib.error
+    import urllib.request
+
+    def health(port: int) -> tuple[int, dict]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=3) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    live = {"signal": True, "state": "live", "frame_age_s": 0.01, "fps": 30.0, "source": "camera 0"}
+    with WebSink("0.0.0.0", 0, token=TOKEN) as sink:
+        assert health(sink.port)[0] == 503  # nothing shown yet
+        with Feeder(sink, pattern, stats=live) as feeder:
+            while feeder.shown < 2:
+                time.sleep(0.01)
+            code, body = health(sink.port)
+            assert code == 200 and body == {"status": "ok", "state": "live", "frame_age_s": 0.01, "fps": 30.0}
+            assert curl(f"http://127.0.0.1:{sink.port}/stats.json")[0] == 401  # the rest still needs the token
+        sink.show(None, None, dict(live, signal=False, state="no signal", frame_age_s=4.2))
+        code, body = health(sink.port)
+        assert code == 503 and body["status"] == "no signal" and set(body) == {"status", "state", "frame_age_s",
+                                                                                "fps"}

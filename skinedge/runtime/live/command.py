@@ -22,6 +22,7 @@ from skinedge.runtime.live.loop import _close, check_max_frames, format_summary,
 from skinedge.runtime.live.reuse import TemporalReuse
 from skinedge.runtime.live.sources import open_source
 from skinedge.runtime.live.sr_loop import SRLoop, set_threads
+from skinedge.runtime.live.watchdog import Watchdog
 from skinedge.runtime.manifest import load_models
 from skinedge.runtime.pipeline.budget import BudgetControl, parse_budget, set_budget_measured
 from skinedge.runtime.pipeline.host import FrameResult, Pipeline
@@ -96,7 +97,8 @@ def run_command(camera: int | None, source: str | None, models: Path, backend: s
                 sr_budget: str | int | None = "auto", target_fps: float = 10.0, reuse: bool = True,
                 seg_every: int = 3, token_file: Path | None = None, tls_cert: Path | None = None,
                 tls_key: Path | None = None, max_viewers: int | None = None, segment_s: float = SEGMENT_S,
-                sr_loop: bool = True, max_sr_age_ms: float = MAX_AGE_MS, sr_threads: int = 0) -> dict:
+                sr_loop: bool = True, max_sr_age_ms: float = MAX_AGE_MS, sr_threads: int = 0,
+                watchdog: bool = False) -> dict:
     """Everything ``skinedge run`` does: check the options, open all, run live, print the summary.
 
     Cheap checks come first (one source, max frames, --serve, the record folder), so a typo is one line
@@ -123,6 +125,7 @@ def run_command(camera: int | None, source: str | None, models: Path, backend: s
         check_record_path(record)
         if not segment_s > 0:
             raise SkinedgeError(f"--segment-seconds must be positive, got {segment_s}")
+    notify = Watchdog.from_environment() if watchdog else None
     manifest = load_models(models)
     with ExitStack() as stack:
         src = stack.enter_context(open_source(uri, width, height, fps, log=lambda s: log(f"warning: {s}")))
@@ -140,7 +143,7 @@ def run_command(camera: int | None, source: str | None, models: Path, backend: s
             _close(sinks, None, log)
             raise
         summary = run_live(src, frame_fn, sinks, recorder, max_frames, log, realtime=realtime,
-                           backend=session.opened.backend, variants=session.opened.variants)
+                           backend=session.opened.backend, variants=session.opened.variants, watchdog=notify)
     log(format_summary(summary))
     control = getattr(frame_fn, "control", None)
     if control is not None:

@@ -46,7 +46,7 @@ def check_max_frames(max_frames: int | None) -> None:
 def run_live(source: Source, pipeline: Callable[[np.ndarray], FrameResult], sinks: list[Sink],
              recorder: Recorder | None = None, max_frames: int | None = None, log: Callable[[str], None] = print,
              *, realtime: bool = False, backend: str = "", variants: dict | None = None,
-             warmup: bool = True) -> dict:
+             warmup: bool = True, watchdog=None) -> dict:
     """Run the live loop; closes the sinks and the recorder (not the source) when it ends.
 
     Args:
@@ -58,6 +58,7 @@ def run_live(source: Source, pipeline: Callable[[np.ndarray], FrameResult], sink
         max_frames: stop after this many processed frames (None: until the source ends or Ctrl-C).
         realtime: read a file or folder at its own fps and drop what the pipeline cannot keep up with.
         warmup: run the first frame once untimed, so one-off start-up cost does not count as latency.
+        watchdog: a :class:`~skinedge.runtime.live.watchdog.Watchdog` told of every shown frame (systemd).
     Returns:
         Summary: frames, dropped, the signal (state, lost, reconnects, last_lost, last_reconnect, frame_age_s),
         latency_p50_ms / p95 / p99 (end to end), fps (mean), stage_p50_ms, seconds, stopped (end of source |
@@ -69,6 +70,7 @@ def run_live(source: Source, pipeline: Callable[[np.ndarray], FrameResult], sink
     check_max_frames(max_frames)
     loop = _Loop(source, pipeline, sinks, recorder, realtime=realtime, log=log, warmup=warmup,
                  info={"source": source.describe(), "backend": backend, "variants": dict(variants or {})})
+    loop.watchdog = watchdog
     stopped, started = "end of source", time.perf_counter()
     stack = ExitStack()
     try:
@@ -94,6 +96,8 @@ def run_live(source: Source, pipeline: Callable[[np.ndarray], FrameResult], sink
         log("interrupted (Ctrl-C): closing the recording and the viewers")
     finally:
         loop.capture.stop()
+        if watchdog is not None:
+            watchdog.stopping()
         _close(sinks, recorder, log)
         stack.close()
     return {**loop.meter.summary(), "dropped": loop.capture.dropped, **loop.signal_stats(),
@@ -149,6 +153,7 @@ class _Loop:
         self.flicker = FlickerMeter()
         self.segmented = self.computed = 0
         self.sr_age: float | None = None  # of the last frame shown
+        self.watchdog = None
 
     def signal_stats(self) -> dict:
         """The source's signal: state (live | stale | no signal), losses, comebacks and when the last was."""
@@ -195,6 +200,8 @@ class _Loop:
         _show(self.sinks, self.raw, result, self.stats(self.latency, signal=True))
         if self.recorder is not None:
             self.recorder.write(self.raw, result, self.index, end_to_end, at=self.capture.stamp)
+        if self.watchdog is not None:
+            self.watchdog.frame()
 
     def stats(self, latency: dict, *, signal: bool) -> dict:
         """What every sink gets with each frame (the keys are the Sink contract)."""

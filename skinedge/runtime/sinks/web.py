@@ -1,7 +1,8 @@
 """A browser viewer: ``skinedge run --serve HOST:PORT`` (stdlib HTTP server, no external assets).
 
 Routes: ``/`` the page, ``/stream.mjpg`` the live view as MJPEG, ``/frame.jpg``
-the newest frame, ``/stats.json`` the loop's stats. Off loopback every route
+the newest frame, ``/stats.json`` the loop's stats, ``/healthz`` (no token: state, frame age and fps only)
+200 while frames flow and 503 otherwise. Off loopback every other route
 needs the viewer's secret (:mod:`skinedge.runtime.sinks.access`); with a
 certificate it is HTTPS; at most ``max_viewers`` streams run at once. Every shown frame is
 composed once (``compose_view``) and JPEG-encoded at most once, by the first
@@ -251,6 +252,16 @@ class WebSink:
                     self._jpegs[kind] = (seq, data)
             return seq, data
 
+    def health(self) -> tuple[int, bytes]:
+        """(200 while frames flow, else 503; the JSON body): the signal's state, the newest frame's age and the
+        frame rate only, so a supervisor (Docker's HEALTHCHECK, a load balancer) can ask without a token."""
+        with self._cond:
+            stats = dict(self._stats)
+        live = bool(stats.get("signal")) and stats.get("state") == "live" and not self._closed
+        body = {"status": "ok" if live else "no signal", "state": stats.get("state", "starting"),
+                "frame_age_s": stats.get("frame_age_s"), "fps": stats.get("fps")}
+        return (200 if live else 503), json.dumps(_jsonable(body)).encode()
+
     def _stats_json(self) -> bytes:
         with self._cond:
             stats = dict(self._stats, clients=len(self._clients), shown=self._seq)
@@ -273,6 +284,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         url = urlsplit(self.path)
+        if url.path == "/healthz":  # before the gate: a supervisor has no token, and nothing here is patient data
+            code, body = self.server.sink.health()
+            try:
+                self._send(code, "application/json", body)
+            except OSError:
+                pass
+            return
         route = {"/": self._page, "/index.html": self._page, "/stream.mjpg": self._stream, "/frame.jpg": self._frame,
                  "/stats.json": self._stats}.get(url.path)
         try:
