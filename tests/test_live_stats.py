@@ -45,3 +45,15 @@ def test_meter_memory_is_fixed_whatever_the_run_length():
     summary = m.summary()
     assert abs(summary["latency_p50_ms"] - float(np.median([50.0 + i % 13 for i in range(20000)]))) < 0.6
     assert set(summary["stage_p50_ms"]) == set(timings)
+
+
+def test_the_sr_age_is_summarised_over_the_frames_that_showed_an_earlier_sr_only():
+    m = Meter(window=64)
+    for i in range(1000):
+        m.add({"total": 10.0}, 12.0, None if i % 4 == 0 else 40.0 + i % 100)
+    ages = [40.0 + i % 100 for i in range(1000) if i % 4]
+    summary = m.summary()
+    assert summary["sr_shown"] == len(ages) and len(m.sr_age_now.values) == 64
+    assert abs(summary["sr_age_p50_ms"] - float(np.median(ages))) <= 0.01 * float(np.median(ages))
+    assert abs(summary["sr_age_p95_ms"] - float(np.percentile(ages, 95))) <= 0.01 * float(np.percentile(ages, 95))
+    assert Meter().summary()["sr_shown"] == 0

@@ -15,7 +15,7 @@ from skinedge.runtime.live.command import run_command
 from skinedge.runtime.live.display import TwoLoopDisplay
 from skinedge.runtime.live.motion import Track, shift_mask
 from skinedge.runtime.live.sr_loop import SRLoop, set_threads
-from skinedge.runtime.pipeline.host import EarlierSR
+from skinedge.runtime.pipeline.host import EarlierSR, reduced_size
 from skinedge.runtime.pipeline.mask import LesionMask
 from skinedge.runtime.pipeline.projection import down
 
@@ -221,3 +221,41 @@ def test_the_watchdog_says_ready_then_pings_while_frames_flow_then_stopping(expo
     monkeypatch.delenv("NOTIFY_SOCKET")
     with pytest.raises(SkinedgeError, match="--watchdog needs systemd's NOTIFY_SOCKET"):
         Watchdog.from_environment()
+
+
+def test_the_pacer_shows_frames_a_constant_delay_after_capture():
+    from skinedge.runtime.live.display import HOLD_FLOOR_MS, Pacer
+
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(s: float) -> None:
+        slept.append(s)
+        now[0] += s
+
+    pacer = Pacer(ceiling_ms=25.0, clock=lambda: now[0], sleep=sleep)
+    shown = []
+    for k in range(400):
+        captured = k / 30
+        now[0] = captured + (0.020 if k % 50 == 0 else 0.010)  # ready 10 ms after capture, every 50th at 20 ms
+        pacer.hold(captured)
+        shown.append((now[0] - captured) * 1000)
+    late = shown[100:]
+    assert max(late) - min(late) < 1e-6 and late[0] == pytest.approx(20.0)  # all at the p99 of ready: 20 ms
+    assert pacer.delay_ms == pytest.approx(20.0) and HOLD_FLOOR_MS <= pacer.delay_ms <= 25.0
+    pacer = Pacer(ceiling_ms=25.0, clock=lambda: now[0], sleep=sleep)
+    now[0] = 100.040  # a frame later than the ceiling is shown at once
+    slept.clear()
+    pacer.hold(100.0)
+    assert not slept and pacer.delay_ms == pytest.approx(25.0)
+
+
+def test_with_camera_resolution_the_generator_sees_at_least_a_quarter_of_the_rois_side(pipeline):
+    pipeline.sr_budget = 1024
+    try:
+        assert pipeline.sr_size(400, 300)[0] * pipeline.scale < 400  # the budget alone: a view below the camera
+        pipeline.camera_resolution = True
+        w, h = pipeline.sr_size(400, 300)
+        assert (w, h) == (100, 75) and pipeline.sr_size(60, 40) == reduced_size(60, 40, 1024)
+    finally:
+        pipeline.sr_budget, pipeline.camera_resolution = None, False

@@ -207,6 +207,7 @@ def measure_live(models: Path, manifest: dict, backend: str, precision: str, cli
         if strategy == "reuse" and host:
             step = TemporalReuse(pipeline)
         elif strategy == "two loops" and host:
+            pipeline.camera_resolution = True
             sr_loop = stack.enter_context(SRLoop(pipeline))
             step = TwoLoopDisplay(pipeline, sr_loop)
         budget[2](step(clip[0]))  # warm-up, not counted

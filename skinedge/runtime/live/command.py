@@ -189,6 +189,7 @@ def live_pipeline(pipeline, live: LiveSettings, log: Callable[[str], None],
             if control is not None and got.earlier is not None:
                 control.observe(got.sr_ms, got.earlier.size[0] / got.lm.roi[2])
 
+        pipeline.camera_resolution = True
         loop = stack.enter_context(SRLoop(pipeline, log, on_result if control else None))
         display = TwoLoopDisplay(pipeline, loop, live.max_sr_age_ms)
         display.control = control

@@ -23,11 +23,37 @@ import numpy as np
 
 from skinedge.runtime.live.motion import Track, grey_small, phase_shift, shift_mask
 from skinedge.runtime.live.sr_loop import Published, SRLoop
+from skinedge.runtime.live.stats import Window
 from skinedge.runtime.pipeline.host import EarlierSR, FrameResult, Pipeline, check_frame
 from skinedge.runtime.pipeline.mask import LesionMask
 
 MAX_AGE_MS = 250.0  # an SR older than this is not shown: ~8 frames at 30 fps, where tracking still holds
+HOLD_WINDOW = 300  # frames whose processing latency sets the presentation delay (~10 s at 30 fps)
+HOLD_FLOOR_MS = 5.0
 NO_LESION = LesionMask(False, np.zeros((1, 1), np.uint8), np.zeros((1, 1), np.float32), None, 0.0)
+
+
+class Pacer:
+    """Shows every frame a constant delay after its capture, as a video player's jitter buffer does: the step's
+    own time jitters with what the SR loop and the decoder do on the shared cores, the shown frames do not.
+
+    The delay is the 99th percentile of the last ``HOLD_WINDOW`` frames' ready-latency (capture → composite
+    done), at least ``HOLD_FLOOR_MS`` and at most ``ceiling_ms`` (below the camera's frame interval, so holding
+    never makes the loop miss the next frame). A frame later than the delay is shown at once.
+    """
+
+    def __init__(self, ceiling_ms: float, clock=time.perf_counter, sleep=time.sleep):
+        self.ceiling_ms, self.clock, self.sleep = ceiling_ms, clock, sleep
+        self.ready = Window(HOLD_WINDOW)
+        self.delay_ms = HOLD_FLOOR_MS
+
+    def hold(self, captured: float) -> None:
+        """Wait until ``captured`` + the delay (``clock`` seconds), learning from this frame's ready-latency."""
+        self.ready.add((self.clock() - captured) * 1000)
+        self.delay_ms = min(self.ceiling_ms, max(HOLD_FLOOR_MS, self.ready.percentile(99)))
+        wait = captured + self.delay_ms / 1000 - self.clock()
+        if wait > 0:
+            self.sleep(wait)
 
 
 class TwoLoopDisplay:
@@ -49,6 +75,8 @@ class TwoLoopDisplay:
         self.grey: np.ndarray | None = None
         self.index = -1
         self.counts = {"frames": 0, "sr": 0, "bicubic": 0, "no_lesion": 0}
+        self.paced = True  # the display loop shows its results at a constant delay (:class:`Pacer`)
+        self.control = None  # the SR budget's live control, when ``run`` set one (its summary line)
 
     def __call__(self, frame: np.ndarray) -> FrameResult:
         h, w = check_frame(frame)

@@ -26,6 +26,7 @@ import numpy as np
 
 from skinedge.errors import SkinedgeError
 from skinedge.runtime.live.capture import STALE_S, LatestFrame
+from skinedge.runtime.live.display import Pacer
 from skinedge.runtime.live.flicker import FlickerMeter
 from skinedge.runtime.live.stats import Meter
 from skinedge.runtime.live.sources import Source
@@ -154,6 +155,10 @@ class _Loop:
         self.segmented = self.computed = 0
         self.sr_age: float | None = None  # of the last frame shown
         self.watchdog = None
+        self.pacer = None
+        if getattr(pipeline, "paced", False):  # the two-loop display: a constant delay, under the frame interval
+            interval_ms = 1000.0 / (source.fps or 30.0)
+            self.pacer = Pacer(0.95 * interval_ms)
 
     def signal_stats(self) -> dict:
         """The source's signal: state (live | stale | no signal), losses, comebacks and when the last was."""
@@ -190,6 +195,8 @@ class _Loop:
             self.pipeline(self.raw)
             self.capture.stamp = max(self.capture.stamp, time.perf_counter())  # waiting for warm-up is not latency
         result = self.pipeline(self.raw)
+        if self.pacer is not None:
+            self.pacer.hold(self.capture.stamp)
         end_to_end = (time.perf_counter() - self.capture.stamp) * 1000
         self.meter.add(result.timings_ms, end_to_end, result.sr_age_ms)
         self.sr_age = result.sr_age_ms

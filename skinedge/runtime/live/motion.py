@@ -7,6 +7,7 @@ moved by the sum of the shifts since.
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from dataclasses import replace
 
@@ -33,12 +34,18 @@ def phase_shift(before: np.ndarray | None, now: np.ndarray, frame_width: int) ->
 
     if before is None or before.shape != now.shape:
         return None
-    window = cv2.createHanningWindow(now.shape[::-1], cv2.CV_32F)
-    (dx, dy), response = cv2.phaseCorrelate(before.copy(), now.copy(), window)  # it windows its inputs in place
+    (dx, dy), response = cv2.phaseCorrelate(before.copy(), now.copy(), _hanning(now.shape))  # windows in place
     if response < MIN_RESPONSE:
         return None
     k = frame_width / now.shape[1]
     return dx * k, dy * k
+
+
+@functools.lru_cache(maxsize=4)
+def _hanning(shape: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    return cv2.createHanningWindow(shape[::-1], cv2.CV_32F)
 
 
 def _shift_grid(grid: np.ndarray, dy: int, dx: int) -> np.ndarray:

@@ -74,6 +74,9 @@ class Pipeline:
             raise SkinedgeError(f"--sr-budget must be at least {MIN_BUDGET} LR pixels, got {sr_budget}")
         self.seg, self.sr, self.mode, self.settings, self.fidelity = seg, sr, mode, settings, fidelity
         self.tile, self.overlap, self.max_batch, self.sr_budget = tile, overlap, max_batch, sr_budget
+        # the live SR loop's floor: the generator sees at least 1/scale of the ROI's side, so the view (×scale)
+        # holds every camera pixel and is projected onto them (its time then sets the SR's age, not the fps)
+        self.camera_resolution = False
         seg_net, sr_net = manifest["networks"]["seg"], manifest["networks"]["sr"]
         self.seg_in, self.seg_out = seg_net["input"]["name"], seg_net["output"]["name"]
         self.size = int(seg_net["input"]["shape"][2])
@@ -129,7 +132,7 @@ class Pipeline:
             return FrameResult(image, False, None, lm.area, lm, t, "no lesion found: smooth up-scale only")
         x0, y0, rw, rh = lm.roi
         camera = reference.masked_roi(frame, lm.mask, lm.roi, "frame")
-        small = (earlier.size if earlier is not None else None) or reduced_size(rw, rh, self.sr_budget)
+        small = (earlier.size if earlier is not None else None) or self.sr_size(rw, rh)
         # what the shown ROI is made consistent with: the camera's own pixels whenever the view has at least as
         # many (a ROI reduced for the generator still shows ≥ what the camera saw); else the reduced ROI
         guide = camera if small == (rw, rh) or small[0] * self.scale >= rw else down(camera, small[1], small[0])
@@ -186,12 +189,20 @@ class Pipeline:
             _keep(lm, frame_shape, small), camera, 0.0).astype(np.float32)
         return super_resolve_tiled(self._sr, lr, self.scale, self.tile, self.overlap, self.max_batch)
 
+    def sr_size(self, rw: int, rh: int) -> tuple[int, int]:
+        """(w, h) the generator gets for a rw×rh ROI: reduced to the SR budget, but with ``camera_resolution``
+        never below 1/scale of the ROI's side (so the view holds every camera pixel)."""
+        small = reduced_size(rw, rh, self.sr_budget)
+        if self.camera_resolution and small[0] * self.scale < rw:
+            small = (min(rw, -(-rw // self.scale)), min(rh, -(-rh // self.scale)))
+        return small
+
     def generate_frame(self, frame: np.ndarray, lm: LesionMask) -> "EarlierSR":
         """What the live SR loop publishes for one frame: the generator's output for its (reduced) ROI and the
         camera's noise level there, unprojected (each shown frame projects it onto its own pixels)."""
         camera = reference.masked_roi(frame, lm.mask, lm.roi, "frame")
         rw, rh = lm.roi[2:]
-        small = reduced_size(rw, rh, self.sr_budget)  # the budget read once: the size travels with the SR
+        small = self.sr_size(rw, rh)  # the budget read once: the size travels with the SR
         sr = self.generate(camera if small == (rw, rh) else down(camera, small[1], small[0]), lm, frame.shape[:2],
                            small)
         level = None

@@ -18,7 +18,8 @@ class Sink(Protocol):
     """``show`` gets every frame: raw is uint8 BGR; result None = no signal (then called at ~2 Hz).
 
     stats: frame (int index), fps (float, end-to-end over the last ~30 frames), latency_ms (stage → ms of
-    this frame, empty when no signal), dropped (int), signal (bool), state ("live" | "stale" | "no signal"),
+    this frame, empty when no signal), sr_age_ms (two loops: the age of the SR shown, else None), dropped (int),
+    signal (bool), state ("live" | "stale" | "no signal"),
     lost, reconnects (int), last_lost, last_reconnect (ISO time or None), frame_age_s (float), source (str),
     backend (str), variants (dict).
 
