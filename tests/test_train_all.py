@@ -102,6 +102,31 @@ def test_icnr_generator_paints_no_checkerboard_at_init():
     assert checkerboard_energy(y) < 0.05 + checkerboard_energy(truth)
 
 
+def test_the_bn_free_generator_starts_as_bicubic_and_loads_like_the_papers(tmp_path):
+    import torch.nn.functional as F
+
+    from skinedge.models.checkpoint import save_checkpoint
+    from skinedge.models.load import load_generator
+
+    torch.manual_seed(0)
+    arch = {"blocks": 2, "features": 16, "scale": 4, "bicubic_skip": True, "norm": False, "zero_tail": True}
+    generator = Generator(**arch).eval()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in generator.modules())
+    x = torch.rand(1, 3, 12, 10)
+    with torch.no_grad():  # the untrained network is exactly bicubic: training only adds
+        assert torch.equal(generator(x), F.interpolate(x, scale_factor=4, mode="bicubic", align_corners=False))
+    paper = Generator(blocks=2, features=16)
+    names = lambda g: [k for k in g.state_dict() if "running" not in k and "num_batches" not in k]  # noqa: E731
+    assert set(names(generator)) <= set(names(paper))  # the same layer names: no BN, nothing renamed
+    with torch.no_grad():
+        generator.tail.weight.normal_()
+    path = tmp_path / "g.pt"
+    save_checkpoint(path, "sr", arch, {"model": generator.state_dict()})
+    loaded, _ = load_generator(path, "cpu")
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), generator(x))
+
+
 def _run(args: list[str], env: dict) -> subprocess.Popen:
     return subprocess.Popen(CLI + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
 
