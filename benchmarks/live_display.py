@@ -113,7 +113,7 @@ def score(clip: HRClip, camera: list[np.ndarray], kept: list) -> dict:
             "gain_psnr_y": round(mean["shown_psnr_y"] - mean["bicubic_psnr_y"], 3) if rows else None}
 
 
-def run_strategy(name: str, settings: LiveSettings, models: Path, manifest: dict, clip_path: Path) -> tuple:
+def run_strategy(settings: LiveSettings, models: Path, manifest: dict, clip_path: Path) -> tuple:
     lines: list[str] = []
     keep = Keep()
     with ExitStack() as stack:
@@ -147,7 +147,7 @@ def main() -> None:
         print(f"clip: {len(camera)} frames {width}×{height} (truth ×4), made in {time.perf_counter() - started:.0f} s",
               flush=True)
         for name in args.only or list(STRATEGIES):
-            summary, kept, lines = run_strategy(name, STRATEGIES[name], args.models, manifest, path)
+            summary, kept, lines = run_strategy(STRATEGIES[name], args.models, manifest, path)
             scores = score(clip, camera, kept)
             row = {"strategy": name, "settings": vars(STRATEGIES[name]) | {"budget": str(STRATEGIES[name].budget)},
                    "display_fps": summary["fps"], "frames": summary["frames"], "dropped": summary["dropped"],

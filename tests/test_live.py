@@ -18,14 +18,12 @@ import pytest
 from skinedge.data.generate import write_synthetic
 from skinedge.data.imageio import read_rgb
 from skinedge.errors import SkinedgeError
-from skinedge.runtime.backends import open_runners
 from skinedge.runtime.live import capture as capture_mod
 from skinedge.runtime.live.capture import LatestFrame
 from skinedge.runtime.live.command import parse_serve, run_command, source_uri
 from skinedge.runtime.live.loop import run_live
 from skinedge.runtime.live.sources import Source, has_gstreamer, open_source
-from skinedge.runtime.manifest import load_models
-from skinedge.runtime.pipeline.host import FrameResult, Pipeline
+from skinedge.runtime.pipeline.host import FrameResult
 from skinedge.runtime.sinks.recorder import Recorder, canvas_size, check_record_path
 
 H, W, FPS = 96, 128, 10.0
@@ -150,21 +148,12 @@ class FakeCamera(Source):
         return "fake camera"
 
 
-@pytest.fixture
-def ort_pipeline(exported):
-    _, _, models = exported
-    manifest = load_models(models)
-    opened = open_runners(models, manifest, "onnxruntime", "fp32")
-    with Pipeline(opened.seg, opened.sr, manifest, tile=opened.tile, max_batch=opened.max_batch) as pipeline:
-        yield pipeline
-
-
 # ------------------------------------------------------------------ video file → recording
-def test_video_file_is_processed_and_recorded_frame_by_frame(ort_pipeline, frames, video, tmp_path):
+def test_video_file_is_processed_and_recorded_frame_by_frame(pipeline, frames, video, tmp_path):
     rec, lines = tmp_path / "rec", []
     recorder = Recorder(rec, max_frames=10, log=lines.append)  # 10 frames a segment: 3 segments
     with open_source(str(video), log=lines.append) as source:
-        summary = run_live(source, ort_pipeline, [], recorder, log=lines.append, backend="onnxruntime")
+        summary = run_live(source, pipeline, [], recorder, log=lines.append, backend="onnxruntime")
     assert summary["frames"] == len(frames) and summary["dropped"] == 0 and summary["stopped"] == "end of source"
     assert summary["latency_p95_ms"] >= summary["latency_p50_ms"] > 0 and summary["fps"] > 0
     assert {"preprocess", "seg", "mask", "sr", "composite"} <= set(summary["stage_p50_ms"])

@@ -18,10 +18,11 @@ Each :class:`~skinedge.runtime.pipeline.host.FrameResult` says what happened (``
 from __future__ import annotations
 
 import time
+
 import numpy as np
 
-from skinedge.runtime.pipeline.host import FrameResult, Pipeline, check_frame
 from skinedge.runtime.live.motion import grey_small, phase_shift, shift_mask
+from skinedge.runtime.pipeline.host import FrameResult, Pipeline, check_frame
 from skinedge.runtime.pipeline.mask import LesionMask
 
 MAX_TRACK = 0.1  # a motion larger than this share of the frame's width re-runs the segmenter

@@ -54,8 +54,7 @@ class SRLoop:
         self._stop = False
         self._thread: threading.Thread | None = None
         self.error: str | None = None
-        self.counts = {"submitted": 0, "segmented": 0, "computed": 0}
-        self.busy_s = 0.0  # time spent in the networks: the SR loop's share of the run
+        self.counts = {"segmented": 0, "computed": 0}
 
     def __enter__(self) -> "SRLoop":
         return self.start()
@@ -81,7 +80,6 @@ class SRLoop:
         """The newest frame (the loop keeps a reference: the caller must not write into it afterwards)."""
         with self._cond:
             self._job = (frame, index, at)
-            self.counts["submitted"] += 1
             self._cond.notify()
 
     def latest(self) -> Published | None:
@@ -104,7 +102,6 @@ class SRLoop:
                 seg_done = time.perf_counter()
                 earlier = self.pipeline.generate_frame(frame, lm) if lm.found else None
                 end = time.perf_counter()
-                self.busy_s += end - start
                 got = Published(index, at, lm, earlier, (seg_done - start) * 1000, (end - seg_done) * 1000)
                 with self._cond:
                     self._latest = got

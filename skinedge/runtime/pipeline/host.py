@@ -135,7 +135,7 @@ class Pipeline:
         small = (earlier.size if earlier is not None else None) or self.sr_size(rw, rh)
         # what the shown ROI is made consistent with: the camera's own pixels whenever the view has at least as
         # many (a ROI reduced for the generator still shows ≥ what the camera saw); else the reduced ROI
-        guide = camera if small == (rw, rh) or small[0] * self.scale >= rw else down(camera, small[1], small[0])
+        guide = camera if self._view_holds(small, rw) else _reduced(camera, small)
         invented, note = None, ""
         if reuse is not None and reuse.shape[2:] != (small[1] * self.scale, small[0] * self.scale):
             reuse = None  # the SR budget changed the reduced size since that SR was made: compute it anew
@@ -153,8 +153,7 @@ class Pipeline:
                 sr = earlier.sr
                 t["sr"] = 0.0
             else:
-                sr = self.generate(camera if small == (rw, rh) else down(camera, small[1], small[0]), lm,
-                                   frame.shape[:2], small)
+                sr = self.generate(_reduced(guide, small), lm, frame.shape[:2], small)
                 t["sr"] = _lap(start, t)
             level = earlier.level if earlier is not None else None
             if self.fidelity.noise == "auto" and guide is camera and level is None:  # the frame's own JPEG grid
@@ -197,16 +196,20 @@ class Pipeline:
             small = (min(rw, -(-rw // self.scale)), min(rh, -(-rh // self.scale)))
         return small
 
+    def _view_holds(self, small: tuple[int, int], rw: int) -> bool:
+        """Whether the SR of a ROI reduced to ``small`` has at least the camera ROI's pixels (then it is projected
+        onto them at full resolution)."""
+        return small[0] * self.scale >= rw
+
     def generate_frame(self, frame: np.ndarray, lm: LesionMask) -> "EarlierSR":
         """What the live SR loop publishes for one frame: the generator's output for its (reduced) ROI and the
         camera's noise level there, unprojected (each shown frame projects it onto its own pixels)."""
         camera = reference.masked_roi(frame, lm.mask, lm.roi, "frame")
         rw, rh = lm.roi[2:]
         small = self.sr_size(rw, rh)  # the budget read once: the size travels with the SR
-        sr = self.generate(camera if small == (rw, rh) else down(camera, small[1], small[0]), lm, frame.shape[:2],
-                           small)
+        sr = self.generate(_reduced(camera, small), lm, frame.shape[:2], small)
         level = None
-        if self.fidelity.noise == "auto" and (small == (rw, rh) or small[0] * self.scale >= rw):
+        if self.fidelity.noise == "auto" and self._view_holds(small, rw):
             level = noise_level.estimate(camera, origin=(lm.roi[1], lm.roi[0]))
         return EarlierSR(sr, level, small)
 
@@ -238,6 +241,11 @@ def reduced_size(w: int, h: int, budget: int | None) -> tuple[int, int]:
         if ((rw - dw) * (rh - dh)) % 32:
             return rw - dw, rh - dh
     return rw, rh
+
+
+def _reduced(camera: np.ndarray, small: tuple[int, int]) -> np.ndarray:
+    """The 1×3×h×w camera ROI at the generator's (w, h): itself, or reduced as a lower-resolution camera sees it."""
+    return camera if camera.shape[2:] == (small[1], small[0]) else down(camera, small[1], small[0])
 
 
 def _keep(lm: LesionMask, frame_shape: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
