@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,25 +23,8 @@ import time
 from pathlib import Path
 
 from skinedge.data.video import write_moving_lesion_clip
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def listening(port: int) -> bool:
-    return any(line.split()[3] == "0A" and int(line.split()[1].split(":")[1], 16) == port
-               for line in Path("/proc/net/tcp").read_text().splitlines()[1:])
-
-
-def probe(file: Path) -> dict:
-    out = subprocess.run(["ffprobe", "-v", "error", "-count_packets", "-show_entries",
-                          "format=duration:stream=nb_read_packets", "-of", "json", str(file)],
-                         capture_output=True, text=True, check=True).stdout
-    info = json.loads(out)
-    return {"duration": float(info["format"]["duration"]), "packets": int(info["streams"][0]["nb_read_packets"])}
+from skinedge.runtime.sinks.recorder import read_frames
+from streams import free_port, listening, probe  # benchmarks/streams.py
 
 
 def main() -> None:
@@ -67,7 +49,7 @@ def main() -> None:
                "--no-display", "--record", str(rec), "--segment-seconds", str(args.segment_seconds), *args.run_args]
     with open(log, "w") as out:
         run = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-        frames = rec / "frames.jsonl"
+        frames = rec / "frames-00000.jsonl"
         while not (frames.exists() and frames.stat().st_size):
             if run.poll() is not None:
                 sys.exit(f"skinedge run exited {run.returncode}:\n{log.read_text()}")
@@ -78,7 +60,7 @@ def main() -> None:
         killed = time.time()
         run.wait()
     server.kill()
-    records = [json.loads(line) for line in frames.read_text().splitlines() if line.strip()]
+    records = read_frames(rec)
     segments = [json.loads(line) for line in (rec / "segments.jsonl").read_text().splitlines()]
     for seg in segments:
         seg["ffprobe"] = {s: probe(rec / seg[s]) for s in ("raw", "enhanced")}

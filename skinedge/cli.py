@@ -323,7 +323,8 @@ def run_cli(
     precision: str = typer.Option("auto", "--precision", help="auto (fastest the gates allow) | fp32 | fp16 | int8 | int8-cpu | int8-ov | pruned.*"),
     mode: str = typer.Option("roi", "--mode", help="roi: the lesion region ×4 | full: the whole frame ×4"),
     engines: Optional[Path] = typer.Option(None, "--engines", help="TensorRT engines (skinedge build-engines)"),
-    record: Optional[Path] = typer.Option(None, "--record", help="folder for raw + enhanced video (MKV, real frame times) in wall-clock segments, and frames.jsonl"),
+    record: Optional[Path] = typer.Option(None, "--record", help="folder for raw + enhanced video (MKV, real frame times) in wall-clock segments, each with its frame log"),
+    record_keep: Optional[str] = typer.Option(None, "--record-keep", help="with --record: keep at most this much, deleting the oldest closed segments first: a size (50MB, 2GB) or a duration (30min, 12h, 7d)"),
     segment_seconds: float = typer.Option(10.0, "--segment-seconds", help="with --record: close a segment every N seconds of wall time (a kill loses at most the open one)"),
     serve: Optional[str] = typer.Option(None, "--serve", help="web viewer at HOST:PORT (PORT alone: 127.0.0.1)"),
     no_display: bool = typer.Option(False, "--no-display", help="no window (headless)"),
@@ -362,7 +363,7 @@ def run_cli(
                           sr_budget=sr_budget, target_fps=target_fps, reuse=reuse, seg_every=seg_every,
                           token_file=token_file, tls_cert=tls_cert, tls_key=tls_key, max_viewers=max_viewers,
                           segment_s=segment_seconds, sr_loop=sr_loop, max_sr_age_ms=max_sr_age, sr_threads=sr_threads,
-                          watchdog=watchdog)
+                          watchdog=watchdog, record_keep=record_keep)
     status = EXIT_CODES.get(summary["stopped"], 1)
     if status:
         raise typer.Exit(status)

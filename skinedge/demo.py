@@ -201,6 +201,6 @@ def run_demo(out: Path, plan: DemoPlan = FULL) -> None:
                "the numbers show the chain works, not what the paper's models reach.")
     typer.echo(f"models: {out / 'models' / 'models.json'}; gate reports in {out / 'models' / 'reports'}/")
     typer.echo(f"enhanced held-out images: {out / 'report' / 'enhanced' / 'index.html'}")
-    typer.echo(f"live run: {out / 'clip.avi'} → {out / 'recording'}/ (raw-*.mkv, enhanced-*.mkv, frames.jsonl); "
+    typer.echo(f"live run: {out / 'clip.avi'} → {out / 'recording'}/ (raw-*.mkv, enhanced-*.mkv, frames-*.jsonl); "
                f"bench: {out / 'report' / 'bench.json'} and bench.png")
     typer.echo("not in the demo: TensorRT engines and the CUDA pipeline (they need a GPU).")

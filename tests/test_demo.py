@@ -6,6 +6,8 @@ import json
 
 from test_cli import skinedge_cli
 
+from skinedge.runtime.sinks.recorder import read_frames
+
 
 def test_tiny_demo_runs_every_step(tmp_path):
     out = tmp_path / "demo"
@@ -30,7 +32,7 @@ def test_tiny_demo_runs_every_step(tmp_path):
                                                 "skinsegmentsrgan", "skinedge"}
     assert (out / "contact-sheet.png").is_file() and (out / "report" / "report.html").is_file()
     assert "$ skinedge run --source" in text and "--realtime --no-display --record" in text
-    frames = [json.loads(line) for line in (out / "recording" / "frames.jsonl").read_text().splitlines()]
+    frames = read_frames(out / "recording")
     segments = [json.loads(line) for line in (out / "recording" / "segments.jsonl").read_text().splitlines()]
     assert frames and sum(s["frames"] for s in segments) == len(frames)
     assert (out / "recording" / "enhanced-00000.mkv").stat().st_size > 0

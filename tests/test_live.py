@@ -24,7 +24,7 @@ from skinedge.runtime.live.command import parse_serve, run_command, source_uri
 from skinedge.runtime.live.loop import run_live
 from skinedge.runtime.live.sources import Source, has_gstreamer, open_source
 from skinedge.runtime.pipeline.host import FrameResult
-from skinedge.runtime.sinks.recorder import Recorder, canvas_size, check_record_path
+from skinedge.runtime.sinks.recorder import Recorder, canvas_size, check_record_path, read_frames
 
 H, W, FPS = 96, 128, 10.0
 STATS_KEYS = {"frame", "fps", "latency_ms", "dropped", "signal", "source", "backend", "variants"}
@@ -166,7 +166,7 @@ def test_video_file_is_processed_and_recorded_frame_by_frame(pipeline, frames, v
         assert mad(got, frames[i]) < min(mad(got, f) for j, f in enumerate(frames) if j != i)
     enhanced = read_recording(rec, "enhanced")
     assert len(enhanced) == len(frames) and enhanced[0].shape[:2] == (H * 2, W * 2)
-    records = [json.loads(line) for line in (rec / "frames.jsonl").read_text().splitlines()]
+    records = read_frames(rec)
     assert [r["index"] for r in records] == list(range(len(frames)))
     assert {"index", "time", "found", "roi", "lesion_area", "timings_ms", "segment"} <= set(records[0])
     assert [r["segment"] for r in records] == [i // 10 for i in range(len(frames))]
@@ -180,7 +180,7 @@ def test_run_command_runs_headless_and_prints_the_summary(exported, video, tmp_p
     assert summary["frames"] == 5 and summary["stopped"] == "max frames"
     text = "\n".join(lines)
     assert "backend onnxruntime" in text and "5 frames in" in text and "end-to-end latency p50" in text
-    assert len((tmp_path / "rec" / "frames.jsonl").read_text().splitlines()) == 5
+    assert len(read_frames(tmp_path / "rec")) == 5
 
 
 def test_exit_status_says_how_the_run_ended(exported, video, monkeypatch):
@@ -406,7 +406,7 @@ def test_a_killed_recorder_leaves_its_closed_segments_playable(tmp_path):
     assert len(read_recording(rec)) == 10
     enhanced = read_recording(rec, "enhanced")
     assert len(enhanced) == 10 and enhanced[0].shape[:2] == canvas_size((W, H))[::-1]
-    assert len((rec / "frames.jsonl").read_text().splitlines()) == 12
+    assert len(read_frames(rec)) == 12
     assert (rec / "raw-00002.mkv").exists()  # the segment in progress: the only one a kill can cut
 
 
@@ -437,7 +437,7 @@ def test_segments_follow_the_wall_clock_and_frames_keep_their_real_times(frames,
     span = 7 * period  # first to last frame; the last frame then lasts until its segment's time is up
     total = sum(s["seconds"] for s in segments)
     assert span < total <= span + 0.4 + 0.3 < wall, (total, span, wall, segments)
-    records = [json.loads(line) for line in (rec / "frames.jsonl").read_text().splitlines()]
+    records = read_frames(rec)
     assert [r["pts_ms"] for r in records if r["segment"] == 0][0] == 0
     gaps = np.diff([r["captured"] for r in records])
     assert np.all(np.abs(gaps - period) < 0.05), gaps

@@ -3,7 +3,6 @@ on real ONNX Runtime sessions of the exported test models."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
 import numpy as np
@@ -22,6 +21,7 @@ from skinedge.runtime.pipeline.budget import Budget, BudgetControl, measure_budg
 from skinedge.runtime.pipeline.host import MIN_BUDGET, Pipeline, reduced_size
 from skinedge.runtime.pipeline.mask import LesionMask
 from skinedge.runtime.pipeline.projection import down, up
+from skinedge.runtime.sinks.recorder import read_frames
 
 
 def big_lesion_frame(root) -> np.ndarray:
@@ -196,7 +196,7 @@ def test_run_on_a_moving_lesion_clip_reports_budget_reuse_and_flicker(exported, 
     assert "SR budget" in text and "temporal reuse" in text and "flicker" in text
     assert summary["frames"] == 30 and summary["segmented"] >= 10 and summary["flicker"]["pairs"] > 0
     assert summary["latency_p99_ms"] >= summary["latency_p50_ms"] > 0
-    records = [json.loads(line) for line in (tmp_path / "rec" / "frames.jsonl").read_text().splitlines()]
+    records = read_frames(tmp_path / "rec")
     assert sum(r["segmented"] for r in records) == summary["segmented"]
     assert sum(r["computed"] for r in records) == summary["computed"]
     assert all(0 < r["sr_input_scale"] <= 1 for r in records)

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from skinedge.data.video import write_moving_lesion_clip
+from skinedge.runtime.sinks.recorder import read_frames
 
 FFMPEG, FFPROBE = "/usr/bin/ffmpeg", "/usr/bin/ffprobe"
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, with PyGObject (python3-gi): a venv does not see it
@@ -265,7 +266,7 @@ def test_sigkill_while_enhancing_slower_than_the_camera_loses_at_most_one_segmen
     check_segments_play_in_real_time(segments)
     for a, b in zip(segments, segments[1:]):
         assert abs(a["start"] + a["seconds"] - b["start"]) < 0.05  # back to back
-    frames = [json.loads(line) for line in (run.record / "frames.jsonl").read_text().splitlines()]
+    frames = read_frames(run.record)
     first = frames[0]["captured"]
     closed_until = segments[-1]["start"] + segments[-1]["seconds"]
     lost = killed - closed_until

@@ -3,7 +3,6 @@ sessions of the exported test models, generated frames)."""
 
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
@@ -18,6 +17,7 @@ from skinedge.runtime.live.sr_loop import SRLoop, set_threads
 from skinedge.runtime.pipeline.host import EarlierSR, reduced_size
 from skinedge.runtime.pipeline.mask import LesionMask
 from skinedge.runtime.pipeline.projection import down
+from skinedge.runtime.sinks.recorder import read_frames
 
 
 def wait_for(loop: SRLoop, index: int, timeout: float = 30.0):
@@ -150,7 +150,7 @@ def test_run_shows_every_frame_and_reports_the_sr_age(exported, tmp_path):
     assert summary["frames"] + summary["dropped"] >= 55 and summary["sr_shown"] > 0
     assert 0 < summary["sr_age_p50_ms"] <= summary["sr_age_p95_ms"] <= 1000 * 1.02
     assert summary["segmented"] >= summary["computed"] > 0
-    records = [json.loads(line) for line in (tmp_path / "rec" / "frames.jsonl").read_text().splitlines()]
+    records = read_frames(tmp_path / "rec")
     ages = [r["sr_age_ms"] for r in records if r["sr_age_ms"] is not None]
     assert len(records) == summary["frames"] and len(ages) == summary["sr_shown"]
     assert not any(r["segmented"] or r["computed"] for r in records)  # the display loop ran no network

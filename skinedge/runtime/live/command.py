@@ -30,6 +30,7 @@ from skinedge.runtime.pipeline.projection import Fidelity
 from skinedge.runtime.session import open_session
 from skinedge.runtime.sinks import Sink
 from skinedge.runtime.sinks.recorder import SEGMENT_S, Recorder, check_record_path
+from skinedge.runtime.sinks.storage import parse_keep
 
 
 def source_uri(camera: int | None, source: str | None) -> str:
@@ -98,7 +99,7 @@ def run_command(camera: int | None, source: str | None, models: Path, backend: s
                 seg_every: int = 3, token_file: Path | None = None, tls_cert: Path | None = None,
                 tls_key: Path | None = None, max_viewers: int | None = None, segment_s: float = SEGMENT_S,
                 sr_loop: bool = True, max_sr_age_ms: float = MAX_AGE_MS, sr_threads: int = 0,
-                watchdog: bool = False) -> dict:
+                watchdog: bool = False, record_keep: str | None = None) -> dict:
     """Everything ``skinedge run`` does: check the options, open all, run live, print the summary.
 
     Cheap checks come first (one source, max frames, --serve, the record folder), so a typo is one line
@@ -121,10 +122,13 @@ def run_command(camera: int | None, source: str | None, models: Path, backend: s
     elif token_file or tls_cert or tls_key or max_viewers is not None:
         raise SkinedgeError("--token-file, --tls-cert, --tls-key and --max-viewers are for the web viewer: add "
                             "--serve HOST:PORT")
+    keep = parse_keep(record_keep)
     if record is not None:
         check_record_path(record)
         if not segment_s > 0:
             raise SkinedgeError(f"--segment-seconds must be positive, got {segment_s}")
+    elif keep is not None:
+        raise SkinedgeError("--record-keep is for a recording: add --record FOLDER")
     notify = Watchdog.from_environment() if watchdog else None
     manifest = load_models(models)
     with ExitStack() as stack:
@@ -137,7 +141,7 @@ def run_command(camera: int | None, source: str | None, models: Path, backend: s
         record_of = provenance.session_record(models, manifest, session.opened, pipeline, mode)
         sinks = open_sinks(no_display, address, log, viewer, max_viewers)
         try:
-            recorder = (Recorder(record, segment_s=segment_s, log=log, provenance=record_of)
+            recorder = (Recorder(record, segment_s=segment_s, log=log, provenance=record_of, keep=keep)
                         if record is not None else None)
         except BaseException:
             _close(sinks, None, log)
@@ -149,7 +153,8 @@ def run_command(camera: int | None, source: str | None, models: Path, backend: s
     if control is not None:
         log(control.describe())
     if record is not None:
-        log(f"recording in {record}/ (raw-*.mkv, enhanced-*.mkv by wall-clock segments, frames.jsonl)")
+        log(f"recording in {record}/ (raw-*.mkv, enhanced-*.mkv and frames-*.jsonl by wall-clock segments; "
+            "segments.jsonl names the closed ones)")
     return summary
 
 

@@ -55,7 +55,7 @@ def run_live(source: Source, pipeline: Callable[[np.ndarray], FrameResult], sink
         pipeline: an activated :class:`~skinedge.runtime.pipeline.host.Pipeline` (or any frame → FrameResult).
         sinks: each gets ``show(raw, result, stats)`` per frame, and ``result=None`` at ~2 Hz without signal.
             A sink whose ``quit`` attribute turns True (window closed, 'q') ends the run.
-        recorder: writes raw frames, enhanced views and frames.jsonl.
+        recorder: writes raw frames, enhanced views and the frame logs.
         max_frames: stop after this many processed frames (None: until the source ends or Ctrl-C).
         realtime: read a file or folder at its own fps and drop what the pipeline cannot keep up with.
         warmup: run the first frame once untimed, so one-off start-up cost does not count as latency.
@@ -213,7 +213,9 @@ class _Loop:
     def stats(self, latency: dict, *, signal: bool) -> dict:
         """What every sink gets with each frame (the keys are the Sink contract)."""
         return {"frame": self.index, "fps": self.meter.fps(), "latency_ms": latency, "sr_age_ms": self.sr_age,
-                "dropped": self.capture.dropped, "signal": signal, **self.signal_stats(), **self.info}
+                "dropped": self.capture.dropped, "signal": signal,
+                "recording": None if self.recorder is None else self.recorder.state, **self.signal_stats(),
+                **self.info}
 
 
 def _iso(epoch: float | None) -> str | None:

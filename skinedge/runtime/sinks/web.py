@@ -478,7 +478,8 @@ function describe(s) {
   const variants = Object.entries(s.variants || {}).map(([k, v]) => k + "=" + v).join(" ");
   return ["fps " + f1(s.fps) + "   e2e " + (s.e2e_ms == null ? "-" : f1(s.e2e_ms) + " ms") +
           (s.sr_age_ms == null ? "" : "   SR age " + Math.round(s.sr_age_ms) + " ms") + "   dropped " +
-          (s.dropped ?? "-") + "   frame " + (s.frame ?? "-") + "   " + state,
+          (s.dropped ?? "-") + "   frame " + (s.frame ?? "-") + "   " + state +
+          (s.recording ? "   " + s.recording : ""),
           "stages ms: " + (stages || "-"),
           "backend " + (s.backend || "-") + " " + variants + "   source " + (s.source || "-") +
           "   viewers " + s.clients,
