@@ -7,7 +7,9 @@ Cheap checks come first, so a typo is one line before models load or a camera st
 from __future__ import annotations
 
 import importlib
-from contextlib import ExitStack
+import signal
+import threading
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -77,7 +79,7 @@ def open_sinks(no_display: bool, serve: tuple[str, int] | None, log: Callable[[s
             web = _sink_module("web", "the web viewer", "run without --serve")
             access, where = viewer or ({}, "")
             extra = {"max_viewers": max_viewers} if max_viewers is not None else {}
-            sink = web.WebSink(*serve, **access, **extra)
+            sink = web.WebSink(*serve, **access, **extra, log=log)
             sinks.append(sink)
             if where == "made":
                 log(f"web viewer: {sink.login_url()}\n  (a new secret for this run, shown only here: the link "
@@ -88,6 +90,34 @@ def open_sinks(no_display: bool, serve: tuple[str, int] | None, log: Callable[[s
         _close(sinks, None, log)
         raise
     return sinks
+
+
+@contextmanager
+def token_rotation(sinks: list[Sink], token_file: Path | None, log: Callable[[str], None]):
+    """While the run lasts, SIGHUP re-reads ``--token-file`` and hands the web viewer the new token (no restart:
+    old links, cookies and open streams stop working). A file that no longer passes is refused in one line and
+    the old token stays."""
+    web = [s for s in sinks if hasattr(s, "rotate")]
+    if token_file is None or not web or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    from skinedge.runtime.sinks.access import read_token
+
+    def reread(signum, frame) -> None:
+        try:
+            token, where = read_token(token_file, environ={})
+        except SkinedgeError as exc:
+            log(f"SIGHUP: the viewer token was not changed: {exc}")
+            return
+        for sink in web:
+            sink.rotate(token)
+        log(f"SIGHUP: viewer token rotated from {where}: old links, cookies and open streams no longer work")
+
+    previous = signal.signal(signal.SIGHUP, reread)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGHUP, previous)
 
 
 def run_command(camera: int | None, source: str | None, models: Path, backend: str = "auto",
@@ -146,6 +176,7 @@ def run_command(camera: int | None, source: str | None, models: Path, backend: s
         except BaseException:
             _close(sinks, None, log)
             raise
+        stack.enter_context(token_rotation(sinks, token_file, log))
         summary = run_live(src, frame_fn, sinks, recorder, max_frames, log, realtime=realtime,
                            backend=session.opened.backend, variants=session.opened.variants, watchdog=notify)
     log(format_summary(summary))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import math
 import os
 import secrets
 import ssl
@@ -32,6 +33,8 @@ from skinedge.errors import SkinedgeError
 
 TOKEN_ENV = "SKINEDGE_VIEW_TOKEN"
 MIN_TOKEN_CHARS = 16
+MIN_DISTINCT_CHARS = 8
+MIN_TOKEN_BITS = 64  # an online guesser at 1000 tries/s needs ~10^13 years (and 429s stop it far sooner)
 COOKIE = "skinedge_view"
 
 
@@ -46,11 +49,32 @@ def is_loopback(host: str) -> bool:
 
 
 def check_token(token: str, where: str) -> str:
+    """A token a person supplied, refused in one line saying why when it is short or easy to guess."""
     token = token.strip()
+    hint = "(e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
     if len(token) < MIN_TOKEN_CHARS or any(c.isspace() for c in token):
         raise SkinedgeError(f"the viewer token from {where} must be at least {MIN_TOKEN_CHARS} characters without "
-                            "spaces (e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))')")
+                            f"spaces {hint}")
+    weak = token_weakness(token)
+    if weak:
+        raise SkinedgeError(f"the viewer token from {where} is too easy to guess: {weak} {hint}")
     return token
+
+
+def token_weakness(token: str) -> str | None:
+    """Why a token is easy to guess, or None: too few different characters, a run (abcd…, 1234…), or under
+    :data:`MIN_TOKEN_BITS` bits by its length and the kinds of characters in it (a generous upper bound)."""
+    if len(set(token)) < MIN_DISTINCT_CHARS:
+        return f"only {len(set(token))} different characters (at least {MIN_DISTINCT_CHARS})"
+    steps = [ord(b) - ord(a) for a, b in zip(token, token[1:])]
+    if sum(abs(d) <= 1 for d in steps) >= len(steps) / 2:
+        return "it is mostly runs or repeats (abcd…, 1234…, aabb…)"
+    pool = sum(size for kind, size in ((str.islower, 26), (str.isupper, 26), (str.isdigit, 10))
+               if any(kind(c) for c in token)) + (32 if any(not c.isalnum() for c in token) else 0)
+    bits = len(token) * math.log2(pool)
+    if bits < MIN_TOKEN_BITS:
+        return f"about {bits:.0f} bits by its length and characters (at least {MIN_TOKEN_BITS})"
+    return None
 
 
 def read_token(token_file: Path | None, environ: dict | None = None) -> tuple[str | None, str]:
@@ -106,9 +130,20 @@ class Gate:
     """Decides each request: ``Gate(token)``; ``gate.check(headers, query)`` → (status, cookie to set)."""
 
     def __init__(self, token: str | None):
+        self.generation = 0  # +1 per rotation: streams let in before it end
+        self._set(token)
+
+    def _set(self, token: str | None) -> None:
         self.token = token
         self._cookie = None if token is None else hmac.new(token.encode(), b"skinedge-viewer-cookie",
                                                            hashlib.sha256).hexdigest()
+
+    def rotate(self, token: str) -> None:
+        """A new token (SIGHUP re-read the token file): old links, cookies and open streams stop working."""
+        if self.token is None:
+            raise SkinedgeError("this viewer has no token to rotate (it serves 127.0.0.1 without one)")
+        self._set(token)
+        self.generation += 1
 
     @property
     def open(self) -> bool:

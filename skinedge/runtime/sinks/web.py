@@ -4,7 +4,10 @@ Routes: ``/`` the page, ``/stream.mjpg`` the live view as MJPEG, ``/frame.jpg``
 the newest frame, ``/stats.json`` the loop's stats, ``/healthz`` (no token: state, frame age and fps only)
 200 while frames flow and 503 otherwise. Off loopback every other route
 needs the viewer's secret (:mod:`skinedge.runtime.sinks.access`); with a
-certificate it is HTTPS; at most ``max_viewers`` streams run at once. Every shown frame is
+certificate it is HTTPS; at most ``max_viewers`` streams run at once. Limits
+(:mod:`skinedge.runtime.sinks.limits`): connections per client and overall are
+capped (503 beyond, refused before a thread is started), and a client that sends
+too many wrong tokens is answered 429 until its lockout runs out. Every shown frame is
 composed once (``compose_view``) and JPEG-encoded at most once, by the first
 client that wants it; all clients share that JPEG. A streaming client always
 gets the newest frame when it is ready for one, so a slow client skips frames
@@ -24,7 +27,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import TCPServer
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import cv2
@@ -32,6 +35,7 @@ import numpy as np
 
 from skinedge.errors import SkinedgeError
 from skinedge.runtime.sinks.access import Gate, is_loopback
+from skinedge.runtime.sinks.limits import MAX_CONNECTIONS, MAX_PER_CLIENT, AuthLimiter, ConnectionCap
 from skinedge.runtime.sinks.view import compose_view, end_to_end_ms
 
 if TYPE_CHECKING:
@@ -48,6 +52,8 @@ MAX_VIEWERS = 4  # concurrent streams; more answer 503
 VIEWS = ("enhanced", "departure")  # ?view= on /stream.mjpg and /frame.jpg
 DEPARTURE_KEEP_S = 5.0  # the departure view is composed while a client asked for it within this
 HANDSHAKE_S = 10.0  # a TLS client must finish its handshake within this
+REFUSED = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nRetry-After: 5\r\n"
+           b"Connection: close\r\n\r\ntoo many connections; try again later\n")
 _HOST = re.compile(r"[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]")
 _SERVE_HELP = "--serve expects HOST:PORT, :PORT or PORT with a port in 0-65535 (e.g. 127.0.0.1:8080)"
 
@@ -71,6 +77,7 @@ def parse_serve(value: str) -> tuple[str, int]:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True  # streaming clients never keep the process alive
+    request_queue_size = 1024  # a burst of connections waits in the kernel's backlog to be accepted (or refused)
     tls: ssl.SSLContext | None = None
 
     def server_bind(self) -> None:  # HTTPServer's would do a reverse DNS look-up (getfqdn): slow offline
@@ -90,6 +97,29 @@ class _Server(ThreadingHTTPServer):
     def handle_error(self, request, client_address) -> None:
         pass  # a client's broken connection is not the run's problem: no traceback on the live console
 
+    def process_request(self, request, client_address) -> None:
+        """Beyond the connection cap: 503 and close, here on the accepting thread (no thread for it)."""
+        client = str(client_address[0])
+        if not self.sink.cap.acquire(client):
+            if self.tls is None:  # (a TLS client would not read plain text: it just sees the close)
+                try:
+                    request.send(REFUSED, socket.MSG_DONTWAIT)
+                except OSError:
+                    pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.sink.cap.release(client)
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.sink.cap.release(str(client_address[0]))
+
 
 class _Server6(_Server):
     address_family = socket.AF_INET6
@@ -107,6 +137,10 @@ class WebSink:
         token: the viewers' secret (:mod:`~skinedge.runtime.sinks.access`); None on loopback: no secret.
         tls: a server ``ssl.SSLContext`` (:func:`~skinedge.runtime.sinks.access.tls_context`) for HTTPS.
         max_viewers: concurrent streams; the next one is answered 503.
+        max_connections / max_per_client: open connections overall / from one address; more are answered 503.
+        limiter: failed-token limits (:class:`~skinedge.runtime.sinks.limits.AuthLimiter`; default: 10 wrong
+            tokens a minute, then 429 for a minute).
+        log: where the limits say what they refused.
 
     Raises:
         SkinedgeError: no token on a non-loopback address, the port is in use or the address cannot be
@@ -115,7 +149,9 @@ class WebSink:
 
     def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, quality: int = 80,
                  height: int | None = None, token: str | None = None, tls: ssl.SSLContext | None = None,
-                 max_viewers: int = MAX_VIEWERS):
+                 max_viewers: int = MAX_VIEWERS, max_connections: int = MAX_CONNECTIONS,
+                 max_per_client: int = MAX_PER_CLIENT, limiter: AuthLimiter | None = None,
+                 log: Callable[[str], None] = print):
         if token is None and not is_loopback(host):
             raise SkinedgeError(f"the web viewer on {host} would let anyone on the network watch: it needs a token "
                                 "(--token-file or $SKINEDGE_VIEW_TOKEN), or serve on 127.0.0.1")
@@ -131,6 +167,8 @@ class WebSink:
             raise SkinedgeError(f"cannot listen on {host}:{port} ({reason}): choose another with --serve HOST:PORT"
                                 ) from None
         self._server.sink, self._server.tls = self, tls
+        self.cap = ConnectionCap(max_connections, max_per_client)
+        self.limiter = limiter if limiter is not None else AuthLimiter(log=log)
         self.gate, self.tls, self.max_viewers = Gate(token), tls is not None, int(max_viewers)
         self.host, self.port = host, int(self._server.server_address[1])
         self.quality, self.height = int(quality), height
@@ -252,6 +290,12 @@ class WebSink:
                     self._jpegs[kind] = (seq, data)
             return seq, data
 
+    def rotate(self, token: str) -> None:
+        """A new token: old links and cookies get 403 from now on, and open streams end within a second."""
+        self.gate.rotate(token)
+        with self._cond:
+            self._cond.notify_all()
+
     def health(self) -> tuple[int, bytes]:
         """(200 while frames flow, else 503; the JSON body): the signal's state, the newest frame's age and the
         frame rate only, so a supervisor (Docker's HEALTHCHECK, a load balancer) can ask without a token."""
@@ -309,8 +353,19 @@ class _Handler(BaseHTTPRequestHandler):
     def _allowed(self, url) -> bool:
         """Every path, streams included, passes the gate first; a valid link token sets the cookie and redirects
         to the same path without it."""
+        sink, client = self.server.sink, str(self.client_address[0])
+        wait = sink.limiter.locked(client)
+        if wait:
+            self._send(429, "text/plain; charset=utf-8", b"too many wrong tokens; try again later\n",
+                       {"Retry-After": str(math.ceil(wait))})
+            return False
         tokens = parse_qs(url.query).get("token")
-        status, cookie = self.server.sink.gate.check(self.headers.get, tokens[0] if tokens else None)
+        self.generation = sink.gate.generation
+        status, cookie = sink.gate.check(self.headers.get, tokens[0] if tokens else None)
+        if status == 403:
+            sink.limiter.failed(client)
+        elif status in (200, 303):
+            sink.limiter.forget(client)
         if status == 200:
             return True
         if status == 303:
@@ -372,8 +427,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"--" + BOUNDARY + b"\r\n")
             seq, sent_at, kind = 0, 0.0, self._kind()
             while (newest := sink._newest(seq, LEAVE_CHECK_S, kind)) is not None:
-                if _client_left(self.connection):
-                    return
+                if _client_left(self.connection) or sink.gate.generation != self.generation:
+                    return  # gone, or let in by a token that has since been rotated
                 if newest[0] == seq and time.monotonic() - sent_at < KEEPALIVE_S:
                     continue  # nothing new yet
                 seq, jpeg = newest
