@@ -174,6 +174,8 @@ def main() -> int:
     parser.add_argument("--max-rss-slope", type=float, default=0.5, help="MB per 10 min, with --check")
     parser.add_argument("run_args", nargs="*", help="extra arguments for skinedge run (after --)")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # kill → the same clean stop as Ctrl-C
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # (also when started in the background)
     width, height = (int(v) for v in args.size.split("x"))
     work = Path(tempfile.mkdtemp(prefix="skinedge-soak-"))
     clip = work / "clip.avi"
@@ -235,8 +237,8 @@ def main() -> int:
     finally:
         for v in viewers:
             v.stop.set()
-        if run.poll() is None:
-            run.send_signal(signal.SIGINT)
+        if run.poll() is None:  # SIGTERM, as systemd stops it (a background job may ignore SIGINT)
+            run.send_signal(signal.SIGTERM)
             try:
                 run.wait(60)
             except subprocess.TimeoutExpired:
@@ -248,7 +250,8 @@ def main() -> int:
     result = {
         "command": " ".join(command[3:]), "code": str(code), "commit": commit, "minutes": args.minutes,
         "warmup_minutes": args.warmup_minutes, "camera": f"{args.size} at {args.fps:g} fps, HTTP MJPEG (ffmpeg)",
-        "exit": run.returncode, "restarts": len(restarts), "reconnects": last.get("reconnects"),
+        "exit": run.returncode, "stopped_by": "SIGTERM (exit 143 is a clean stop)", "restarts": len(restarts),
+        "reconnects": last.get("reconnects"),
         "frames_shown": last.get("frame"), "viewer_frames": viewers[0].frames, "viewer_connects": viewers[0].connects,
         "churn_viewer_visits": viewers[1].connects, "record_keep": keep[1] if keep else None,
         "segments_kept": len(segments), "segments_off_max": max((s["off"] for s in segments), default=None),
