@@ -99,7 +99,7 @@ def slope_per_10min(t_s: list[float], values: list[float]) -> float:
 
 def has_option(code: Path, option: str) -> bool:
     help_text = subprocess.run([sys.executable, "-m", "skinedge.cli", "run", "--help"], capture_output=True,
-                               text=True, env=code_env(code), timeout=120).stdout
+                               text=True, env=code_env(code), cwd=tempfile.gettempdir(), timeout=120).stdout
     return option in help_text
 
 

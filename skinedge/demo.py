@@ -20,12 +20,18 @@ from skinedge.errors import SkinedgeError
 
 @dataclass(frozen=True)
 class DemoPlan:
-    """Sizes of the demo; ``FULL`` fits 10 minutes on 2 CPU cores, ``TINY`` is a smoke test."""
+    """Sizes of the demo; ``FULL`` fits 8 minutes on 2 CPU cores, ``TINY`` is a smoke test.
+
+    Training is budgeted by wall time *and* by steps, whichever runs out first (the learning rate anneals to
+    whichever end comes first): a slow CPU stops at the minutes, a fast one at the steps, so the demo keeps its
+    length whatever the machine."""
 
     count: int
     size: int
     seg_epochs: int
+    seg_minutes: float
     sr_steps: int
+    sr_minutes: float
     sr_blocks: int
     sr_hr: int
     calibration_images: int
@@ -37,10 +43,12 @@ class DemoPlan:
     bench_live_seconds: float  # bench's live rows (per-frame, temporal reuse, two loops; flicker)
 
 
-FULL = DemoPlan(count=400, size=128, seg_epochs=7, sr_steps=300, sr_blocks=8, sr_hr=64, calibration_images=32,
+FULL = DemoPlan(count=400, size=128, seg_epochs=7, seg_minutes=2.0, sr_steps=300, sr_minutes=1.0, sr_blocks=8,
+                sr_hr=64, calibration_images=32,
                 prune_steps=60, live_seconds=6.0, live_width=640, live_height=480, bench_frames=10,
                 bench_live_seconds=2.0)
-TINY = DemoPlan(count=24, size=64, seg_epochs=1, sr_steps=2, sr_blocks=2, sr_hr=32, calibration_images=4,
+TINY = DemoPlan(count=24, size=64, seg_epochs=1, seg_minutes=1.0, sr_steps=2, sr_minutes=1.0, sr_blocks=2,
+                sr_hr=32, calibration_images=4,
                 prune_steps=2, live_seconds=1.0, live_width=160, live_height=120, bench_frames=2,
                 bench_live_seconds=0.2)
 # Steps whose failure is a result to show, not a reason to stop: an accuracy gate refusing a variant.
@@ -85,22 +93,25 @@ def demo_steps(out: Path, plan: DemoPlan = FULL) -> list[Step]:
         ("draw a contact sheet of the data with masks outlined",
          ["data", "sheet", spec, "--out", str(out / "contact-sheet.png")],
          lambda: commands.data_sheet(spec, out / "contact-sheet.png", log=log)),
-        ("train the segmenter (EfficientNet-B3 U-Net, random init) for a fixed small budget",
+        (f"train the segmenter (EfficientNet-B3 U-Net, random init) for {plan.seg_minutes:g} min at most",
          ["train", "seg", "--data", spec, "--out", str(run), "--size", str(plan.size), "--batch", "8",
-          "--lr", "1e-3", "--schedule", "cosine", "--epochs", str(plan.seg_epochs), "--bn-batches", "16",
-          "--device", "cpu", "--seed", str(SEED)],
+          "--lr", "1e-3", "--schedule", "cosine", "--epochs", str(plan.seg_epochs), "--max-minutes",
+          f"{plan.seg_minutes:g}", "--bn-batches", "16", "--device", "cpu", "--seed", str(SEED)],
          lambda: commands.train_seg(SegConfig(data=spec, out=run, size=plan.size, batch=8, lr=1e-3,
-                                              schedule="cosine", epochs=plan.seg_epochs, bn_batches=16,
-                                              device="cpu", seed=SEED), log=log)),
-        (f"pre-train a reduced SR generator ({plan.sr_blocks} residual blocks, pixel L1 loss)",
+                                              schedule="cosine", epochs=plan.seg_epochs,
+                                              max_minutes=plan.seg_minutes, bn_batches=16, device="cpu",
+                                              seed=SEED), log=log)),
+        (f"pre-train a reduced SR generator ({plan.sr_blocks} residual blocks, pixel L1 loss) for "
+         f"{plan.sr_minutes:g} min at most",
          ["train", "sr", "--data", spec, "--out", str(run), "--phase", "pretrain", "--blocks",
           str(plan.sr_blocks), "--hr-size", str(plan.sr_hr), "--batch", "16", "--lr", "1e-3",
-          "--schedule", "cosine", "--pixel-loss", "l1", "--max-steps", str(plan.sr_steps),
-          "--val-limit", "16", "--device", "cpu", "--seed", str(SEED)],
+          "--schedule", "cosine", "--pixel-loss", "l1", "--max-steps", str(plan.sr_steps), "--max-minutes",
+          f"{plan.sr_minutes:g}", "--val-limit", "16", "--device", "cpu", "--seed", str(SEED)],
          lambda: commands.train_sr(SRConfig(data=spec, out=run, phase="pretrain", blocks=plan.sr_blocks,
                                             hr_size=plan.sr_hr, batch=16, lr=1e-3, schedule="cosine",
-                                            pixel_loss="l1", max_steps=plan.sr_steps, val_limit=16,
-                                            device="cpu", seed=SEED), log=log)),
+                                            pixel_loss="l1", max_steps=plan.sr_steps,
+                                            max_minutes=plan.sr_minutes, val_limit=16, device="cpu",
+                                            seed=SEED), log=log)),
         ("evaluate: the paper's three tables on the held-out test split",
          ["eval", "--data", spec, "--seg", str(seg_ckpt), "--sr", str(sr_ckpt), "--out", str(report),
           "--device", "cpu"],

@@ -17,3 +17,10 @@ class DataError(SkinedgeError):
 
 class MissingWeights(SkinedgeError):
     """Pretrained weights that cannot be downloaded here and were not supplied."""
+
+
+def one_line(text: object, limit: int = 300) -> str:
+    """``text`` as one printable line of at most ``limit`` characters: for messages that quote what a library or a
+    damaged file said (a decoder's error, a DICOM element), which may hold newlines, control bytes or megabytes."""
+    flat = " ".join("".join(c if c.isprintable() else " " for c in str(text)).split())
+    return flat if len(flat) <= limit else flat[:limit - 1] + "…"

@@ -40,7 +40,7 @@ def calibrated(exported):
 def test_openvino_fp32_gives_onnx_runtimes_picture(exported):
     root, _, models = exported
     manifest = load_models(models)
-    frame = np.ascontiguousarray(lesion_frame(root)[:95, :95])  # a 95² ROI: no padding (see the next test)
+    frame = np.ascontiguousarray(lesion_frame(root)[:95, :95])
     images = {}
     for backend in ("onnxruntime", "openvino"):
         opened = open_runners(models, manifest, backend, "fp32")
@@ -50,13 +50,18 @@ def test_openvino_fp32_gives_onnx_runtimes_picture(exported):
             images[backend] = result.image.astype(np.int16)
     assert result.found and (result.roi[2] * result.roi[3]) % 32
     assert images["onnxruntime"].shape == images["openvino"].shape
-    assert np.abs(images["onnxruntime"] - images["openvino"]).max() <= 2  # float32 both: rounding only
+    diff = np.abs(images["onnxruntime"] - images["openvino"]).max(axis=2)
+    # float32 both: rounding only, but near the bottom and right edges, where OpenVINO's input was edge-padded
+    # to its shape grid (the next test) and ONNX Runtime's convolutions saw zeros instead
+    margin = 7 * int(manifest["networks"]["sr"]["scale"]) + 8
+    assert diff[:-margin, :-margin].max() <= 2 and diff.max() <= 8, (diff.max(), np.argwhere(diff > 2)[:3])
 
 
-@pytest.mark.parametrize("h, w", [(96, 96), (64, 80), (95, 97), (7, 32)])
+@pytest.mark.parametrize("h, w", [(96, 96), (64, 80), (95, 97), (7, 32), (41, 9)])
 def test_openvino_runs_the_generator_at_a_fast_size_and_crops_back(exported, h, w):
-    """An h·w that is a multiple of 32 is up to 2.6× slower in OpenVINO: the SR input is edge-padded by at most
-    one row and column and the output cropped, so OpenVINO's SR is ONNX Runtime's on that padded input."""
+    """OpenVINO compiles per shape and is up to 2.6× slower when h·w is a multiple of 32: the SR input is
+    edge-padded to sides of 8k + 1 (at most 7 more) and the output cropped, so OpenVINO's SR is ONNX Runtime's on
+    that padded input."""
     _, _, models = exported
     manifest = load_models(models)
     ort_sr, ov_sr = (open_runners(models, manifest, b, "fp32").sr for b in ("onnxruntime", "openvino"))
@@ -64,7 +69,7 @@ def test_openvino_runs_the_generator_at_a_fast_size_and_crops_back(exported, h, 
     s = int(manifest["networks"]["sr"]["scale"])
     x = np.random.default_rng(h * w).random((2, 3, h, w), dtype=np.float32)
     ph, pw = fast_side_sizes(h, w)
-    assert (ph * pw) % 32 and h <= ph <= h + 1 and w <= pw <= w + 1 and ((ph, pw) == (h, w)) == bool(h * w % 32)
+    assert (ph * pw) % 32 and ph % 8 == pw % 8 == 1 and h <= ph <= h + 7 and w <= pw <= w + 7
     with ort_sr, ov_sr:
         got = ov_sr.infer({name: x})[out]
         padded = ort_sr.infer({name: np.pad(x, ((0, 0), (0, 0), (0, ph - h), (0, pw - w)), mode="edge")})[out]

@@ -129,7 +129,8 @@ def test_each_closed_recording_segment_has_a_provenance_sidecar_naming_its_files
         side = json.loads((tmp_path / "rec" / seg["provenance"]).read_text())
         provenance.validate(side, image=False)
         assert side["segment"]["frames"] == seg["frames"] and side["notice"] == provenance.NOTICE
-        assert side["segment"]["files"] == {seg[s]: sha256_file(tmp_path / "rec" / seg[s]) for s in ("raw", "enhanced", "frames_log")}
+        assert side["segment"]["files"] == {seg[s]: sha256_file(tmp_path / "rec" / seg[s])
+                                            for s in ("raw", "enhanced", "frames_log")}
 
 
 def test_the_web_viewer_wears_the_badge_and_toggles_to_the_departure_map():

@@ -9,12 +9,15 @@ the reason.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from skinedge.errors import DataError
+from skinedge.errors import DataError, one_line
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 EXTRA = "pip install 'skinedge[dicom]'"
@@ -60,46 +63,77 @@ def read_dicom(path: str | Path) -> DicomImage:
     """
     pydicom = _pydicom()
     path = Path(path)
-    name = path.name
+    with _quiet(pydicom):
+        return _read(pydicom, path, path.name)
+
+
+def _read(pydicom, path: Path, name: str) -> DicomImage:
     try:
         ds = pydicom.dcmread(path)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except Exception as exc:  # noqa: BLE001 - pydicom raises InvalidDicomError, EOFError, ValueError ...
         raise DataError(f"{name}: not a readable DICOM file ({_first_line(exc)})") from None
-    if "PixelData" not in ds:
-        kind = getattr(ds, "SOPClassUID", None)
-        what = f" ({kind.name})" if kind is not None and hasattr(kind, "name") else ""
+    if not _element(ds, name, "PixelData", None, lambda v: v is not None):
+        kind = _element(ds, name, "SOPClassUID", None, lambda v: v)
+        what = f" ({one_line(kind.name, 80)})" if getattr(kind, "is_valid", False) else ""
         raise DataError(f"{name}: DICOM object without pixel data{what}: not an image")
-    syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
-    bits = int(ds.get("BitsAllocated", 0))
-    photometric = str(ds.get("PhotometricInterpretation", ""))
+    syntax = _element(getattr(ds, "file_meta", None) or {}, name, "TransferSyntaxUID", None,
+                      lambda v: v)
+    bits = _element(ds, name, "BitsAllocated", 0, int)
+    photometric = _element(ds, name, "PhotometricInterpretation", "", lambda v: str(v).strip())
     if bits != 8:
         raise DataError(f"{name}: {bits}-bit DICOM pixels; skinedge reads 8-bit colour (dermoscopy) images")
     if photometric not in COLOUR + ("MONOCHROME2",):
-        raise DataError(f"{name}: photometric interpretation {photometric or 'missing'} is not supported "
+        raise DataError(f"{name}: photometric interpretation {one_line(photometric, 40) or 'missing'} is not supported "
                         f"(use {', '.join(COLOUR)} or MONOCHROME2)")
+    frames_n = _element(ds, name, "NumberOfFrames", 1, lambda v: int(v) or 1)
+    samples = _element(ds, name, "SamplesPerPixel", 3, int)
     try:
         pixels = ds.pixel_array  # pydicom 3: YBR is converted to RGB, JPEG decoded (Pillow)
     except Exception as exc:  # noqa: BLE001 - no decoder for the syntax, truncated pixel data, ...
-        where = f"transfer syntax {syntax.name}" if syntax is not None else "its pixel data"
+        where = f"transfer syntax {one_line(syntax.name, 80)}" if hasattr(syntax, "name") else "its pixel data"
         raise DataError(f"{name}: cannot decode {where} ({_first_line(exc)})") from None
-    frames_n = int(ds.get("NumberOfFrames", 1) or 1)
     notes = []
     if photometric == "MONOCHROME2":
         pixels = np.repeat(pixels[..., None], 3, axis=-1)
         notes.append("grayscale → RGB")
-    elif photometric != "RGB" and int(ds.get("SamplesPerPixel", 3)) == 3 and not _converted(pydicom):
+    elif photometric != "RGB" and samples == 3 and not _converted(pydicom):
         pixels = pydicom.pixels.convert_color_space(pixels, photometric, "RGB")
     if frames_n == 1:
         pixels = pixels[None]
-    if pixels.ndim != 4 or pixels.shape[-1] != 3 or pixels.dtype != np.uint8:
+    if pixels.ndim != 4 or pixels.shape[-1] != 3 or pixels.dtype != np.uint8 or 0 in pixels.shape:
         raise DataError(f"{name}: unexpected pixel array {pixels.shape} {pixels.dtype}")
     if frames_n > 1:
         notes.append(f"{frames_n} frames, each enhanced on its own")
     header = ds.copy()
     del header.PixelData
     return DicomImage([np.ascontiguousarray(f) for f in pixels], header, notes)
+
+
+def _element(ds, name: str, keyword: str, default, convert):
+    """One header element through ``convert``, ``default`` when absent or empty; pydicom parses elements when
+    first read, so a damaged one fails here: one line naming it."""
+    try:
+        value = ds.get(keyword, default)
+        return convert(default if value is None or (isinstance(value, (str, bytes)) and not value) else value)
+    except Exception as exc:  # noqa: BLE001 - TypeError, ValueError, struct.error, ... from a damaged element
+        raise DataError(f"{name}: DICOM element {keyword} is unreadable ({_first_line(exc)})") from None
+
+
+@contextlib.contextmanager
+def _quiet(pydicom):
+    """pydicom warns (warnings and its logger) about every odd value it reads; the verdict is ours, in one
+    line, so its chatter does not reach the user's terminal."""
+    logger = logging.getLogger("pydicom")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def _converted(pydicom) -> bool:
@@ -109,4 +143,4 @@ def _converted(pydicom) -> bool:
 
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]
+    return one_line(text[0] if text else type(exc).__name__, 200)

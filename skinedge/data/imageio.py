@@ -8,14 +8,17 @@ reason (truncated, not an image, ...), never a bare PIL traceback.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from skinedge.errors import DataError
+from skinedge.errors import DataError, one_line
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".dcm")
 
@@ -38,12 +41,22 @@ def _describe_non_image(path: Path) -> str:
     return "not an image file (unknown format)"
 
 
+@contextlib.contextmanager
+def open_quietly(path: Path):
+    """``Image.open`` without Pillow's warnings ("Corrupt EXIF data" ...): for a damaged file the caller's one
+    line says it, and warnings print as two lines with a source path each."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with Image.open(path) as im:
+            yield im
+
+
 def _open_pixels(path: Path) -> tuple[np.ndarray, str]:
     """Decode a file fully; return its pixels and PIL mode, or raise DataError."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
-        with Image.open(path) as im:
+        with open_quietly(path) as im:
             im.load()
             mode = im.mode
             if mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "1"):
@@ -54,14 +67,17 @@ def _open_pixels(path: Path) -> tuple[np.ndarray, str]:
     except UnidentifiedImageError:
         raise DataError(f"{path.name}: {_describe_non_image(path)}") from None
     except OSError as exc:  # PIL reports truncated/corrupt data as OSError
-        reason = str(exc) or type(exc).__name__
+        reason = one_line(exc) or type(exc).__name__
         if "truncated" in reason.lower():
             reason = f"truncated or corrupt image data ({reason})"
         raise DataError(f"{path.name}: cannot decode: {reason}") from None
     except Image.DecompressionBombError as exc:
         raise DataError(f"{path.name}: image too large: {exc}") from None
     except SyntaxError as exc:  # some PIL plugins raise this on broken headers
-        raise DataError(f"{path.name}: cannot decode: broken header ({exc})") from None
+        raise DataError(f"{path.name}: cannot decode: broken header ({one_line(exc)})") from None
+    except (ValueError, TypeError, EOFError, IndexError, KeyError, ZeroDivisionError, struct.error) as exc:
+        # what Pillow's plugins raise on damaged headers besides the above (found by tests/test_fuzz.py)
+        raise DataError(f"{path.name}: cannot decode: damaged image ({one_line(exc) or type(exc).__name__})") from None
     return arr, mode
 
 

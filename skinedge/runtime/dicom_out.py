@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from skinedge.atomic import write_bytes_atomic
-from skinedge.errors import SkinedgeError
+from skinedge.errors import DataError, SkinedgeError, one_line
 from skinedge.runtime.provenance import NOTICE
 
 EXTRA = "pip install 'skinedge[dicom]'"
@@ -63,16 +63,43 @@ def write_dicom(base: Path, source: object | None, frame_rgb: np.ndarray, enhanc
     hd = _hd()
     from pydicom.uid import generate_uid
 
+    if source is not None:
+        _check_references(source, source_name)
     written: list[Path] = []
-    if source is None:
-        source = _source_sc(hd, frame_rgb, source_name)
-        written.append(_save(source, base.with_name(base.name + ".source.dcm")))
-    enhanced = _enhanced_sc(hd, source, enhanced_rgb, record, frame_number, generate_uid)
-    written.append(_save(enhanced, base.with_name(base.name + ".enhanced.dcm")))
-    if frame_number is None and record["image"]["found"]:
-        seg = _segmentation(hd, source, mask, record, generate_uid)
-        written.append(_save(seg, base.with_name(base.name + ".seg.dcm")))
+    try:
+        if source is None:
+            source = _source_sc(hd, frame_rgb, source_name)
+            written.append(_save(source, base.with_name(base.name + ".source.dcm")))
+        enhanced = _enhanced_sc(hd, source, enhanced_rgb, record, frame_number, generate_uid)
+        written.append(_save(enhanced, base.with_name(base.name + ".enhanced.dcm")))
+        if frame_number is None and record["image"]["found"]:
+            seg = _segmentation(hd, source, mask, record, generate_uid)
+            written.append(_save(seg, base.with_name(base.name + ".seg.dcm")))
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+        # highdicom copies and checks the source's header: an odd value there is the input's fault, said in one
+        # line (found by tests/test_fuzz.py); the caller removes what was written
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise DataError(f"{source_name}: cannot derive DICOM objects from its header ({one_line(exc)})") from None
     return written
+
+
+REFERENCES = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
+
+
+def _check_references(source, source_name: str) -> None:
+    """The derived objects join the source's study and reference its instance: without valid UIDs they cannot."""
+    missing = []
+    for keyword in REFERENCES:
+        try:
+            ok = bool(getattr(source.get(keyword), "is_valid", False))
+        except Exception:  # noqa: BLE001 - a damaged element pydicom fails to parse when read
+            ok = False
+        if not ok:
+            missing.append(keyword)
+    if missing:
+        raise DataError(f"{source_name}: no valid {', '.join(missing)} in its header, so derived DICOM objects "
+                        "cannot reference it; enhance it without --dicom or fix its header")
 
 
 def derivation(record: dict) -> str:

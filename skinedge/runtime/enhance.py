@@ -20,7 +20,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from skinedge.atomic import write_bytes_atomic
-from skinedge.data.imageio import IMAGE_SUFFIXES, read_rgb
+from skinedge.data.imageio import IMAGE_SUFFIXES, open_quietly, read_rgb
 from skinedge.errors import DataError, SkinedgeError
 from skinedge.progress import progress_bar
 from skinedge.runtime.pipeline.host import FrameResult, Pipeline
@@ -127,7 +127,7 @@ def _with_lists(inputs: list[str], problems: list[tuple[str, str]]) -> list[str]
 def read_frame(path: Path) -> np.ndarray:
     """An image file as uint8 BGR, refusing sizes no dermatoscope makes before decoding them."""
     try:
-        with Image.open(path) as im:
+        with open_quietly(path) as im:
             w, h = im.size
     except Exception:  # noqa: BLE001 - read_rgb below gives the precise reason
         w = h = 0

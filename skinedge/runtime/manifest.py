@@ -18,6 +18,7 @@ the runtime refuses ``failing`` ones unless told otherwise.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -68,12 +69,76 @@ def load_models(models_dir: str | Path) -> dict[str, Any]:
         raise ModelsError(f"{path}: unreadable ({exc})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ModelsError(f"{path}: not a skinedge models manifest (no '{FORMAT}' format tag)")
-    if manifest.get("format_version", 0) > FORMAT_VERSION:
+    version = manifest.get("format_version", 0)
+    if not _is(version, int):
+        raise ModelsError(f"{path}: format_version is {type(version).__name__}, not a number; re-run `skinedge export`")
+    if version > FORMAT_VERSION:
         raise ModelsError(f"{path}: written by a newer skinedge; upgrade skinedge")
+    networks = manifest.get("networks")
     for net in NETWORKS:
-        if net not in manifest.get("networks", {}):
+        if not isinstance(networks, dict) or net not in networks:
             raise ModelsError(f"{path}: no '{net}' network; re-run `skinedge export`")
+    problems = [p for net in NETWORKS for p in _network_problems(networks[net], net)]
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise ModelsError(f"{path}: damaged: {'; '.join(problems[:3])}{more}; re-run `skinedge export`")
     return manifest
+
+
+def _is(value, kinds) -> bool:
+    """isinstance, but a JSON true/false is not a number."""
+    return isinstance(value, kinds) and not isinstance(value, bool)
+
+
+def _network_problems(entry, net: str) -> list[str]:
+    """What the runtime reads from one network's entry, checked before anything is opened (found missing or
+    mistyped by tests/test_fuzz.py, each used to be a traceback)."""
+    if not isinstance(entry, dict):
+        return [f"{net}: not an object"]
+    problems = []
+    for side in ("input", "output"):
+        part = entry.get(side)
+        if not isinstance(part, dict):
+            problems.append(f"{net}.{side}: missing")
+            continue
+        if not _is(part.get("name"), str) or not part.get("name"):
+            problems.append(f"{net}.{side}.name: not a tensor name")
+        shape = part.get("shape")
+        if not isinstance(shape, list) or len(shape) != 4 or not all(_is(d, (int, str)) for d in shape):
+            problems.append(f"{net}.{side}.shape: not 4 dimensions")
+    inputs = entry.get("input") if isinstance(entry.get("input"), dict) else {}
+    for key, positive in (("mean", False), ("std", True)):
+        values = inputs.get(key)
+        if not isinstance(values, list) or len(values) != 3 or not all(
+                _is(v, (int, float)) and math.isfinite(v) and (v > 0 or not positive) for v in values):
+            problems.append(f"{net}.input.{key}: not 3 finite numbers")
+    if net == "sr" and not (_is(entry.get("scale"), int) and entry["scale"] in (2, 3, 4, 8)):
+        problems.append("sr.scale: not 2, 3, 4 or 8")
+    variants = entry.get("variants")
+    if not isinstance(variants, dict) or not variants:
+        return problems + [f"{net}.variants: none"]
+    for name, variant in variants.items():
+        where = f"{net}.variants.{name}"
+        if not isinstance(variant, dict):
+            problems.append(f"{where}: not an object")
+            continue
+        for key in ("file", "weights"):
+            value = variant.get(key)
+            if (key == "file" or value is not None) and not _plain_name(value):
+                problems.append(f"{where}.{key}: not a file name in the models directory")
+        for key in ("sha256", "weights_sha256"):
+            if variant.get(key) is not None and not _is(variant[key], str):
+                problems.append(f"{where}.{key}: not a hex digest")
+        for key in ("status", "precision"):
+            if variant.get(key) is not None and not _is(variant[key], str):
+                problems.append(f"{where}.{key}: not a string")
+    return problems
+
+
+def _plain_name(value) -> bool:
+    """A file directly in the models directory: never a path out of it."""
+    return _is(value, str) and value not in ("", ".", "..") and "/" not in value and "\\" not in value \
+        and "\x00" not in value
 
 
 def network(manifest: dict[str, Any], net: str) -> dict[str, Any]:

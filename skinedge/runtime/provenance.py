@@ -15,7 +15,8 @@ the viewer's stats — carries the same JSON record:
   mean |down-scaled SR − camera| in the lesion before the projection corrected it (0–255): how much the
   generator invented.
 
-:func:`validate` checks a record against the schema (the tests hold every writer to it).
+:func:`validate` checks a record against the schema (the tests hold every writer to it); :func:`read_record`
+reads one back from an output PNG, a sidecar or JSON text.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 
 import skinedge
 from skinedge.atomic import sha256_file
+from skinedge.errors import SkinedgeError
 from skinedge.runtime.manifest import network
 
 SCHEMA = "skinedge-provenance"
@@ -78,8 +80,8 @@ def image_record(session: dict[str, Any], result) -> dict[str, Any]:
 
 
 def label(session: dict[str, Any]) -> str:
-    """The short badge text: ``AI-enhanced · sr pruned.int8-ov``."""
-    return f"AI-enhanced · sr {session['models']['networks']['sr']['variant']}"
+    """The short badge text: ``AI-enhanced | sr pruned.int8-ov`` (ASCII: it is drawn in a Hershey font)."""
+    return f"AI-enhanced | sr {session['models']['networks']['sr']['variant']}"
 
 
 def png_text(record: dict[str, Any]) -> dict[str, str]:
@@ -104,11 +106,63 @@ def _runtimes(backends: set[str]) -> dict[str, str]:
 
 # ------------------------------------------------------------------------------------------------- the schema
 _SHA = "sha256"
+MAX_RECORD_BYTES = 1 << 20  # records are ~2 kB; a megabyte of JSON is not one of ours
+
+
+def read_record(source: str | bytes | Path, *, image: bool | None = None) -> dict[str, Any]:
+    """The provenance record of an output PNG (its iTXt chunk), a sidecar ``.json``, or JSON text/bytes, checked
+    against the schema.
+
+    Raises:
+        SkinedgeError: one line: unreadable, not JSON, not a record, or the fields that break the schema.
+    """
+    name = Path(source).name if isinstance(source, Path) else "provenance record"
+    if isinstance(source, Path):
+        try:
+            raw = _png_record(source) if source.suffix.lower() == ".png" else source.read_bytes()
+        except OSError as exc:
+            raise SkinedgeError(f"{source}: cannot read it ({exc.strerror or exc})") from None
+    else:
+        raw = source.encode("utf-8", "surrogatepass") if isinstance(source, str) else source
+    if len(raw) > MAX_RECORD_BYTES:
+        raise SkinedgeError(f"{name}: {len(raw)} bytes is not a provenance record (at most {MAX_RECORD_BYTES})")
+    try:
+        record = json.loads(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise SkinedgeError(f"{name}: not JSON ({_one_line(exc)})") from None
+    try:
+        validate(record, image=image)
+    except ValueError as exc:
+        raise SkinedgeError(f"{name}: {_one_line(exc)}") from None
+    return record
+
+
+def _png_record(path: Path) -> bytes:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            text = getattr(im, "text", {}).get(PNG_KEY)
+    except OSError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - Pillow raises SyntaxError, ValueError ... for damaged PNGs
+        raise SkinedgeError(f"{path.name}: not a readable PNG ({_one_line(exc)})") from None
+    if text is None:
+        raise SkinedgeError(f"{path.name}: no skinedge provenance in it (no {PNG_KEY!r} text chunk)")
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:400] + ("…" if len(text) > 400 else "")
 
 
 def validate(record: dict[str, Any], *, image: bool | None = None) -> None:
     """Raise ``ValueError`` naming every field that breaks the schema; ``image``: require (True), forbid (False)
     or allow (None) the per-image part."""
+    if not isinstance(record, dict):
+        raise ValueError(f"provenance record: a JSON object, not {type(record).__name__}")
     problems: list[str] = []
 
     def need(obj, key, kinds, where):

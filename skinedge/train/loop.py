@@ -144,7 +144,22 @@ class Budget:
 
     def __init__(self, max_steps: int | None, max_minutes: float | None):
         self.max_steps = max_steps
-        self.deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
+        self.started = time.monotonic()
+        self.deadline = None if max_minutes is None else self.started + 60 * max_minutes
+
+    def time_share(self, rt: Runtime | None = None) -> float:
+        """Share of the wall-time budget spent (0 without one); the same on every rank (the largest), so the
+        ranks' learning rates never differ."""
+        if self.deadline is None:
+            return 0.0
+        share = min(1.0, (time.monotonic() - self.started) / max(self.deadline - self.started, 1e-9))
+        if rt is None or not rt.distributed:
+            return share
+        import torch.distributed as dist
+
+        t = torch.tensor([share])
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return float(t.item())
 
     def exhausted(self, steps_done: int) -> bool:
         if self.max_steps is not None and steps_done >= self.max_steps:

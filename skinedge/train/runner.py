@@ -61,11 +61,12 @@ class Phase:
 SCHEDULES = ("constant", "cosine")
 
 
-def apply_schedule(phase: Phase, step: int, total: int) -> None:
-    """Set every optimizer's learning rate for ``step`` (cosine: from the initial rate to 1% of it)."""
+def apply_schedule(phase: Phase, share: float) -> None:
+    """Set every optimizer's learning rate for ``share`` of the budget spent, 0..1 (cosine: from the initial
+    rate to 1% of it)."""
     if phase.schedule == "constant":
         return
-    factor = max(0.01, 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1))))
+    factor = max(0.01, 0.5 * (1.0 + math.cos(math.pi * min(max(share, 0.0), 1.0))))
     for opt in phase.optimizers.values():
         for group in opt.param_groups:
             group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
@@ -139,7 +140,8 @@ def run_phase(phase: Phase, rt: Runtime, out: Path, budget: Budget,
             stopped = False
             for indices in epoch_batches(phase.n_items, phase.batch, state["epoch"], phase.seed, rt,
                                          skip=state["step"] - state["epoch"] * spe):
-                apply_schedule(phase, state["step"], total)
+                # steps or wall time, whichever runs out first: a --max-minutes run still anneals to its end
+                apply_schedule(phase, max(state["step"] / max(total, 1), budget.time_share(rt)))
                 losses = phase.step(indices, state["epoch"], state["step"])
                 state["step"] += 1
                 update(state["step"], epoch=state["epoch"] + 1, **losses)

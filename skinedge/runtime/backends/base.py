@@ -29,6 +29,20 @@ class Runner:
         self.input_names: list[str] = []
         self.last_ms = 0.0
 
+    @property
+    def output_names(self) -> list[str] | None:
+        """The model's output tensor names once active (None: this backend does not say)."""
+        names = getattr(self, "outputs", None)
+        return list(names) if isinstance(names, list) else None
+
+    def check_names(self, net: str, input_name: str, output_name: str) -> None:
+        """Raise a one-line error when models.json names tensors the active model does not have (a damaged or
+        hand-edited manifest: found by tests/test_fuzz.py, it used to fail at the first frame)."""
+        outputs = self.output_names
+        if input_name not in self.input_names or (outputs is not None and output_name not in outputs):
+            raise SkinedgeError(f"models.json names the {net} network's tensors {input_name!r} → {output_name!r}, but "
+                                f"its model file has {self.input_names} → {outputs}; re-run `skinedge export`")
+
     def _resolve(self) -> Any:
         return self.loader() if callable(self.loader) else self.loader
 

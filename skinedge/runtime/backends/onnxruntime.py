@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from skinedge.errors import SkinedgeError
+from skinedge.errors import SkinedgeError, one_line
 from skinedge.runtime.backends.base import Runner
 
 def physical_cores() -> int:
@@ -56,7 +56,7 @@ class SessionFromOnnx:
             return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph/NoSuchFile types
             name = "model" if isinstance(self.source, bytes) else str(self.source)
-            raise SkinedgeError(f"{name}: ONNX Runtime cannot load it ({str(exc).strip()[:300]})") from None
+            raise SkinedgeError(f"{name}: ONNX Runtime cannot load it ({one_line(exc)})") from None
 
 
 class OrtRunner(Runner):
@@ -78,6 +78,13 @@ class OrtRunner(Runner):
         return [i.name for i in session.get_inputs()]
 
     def _infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        try:
+            return self._run(feed)
+        except Exception as exc:  # noqa: BLE001 - ORT's InvalidArgument/Fail/RuntimeException: a model and an
+            # input that do not fit (found by tests/test_fuzz.py: a damaged model that loads but cannot run)
+            raise SkinedgeError(f"onnxruntime: the model refused the input ({one_line(exc)})") from None
+
+    def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self.binding is None:
             return dict(zip(self.outputs, self.session.run(None, feed)))
         batch = next(iter(feed.values())).shape[0]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from skinedge.errors import SkinedgeError
+from skinedge.errors import SkinedgeError, one_line
 from skinedge.runtime.backends.base import Runner
 from skinedge.runtime.backends.onnxruntime import physical_cores
 
@@ -80,7 +80,7 @@ class CompiledFromFile:
             return compile_bounded(core, core.read_model(str(self.path)), config)
         except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses with long texts
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise SkinedgeError(f"{self.path}: OpenVINO cannot load it ({first[:300]})") from None
+            raise SkinedgeError(f"{self.path}: OpenVINO cannot load it ({one_line(first)})") from None
 
 
 RUNTIME_CACHE_SHAPES = 64
@@ -102,17 +102,23 @@ def compile_bounded(core, model, config: dict):
         return core.compile_model(model, "CPU", config)
 
 
-def fast_side_sizes(h: int, w: int) -> tuple[int, int]:
-    """(h', w') ≥ (h, w), each at most one pixel more, with h'·w' not a multiple of 32.
+SIDE_GRID = 8
 
-    Why: OpenVINO's CPU plugin runs the SR generator 1.4–2.6× slower per pixel when the plane size h·w is a
-    multiple of 32 (measured here, OpenVINO 2026.4 on a 2-core AMD EPYC, INT8 and FP32 alike: 96×96 at
-    62 ms per 10k LR px, 95×97 at 23; 256×256 at 50, 255×257 at 24; ONNX Runtime shows no such effect) —
-    and the speed and budget probes (96², 80²) and 12 % of a live run's ROIs landed on such sizes."""
-    for dh, dw in ((0, 0), (1, 0), (0, 1), (1, 1)):
-        if ((h + dh) * (w + dw)) % 32:
-            return h + dh, w + dw
-    return h + 1, w + 1  # unreachable: (h+1)(w+1) is odd when h and w are even
+
+def fast_side_sizes(h: int, w: int) -> tuple[int, int]:
+    """(h', w') ≥ (h, w): each side padded up to the next 8k + 1 (at most 7 more pixels).
+
+    Why, twice over (OpenVINO 2026.4 on a 2-core AMD EPYC, the demo's INT8 generator):
+    - the CPU plugin runs the generator 1.4–2.6× slower per pixel when the plane size h·w is a multiple of 32
+      (96×96 at 62 ms per 10k LR px, 95×97 at 23; ONNX Runtime shows no such effect), and (8a+1)(8b+1) is odd;
+    - it compiles, and caches, kernels per input shape. A live ROI changes shape nearly every frame (130
+      distinct shapes in 200 s of a soak), so the cache churned and RSS crept. On the grid, 600 ROI-like shapes
+      became 16 instead of 208, ran 36.5 ms instead of 41.0 on average (for 12 % more pixels), and took
+      RSS +75 MB instead of +135 (``python benchmarks/ov_shapes.py``)."""
+    def up(v: int) -> int:
+        return v + ((1 - v) % SIDE_GRID)
+
+    return up(h), up(w)
 
 
 class OvRunner(Runner):
@@ -120,8 +126,8 @@ class OvRunner(Runner):
     buffers), float32, under the model's own tensor names.
 
     A model whose input height and width are dynamic (the SR generator: fully convolutional, N×3×h×w →
-    N×3×sh×sw) gets its input edge-padded to :func:`fast_side_sizes` (at most one row and one column at the
-    bottom and right) and its output cropped back to s·h×s·w, so an unlucky ROI size does not cost up to 2.6×.
+    N×3×sh×sw) gets its input edge-padded to :func:`fast_side_sizes` (at most 7 rows and columns at the
+    bottom and right) and its output cropped back to s·h×s·w: few shapes to compile, none of the slow ones.
     """
 
     name = "openvino"
@@ -129,8 +135,12 @@ class OvRunner(Runner):
     def _activate_impl(self, compiled) -> list[str]:
         self.compiled = compiled
         self.request = compiled.create_infer_request()
-        self.outputs = [o.get_any_name() for o in compiled.outputs]
-        shapes = {i.get_any_name(): i.get_partial_shape() for i in compiled.inputs}
+        try:
+            self.outputs = [o.get_any_name() for o in compiled.outputs]
+            shapes = {i.get_any_name(): i.get_partial_shape() for i in compiled.inputs}
+        except Exception as exc:  # noqa: BLE001 - an IR whose tensors have no (or undecodable) names: damaged
+            raise SkinedgeError(f"openvino: the model's inputs or outputs have no usable names ({one_line(exc)}); "
+                                "re-run `skinedge calibrate`") from None
         self.rank = {name: shape.rank.get_length() for name, shape in shapes.items()}
         self.pad = len(shapes) == 1 and all(shape.rank.get_length() == 4 and shape[2].is_dynamic
                                             and shape[3].is_dynamic for shape in shapes.values())
@@ -157,8 +167,7 @@ class OvRunner(Runner):
         try:
             results = self.request.infer({n: np.ascontiguousarray(v) for n, v in feed.items()})
         except Exception as exc:  # noqa: BLE001 - a shape the model cannot take
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise SkinedgeError(f"openvino: the model refused the input ({first[:300]})") from None
+            raise SkinedgeError(f"openvino: the model refused the input ({one_line(exc)})") from None
         return {name: np.array(results[i], dtype=np.float32) for i, name in enumerate(self.outputs)}
 
     def _deactivate_impl(self) -> None:

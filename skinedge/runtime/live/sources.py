@@ -205,32 +205,53 @@ def open_source(uri: str, width: int | None = None, height: int | None = None, f
     Raises:
         SkinedgeError: unknown scheme, a camera that does not exist, a file that does not open, no images.
     """
-    text = str(uri).strip()
     size = (width, height) if width or height else None
-    if text.isdigit() or text.startswith("camera://"):
-        return _camera(_index(text.removeprefix("camera://"), text), size, fps, log)
-    if text.startswith("v4l2://"):
-        rest = text.removeprefix("v4l2://")
-        return _camera(_index(rest.removeprefix("/dev/video"), text), size, fps, log)
-    if text.startswith("/dev/video"):
-        return _camera(_index(text.removeprefix("/dev/video"), text), size, fps, log)
-    if text.startswith("csi://"):
-        return _csi(_index(text.removeprefix("csi://"), text), size, fps, log)
-    if text.startswith(STREAM_SCHEMES):
+    kind, value = parse_source(uri)
+    if kind == "camera":
+        return _camera(value, size, fps, log)
+    if kind == "csi":
+        return _csi(value, size, fps, log)
+    if kind == "stream":
         cv2 = _cv2()
         timeouts = (cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUTS_MS[0], cv2.CAP_PROP_READ_TIMEOUT_MSEC,
                     STREAM_TIMEOUTS_MS[1])
-        return CaptureSource(text, cv2.CAP_FFMPEG, label=f"stream {text}", live=True, size=size, fps=fps,
+        return CaptureSource(value, cv2.CAP_FFMPEG, label=f"stream {value}", live=True, size=size, fps=fps,
                              params=timeouts, log=log)
+    return _path_source(value, fps, log)
+
+
+def parse_source(uri: str) -> tuple[str, int | str]:
+    """What a ``--source`` names, without touching a device, a file or the network: ``("camera", N)``,
+    ``("csi", N)``, ``("stream", url)`` or ``("path", text)``.
+
+    Raises:
+        SkinedgeError: an unknown scheme, a camera number that is not one, a NUL or a control character.
+    """
+    text = str(uri).strip()
+    if not text:
+        raise SkinedgeError("--source is empty; use camera://N, csi://N, /dev/videoN, a stream URL, a video file "
+                            "or an image folder")
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise SkinedgeError(f"source {text!r}: holds a control character")
+    if text.isdigit() or text.startswith("camera://"):
+        return "camera", _index(text.removeprefix("camera://"), text)
+    if text.startswith("v4l2://"):
+        return "camera", _index(text.removeprefix("v4l2://").removeprefix("/dev/video"), text)
+    if text.startswith("/dev/video"):
+        return "camera", _index(text.removeprefix("/dev/video"), text)
+    if text.startswith("csi://"):
+        return "csi", _index(text.removeprefix("csi://"), text)
+    if text.startswith(STREAM_SCHEMES):
+        return "stream", text
     if text.startswith("file://"):
-        text = text.removeprefix("file://")
-    elif "://" in text:
+        return "path", text.removeprefix("file://")
+    if "://" in text:
         raise SkinedgeError(UNSUPPORTED.format(uri=text))
-    return _path_source(text, fps, log)
+    return "path", text
 
 
 def _index(text: str, uri: str) -> int:
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()) or len(text) > 6:  # "²" is a digit to str.isdigit, not to int()
         raise SkinedgeError(f"{uri!r}: the camera number must be a non-negative integer (e.g. csi://0, /dev/video0)")
     return int(text)
 

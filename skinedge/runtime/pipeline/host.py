@@ -87,6 +87,8 @@ class Pipeline:
     def __enter__(self) -> "Pipeline":
         self.seg.activate()
         self.sr.activate()
+        self.seg.check_names("seg", self.seg_in, self.seg_out)
+        self.sr.check_names("sr", self.sr_in, self.sr_out)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -232,7 +234,7 @@ MIN_BUDGET = 32 * 32  # below this the generator sees too little of a lesion to 
 def reduced_size(w: int, h: int, budget: int | None) -> tuple[int, int]:
     """(w, h) of a w×h ROI reduced, aspect kept, to at most ``budget`` pixels (unchanged when it fits); of the
     sizes one pixel either side of that, one whose area is no multiple of 32, which OpenVINO runs up to 2.6×
-    faster (:func:`skinedge.runtime.backends.openvino.fast_side_sizes`; the others do not care)."""
+    faster (OpenVINO also pads to its own grid: :func:`skinedge.runtime.backends.openvino.fast_side_sizes`)."""
     if budget is None or w * h <= budget:
         return w, h
     s = math.sqrt(budget / (w * h))

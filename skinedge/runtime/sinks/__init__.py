@@ -56,6 +56,22 @@ def letterbox(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return canvas
 
 
+# OpenCV's Hershey fonts draw printable ASCII only; anything else came out as "?" ("AI-ENHANCED ? SR ...").
+HERSHEY = {"·": "|", "•": "|", "×": "x", "→": "->", "←": "<-", "–": "-", "—": "-", "−": "-", "≤": "<=", "≥": ">=",
+           "±": "+/-", "µ": "u", "μ": "u", "°": "deg", "…": "...", "’": "'", "‘": "'", "“": '"', "”": '"',
+           "Δ": "d", "σ": "s", "²": "2", "³": "3", "\u00a0": " "}
+
+
+def drawable(text: str) -> str:
+    """``text`` in the characters a Hershey font can draw: known symbols spelled in ASCII, accents dropped
+    (é → e), anything else left out rather than drawn as "?"."""
+    import unicodedata
+
+    spelled = "".join(HERSHEY.get(c, c) for c in str(text))
+    plain = unicodedata.normalize("NFKD", spelled)
+    return "".join(c for c in plain if " " <= c <= "~")
+
+
 BADGE_BGR = (0, 140, 255)  # orange: no dermoscopy colour, readable on skin and on black
 
 
@@ -66,7 +82,7 @@ def draw_badge(image: np.ndarray, text: str = "AI-ENHANCED") -> None:
 
     h, w = image.shape[:2]
     scale = max(0.35, min(1.0, w / 900))
-    text = text.encode("ascii", "replace").decode()
+    text = drawable(text)
     (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
     pad = max(3, round(6 * scale))
     x0, y1 = pad, h - pad

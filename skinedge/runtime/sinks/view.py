@@ -18,7 +18,7 @@ import numpy as np
 from skinedge.errors import SkinedgeError
 from skinedge.runtime.departure import live_departure
 from skinedge.runtime.pipeline.host import as_bgr
-from skinedge.runtime.sinks import draw_badge, fit_into
+from skinedge.runtime.sinks import draw_badge, drawable, fit_into
 
 if TYPE_CHECKING:
     from skinedge.runtime.pipeline.host import FrameResult
@@ -123,7 +123,7 @@ def _outline(panel: np.ndarray, result: "FrameResult", frame_wh: tuple[int, int]
 
 def _label(img: np.ndarray, text: str, org: tuple[int, int], scale: float) -> None:
     """White text on a darkened box, readable on any background (ASCII only: Hershey fonts)."""
-    text = text.encode("ascii", "replace").decode()
+    text = drawable(text)
     (tw, th), base = cv2.getTextSize(text, FONT, scale, 1)
     x0, y0 = max(0, org[0] - 4), max(0, org[1] - th - 4)
     box = img[y0:org[1] + base + 2, x0:org[0] + tw + 4]
@@ -175,7 +175,7 @@ def status_lines(result: "FrameResult | None", stats: dict) -> list[str]:
 def _status(bar: np.ndarray, result: "FrameResult | None", stats: dict, lh: int, scale: float) -> None:
     width = bar.shape[1] - 16
     for i, line in enumerate(status_lines(result, stats)):
-        line = line.encode("ascii", "replace").decode()
+        line = drawable(line)
         tw = cv2.getTextSize(line, FONT, scale, 1)[0][0]
         if tw > width:  # cut to fit, proportionally (Hershey glyphs are near fixed width)
             line = line[:max(4, math.floor(len(line) * width / tw) - 2)] + ".."
