@@ -19,7 +19,7 @@ from pathlib import Path
 
 from skinedge.data.generate import write_synthetic
 from skinedge.runtime.enhance import enhance_command
-from skinedge.runtime.ray_enhance import enhance_ray
+from skinedge.runtime.scale.ray_enhance import enhance_ray
 
 
 def main() -> None:

@@ -425,7 +425,7 @@ def enhance_command(
 
     fidelity = fidelity_option(projection, chroma, surround)
     if ray or ray_address:
-        from skinedge.runtime.ray_enhance import enhance_ray
+        from skinedge.runtime.scale.ray_enhance import enhance_ray
 
         if pacs:
             raise SkinedgeError("--pacs is not available with --ray yet: send the files afterwards (storescu)")
@@ -450,7 +450,7 @@ def serve_command(
 ) -> None:
     """Serve the pipeline behind Triton's HTTP/gRPC protocol (PyTriton; model 'skinedge': IMAGE in; ENHANCED,
     SIZE, ROI, FOUND, NOTICE out). Needs the serve extra in its own environment (PyTriton pins numpy<2)."""
-    from skinedge.runtime.serve import serve
+    from skinedge.runtime.scale.serve import serve
 
     serve(models, host=host, http_port=http_port, grpc_port=grpc_port, backend=backend, precision=precision,
           max_batch=max_batch, max_queue=max_queue, log=typer.echo)

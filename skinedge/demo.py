@@ -43,7 +43,7 @@ class DemoPlan:
     bench_live_seconds: float  # bench's live rows (per-frame, temporal reuse, two loops; flicker)
 
 
-FULL = DemoPlan(count=400, size=128, seg_epochs=7, seg_minutes=2.0, sr_steps=300, sr_minutes=1.0, sr_blocks=8,
+FULL = DemoPlan(count=240, size=128, seg_epochs=12, seg_minutes=1.5, sr_steps=300, sr_minutes=2.5, sr_blocks=8,
                 sr_hr=64, calibration_images=32,
                 prune_steps=60, live_seconds=6.0, live_width=640, live_height=480, bench_frames=10,
                 bench_live_seconds=2.0)

@@ -139,7 +139,8 @@ def psnr(a: np.ndarray, b: np.ndarray, data_range: float | None = None, border: 
     """Peak signal-to-noise ratio in dB.
 
     Args:
-        a, b: H×W or H×W×3 images of equal shape (uint8, or float with ``data_range``).
+        a: an H×W or H×W×3 image (uint8, or float with ``data_range``).
+        b: the other image, of ``a``'s shape.
         border: pixels cropped from each side first (the SR scale, by convention).
         y_channel: compare BT.601 Y instead of RGB.
         mask: optional H×W mask: the MSE is taken over the pixels inside it.

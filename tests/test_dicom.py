@@ -254,7 +254,7 @@ def test_objects_reach_a_real_pacs_and_a_failed_send_keeps_them(dicoms, exported
 
 
 def test_pacs_and_dicom_options_are_checked_before_anything_runs(tmp_path):
-    from skinedge.runtime.pacs import parse_pacs
+    from skinedge.runtime.clinical.pacs import parse_pacs
 
     assert parse_pacs("pacs.local:4242/ORTHANC").aet == "ORTHANC" and parse_pacs("10.0.0.2:104").aet == "ANY-SCP"
     for bad in ("pacs", "pacs:0", "pacs:70000", "pacs:104/THIS-TITLE-IS-TOO-LONG", "http://pacs:104"):

@@ -200,7 +200,7 @@ PROVENANCE = json.loads(seed("seed.provenance.json"))
 
 
 def test_provenance_json_reads_or_fails_in_one_line():
-    from skinedge.runtime.provenance import read_record
+    from skinedge.runtime.clinical.provenance import read_record
 
     @fuzz_settings()
     @given(st.one_of(mutated(seed("seed.provenance.json")), json_mutated(PROVENANCE)))

@@ -9,7 +9,7 @@ import cv2
 import pytest
 from test_sinks import STATS, found_result, frame, no_lesion_result
 
-from skinedge.runtime import provenance
+from skinedge.runtime.clinical import provenance
 from skinedge.runtime.enhance import panel
 from skinedge.runtime.sinks import draw_badge, drawable
 from skinedge.runtime.sinks.view import compose_view

@@ -13,7 +13,7 @@ cv2 = pytest.importorskip("cv2")
 
 from skinedge.atomic import sha256_file  # noqa: E402
 from skinedge.data.generate import write_synthetic  # noqa: E402
-from skinedge.runtime import provenance  # noqa: E402
+from skinedge.runtime.clinical import provenance  # noqa: E402
 from skinedge.runtime.enhance import enhance_command  # noqa: E402
 from skinedge.runtime.pipeline.host import FrameResult  # noqa: E402
 from skinedge.runtime.sinks import BADGE_BGR  # noqa: E402

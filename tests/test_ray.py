@@ -12,7 +12,7 @@ pytest.importorskip("ray", reason="the ray extra is not installed")
 from skinedge.data.generate import write_synthetic  # noqa: E402
 from skinedge.errors import SkinedgeError  # noqa: E402
 from skinedge.runtime.enhance import enhance_command  # noqa: E402
-from skinedge.runtime.ray_enhance import RESULTS, enhance_ray, read_results  # noqa: E402
+from skinedge.runtime.scale.ray_enhance import RESULTS, enhance_ray, read_results  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

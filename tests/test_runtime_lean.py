@@ -37,3 +37,14 @@ def test_the_blocker_really_blocks():
     result = subprocess.run([sys.executable, "-c", BLOCKER, "skinedge.export.onnx_io"], capture_output=True,
                             text=True, timeout=120)
     assert result.returncode != 0 and "blocked: onnx" in result.stderr
+
+
+def test_the_runtime_top_level_holds_the_session_the_manifest_enhance_and_subpackages():
+    """A reader walks the frame's path from here: clinical output and scale-out live in their own packages."""
+    from pathlib import Path
+
+    root = Path(skinedge.runtime.__file__).parent
+    modules = {p.stem for p in root.glob("*.py")}
+    packages = {p.name for p in root.iterdir() if (p / "__init__.py").is_file()}
+    assert modules == {"__init__", "session", "manifest", "enhance"}, modules
+    assert {"clinical", "scale", "backends", "pipeline", "live", "sinks"} <= packages

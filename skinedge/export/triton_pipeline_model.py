@@ -15,7 +15,7 @@ import triton_python_backend_utils as pb_utils
 
 from skinedge.runtime.backends.base import Runner
 from skinedge.runtime.pipeline.host import Pipeline
-from skinedge.runtime.provenance import NOTICE
+from skinedge.runtime.clinical.provenance import NOTICE
 
 SEG, SR = "skinedge_seg", "skinedge_sr"
 

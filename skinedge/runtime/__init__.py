@@ -13,5 +13,7 @@ frame's path (DESIGN.md §1):
 - :mod:`.pipeline`: the host pipeline, one frame through NumPy stages (reference, mask, tiling, projection);
 - :mod:`.gpu`: the same frame on one CUDA stream (kernels, device nets, CUDA calls);
 - :mod:`.live` (sources, capture, loop) and :mod:`.sinks` (window, web viewer, recorder): ``skinedge run``;
-- :mod:`.enhance`: ``skinedge enhance``; :mod:`.bench`: ``skinedge bench``.
+- :mod:`.enhance`: ``skinedge enhance``; :mod:`.bench`: ``skinedge bench``;
+- :mod:`.clinical`: what a clinic needs of an output (provenance, departure map, DICOM, PACS);
+- :mod:`.scale`: beyond one machine (Ray Data, Triton).
 """

@@ -27,9 +27,9 @@ from skinedge.runtime.pipeline.host import FrameResult, Pipeline
 from skinedge.runtime.pipeline.mask import frame_mask
 from skinedge.runtime.pipeline.projection import Fidelity
 from skinedge.runtime.pipeline.reference import composite
-from skinedge.runtime import provenance
-from skinedge.runtime.departure import FULL as DEPARTURE_FULL
-from skinedge.runtime.departure import departure_map
+from skinedge.runtime.clinical import provenance
+from skinedge.runtime.clinical.departure import FULL as DEPARTURE_FULL
+from skinedge.runtime.clinical.departure import departure_map
 from skinedge.runtime.session import open_session
 from skinedge.runtime.sinks import draw_badge
 
@@ -49,13 +49,13 @@ def enhance_command(inputs: list[str], models: Path, out: Path, backend: str = "
     """
     peer = None
     if pacs is not None:
-        from skinedge.runtime.pacs import parse_pacs
+        from skinedge.runtime.clinical.pacs import parse_pacs
 
         peer = parse_pacs(pacs)
         if not dicom:
             raise SkinedgeError("--pacs sends the DICOM objects: add --dicom")
     if dicom:
-        from skinedge.runtime.dicom_out import _hd
+        from skinedge.runtime.clinical.dicom_out import _hd
 
         _hd()  # missing highdicom: one line before any model loads
     paths, problems = expand_inputs(inputs)
@@ -67,7 +67,7 @@ def enhance_command(inputs: list[str], models: Path, out: Path, backend: str = "
     log(f"{len(summary.done)} enhanced, {len(summary.failed)} failed; outputs in {out}/")
     unsent = []
     if peer is not None:
-        from skinedge.runtime.pacs import send
+        from skinedge.runtime.clinical.pacs import send
 
         unsent = send([Path(f) for row in summary.done for f in row["files"] if f.endswith(".dcm")], peer, log=log)
         for file, reason in unsent:
@@ -177,10 +177,10 @@ def enhance_paths(paths: list[Path], problems: list[tuple[str, str]], pipeline: 
     """Enhance every image of ``paths`` (from :func:`expand_inputs`, with the inputs that matched nothing in
     ``problems``); returns what was done and what failed (with the reason).
 
-    ``provenance``: the session's record (:func:`skinedge.runtime.provenance.session_record`); each PNG then
+    ``provenance``: the session's record (:func:`skinedge.runtime.clinical.provenance.session_record`); each PNG then
     carries it, with this image's part, in iTXt chunks. Without it the PNGs still carry the AI notice.
     ``hallucination``: add the departure map (:func:`departure_map`) to each panel, and as its own file.
-    ``dicom``: also write the DICOM objects of :mod:`skinedge.runtime.dicom_out`."""
+    ``dicom``: also write the DICOM objects of :mod:`skinedge.runtime.clinical.dicom_out`."""
     summary = Summary(failed=list(problems))
     for text, reason in problems:
         log(f"skip {text}: {reason}")
@@ -275,7 +275,7 @@ def _enhance_one(pipeline: Pipeline, item: InputFrame, base: Path, overwrite: bo
     written: list[Path] = []
     try:
         if dicom:
-            from skinedge.runtime.dicom_out import write_dicom
+            from skinedge.runtime.clinical.dicom_out import write_dicom
 
             if session is None:
                 raise SkinedgeError("--dicom needs the session's provenance record")

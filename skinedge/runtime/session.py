@@ -41,7 +41,8 @@ def open_session(models: str | Path, backend: str = "auto", precision: str = "au
 
     Args:
         models: a models directory (``skinedge export``/``calibrate``/``prune``).
-        backend, precision: as ``--backend``/``--precision`` (``auto``: see :mod:`skinedge.runtime.backends`).
+        backend: as ``--backend`` (``auto``: see :mod:`skinedge.runtime.backends`).
+        precision: as ``--precision`` (``auto``: the fastest variant the gates allow).
         engines: TensorRT engines (``skinedge build-engines``); only the tensorrt backend reads them.
         mode: ``roi`` (the lesion region ×4) or ``full`` (the whole frame ×4).
         tile: SR tile side in LR pixels, 16..the backend's maximum; None: the backend's default.

@@ -75,7 +75,7 @@ def onnx_and_ir() -> None:
 
 
 def provenance() -> None:
-    """A record of the schema ``skinedge.runtime.provenance`` writes (values made up, shapes real)."""
+    """A record of the schema ``skinedge.runtime.clinical.provenance`` writes (values made up, shapes real)."""
     sha = "0" * 64
     record = {
         "schema": "skinedge-provenance", "schema_version": 1,

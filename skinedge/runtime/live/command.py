@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from skinedge.errors import SkinedgeError
-from skinedge.runtime import provenance
+from skinedge.runtime.clinical import provenance
 from skinedge.runtime.backends.onnxruntime import physical_cores
 from skinedge.runtime.live.display import MAX_AGE_MS, TwoLoopDisplay
 from skinedge.runtime.live.loop import _close, check_max_frames, format_summary, run_live

@@ -9,7 +9,7 @@ Layout of ``PATH/``::
                      end_to_end_ms, sr_age_ms (two loops: how much older the frame of the SR shown was), segment
     segments.jsonl   one line per closed segment still on disk: files, frames, first index, start, seconds, bytes
     segment-00000.provenance.json, ...  per closed segment: the provenance record (models, their sha256,
-                     settings; :mod:`skinedge.runtime.provenance`) with the sha256 of the segment's files
+                     settings; :mod:`skinedge.runtime.clinical.provenance`) with the sha256 of the segment's files
 
 Why the wall clock: a pipeline slower than its camera enhances fewer frames
 than the camera sends (a 15 fps stream, < 1 frame/s enhanced on a small CPU).

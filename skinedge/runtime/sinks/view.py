@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from skinedge.errors import SkinedgeError
-from skinedge.runtime.departure import live_departure
+from skinedge.runtime.clinical.departure import live_departure
 from skinedge.runtime.pipeline.host import as_bgr
 from skinedge.runtime.sinks import draw_badge, drawable, fit_into
 
@@ -57,7 +57,7 @@ def compose_view(raw: np.ndarray | None, result: "FrameResult | None", stats: di
             ``source``, ``backend``, ``variants``); missing keys are left out.
         height: panel height in pixels; default the frame's, clamped to [360, 540].
         departure: show, instead of the enhanced view, where it departs from the camera
-            (:func:`~skinedge.runtime.departure.live_departure`); the badge stays.
+            (:func:`~skinedge.runtime.clinical.departure.live_departure`); the badge stays.
 
     Returns:
         (height + bar)×(2·panel width)×3 uint8 BGR, panel width = W·height/H.

@@ -26,7 +26,7 @@ import numpy as np
 
 from skinedge.atomic import write_bytes_atomic
 from skinedge.errors import DataError, SkinedgeError, one_line
-from skinedge.runtime.provenance import NOTICE
+from skinedge.runtime.clinical.provenance import NOTICE
 
 EXTRA = "pip install 'skinedge[dicom]'"
 SERIES_ENHANCED, SERIES_SEG, SERIES_SOURCE = 9001, 9002, 9000
@@ -55,7 +55,7 @@ def write_dicom(base: Path, source: object | None, frame_rgb: np.ndarray, enhanc
         frame_rgb: the input frame (uint8 RGB), for a non-DICOM source's Secondary Capture.
         enhanced_rgb: the enhanced view (uint8 RGB).
         mask: the lesion mask at the frame's size (bool or 0/1).
-        record: the image's provenance record (:func:`skinedge.runtime.provenance.image_record`).
+        record: the image's provenance record (:func:`skinedge.runtime.clinical.provenance.image_record`).
         frame_number: the frame (1-based) of a multi-frame source.
     Returns:
         The files written, in the order a PACS should receive them (source first).

@@ -48,7 +48,7 @@ def serve(models: Path, *, host: str = "127.0.0.1", http_port: int = 8000, grpc_
     from pytriton.model_config import DynamicBatcher, ModelConfig, QueuePolicy, Tensor, TimeoutAction
     from pytriton.triton import Triton, TritonConfig
 
-    from skinedge.runtime.provenance import NOTICE
+    from skinedge.runtime.clinical.provenance import NOTICE
     from skinedge.runtime.session import open_session
 
     if max_batch < 1 or max_queue < 1:

@@ -78,7 +78,7 @@ class Enhancer:
 
     def __init__(self, models: str, backend: str, precision: str, mode: str, engines: str | None, tile: int | None,
                  fidelity, out: str, overwrite: bool, hallucination: bool, dicom: bool):
-        from skinedge.runtime import provenance
+        from skinedge.runtime.clinical import provenance
         from skinedge.runtime.session import open_session
 
         session = open_session(models, backend, precision, Path(engines) if engines else None, mode, tile, fidelity)
