@@ -43,9 +43,9 @@ class DemoPlan:
     bench_live_seconds: float  # bench's live rows (per-frame, temporal reuse, two loops; flicker)
 
 
-FULL = DemoPlan(count=240, size=128, seg_epochs=12, seg_minutes=1.5, sr_steps=300, sr_minutes=2.5, sr_blocks=8,
+FULL = DemoPlan(count=240, size=128, seg_epochs=12, seg_minutes=1.25, sr_steps=300, sr_minutes=2.5, sr_blocks=8,
                 sr_hr=64, calibration_images=32,
-                prune_steps=60, live_seconds=6.0, live_width=640, live_height=480, bench_frames=10,
+                prune_steps=60, live_seconds=6.0, live_width=640, live_height=480, bench_frames=6,
                 bench_live_seconds=2.0)
 TINY = DemoPlan(count=24, size=64, seg_epochs=1, seg_minutes=1.0, sr_steps=2, sr_minutes=1.0, sr_blocks=2,
                 sr_hr=32, calibration_images=4,
