@@ -44,9 +44,11 @@ def write_models(root: Path, size: int = 64, extra: dict | None = None) -> Path:
     for net, more in (extra or {}).items():
         variants[net].update(more)
     networks = {
-        "seg": {"input": {"name": "image", "shape": ["batch", 3, size, size]},
+        "seg": {"input": {"name": "image", "shape": ["batch", 3, size, size], "mean": [0.485, 0.456, 0.406],
+                          "std": [0.229, 0.224, 0.225]},
                 "output": {"name": "logits", "shape": ["batch", 1, size, size]}, "variants": {}},
-        "sr": {"input": {"name": "lr", "shape": ["batch", 3, "height", "width"]},
+        "sr": {"input": {"name": "lr", "shape": ["batch", 3, "height", "width"], "mean": [0, 0, 0],
+                         "std": [1, 1, 1]},
                "output": {"name": "sr", "shape": ["batch", 3, "4*height", "4*width"]}, "scale": 4, "variants": {}},
     }
     for net, names in variants.items():

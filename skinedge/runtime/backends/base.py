@@ -22,18 +22,13 @@ class Runner:
 
     name = "runner"
     reuses_outputs = False
+    output_names: list[str] | None = None  # the model's output tensors once active (None: this backend does not say)
 
     def __init__(self, loader: Callable[[], Any] | Any):
         self.loader = loader
         self.active = False
         self.input_names: list[str] = []
         self.last_ms = 0.0
-
-    @property
-    def output_names(self) -> list[str] | None:
-        """The model's output tensor names once active (None: this backend does not say)."""
-        names = getattr(self, "outputs", None)
-        return list(names) if isinstance(names, list) else None
 
     def check_names(self, net: str, input_name: str, output_name: str) -> None:
         """Raise a one-line error when models.json names tensors the active model does not have (a damaged or

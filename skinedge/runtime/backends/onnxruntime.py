@@ -67,7 +67,7 @@ class OrtRunner(Runner):
 
     def _activate_impl(self, session) -> list[str]:
         self.session = session
-        self.outputs = [o.name for o in session.get_outputs()]
+        self.outputs = self.output_names = [o.name for o in session.get_outputs()]
         self.binding = None
         shapes = [o.shape for o in session.get_outputs()]
         if len(shapes) == 1 and all(isinstance(d, int) for d in shapes[0][1:]):

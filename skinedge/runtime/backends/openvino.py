@@ -136,7 +136,7 @@ class OvRunner(Runner):
         self.compiled = compiled
         self.request = compiled.create_infer_request()
         try:
-            self.outputs = [o.get_any_name() for o in compiled.outputs]
+            self.outputs = self.output_names = [o.get_any_name() for o in compiled.outputs]
             shapes = {i.get_any_name(): i.get_partial_shape() for i in compiled.inputs}
         except Exception as exc:  # noqa: BLE001 - an IR whose tensors have no (or undecodable) names: damaged
             raise SkinedgeError(f"openvino: the model's inputs or outputs have no usable names ({one_line(exc)}); "
