@@ -247,19 +247,29 @@ def test_models_json_opens_or_fails_in_one_line(models_copy):
 
 
 # ------------------------------------------------------------------------------------------------- model files
+@pytest.fixture(scope="module")
+def model_seeds(tmp_path_factory):
+    """The ONNX and OpenVINO IR seeds, made here (tests/fuzz_corpus/make_seeds.py) rather than committed."""
+    pytest.importorskip("onnx")
+    sys.path.insert(0, str(CORPUS))
+    from make_seeds import onnx_and_ir
+
+    return onnx_and_ir(tmp_path_factory.mktemp("model-seeds"))
+
+
 def _run_once(runner):
     with runner:
         out = runner.infer({runner.input_names[0]: np.zeros((1, 3, 8, 8), np.float32)})
     return out
 
 
-def test_onnx_files_load_or_fail_in_one_line(tmp_path_factory):
+def test_onnx_files_load_or_fail_in_one_line(model_seeds, tmp_path_factory):
     from skinedge.runtime.backends.onnxruntime import OrtRunner, SessionFromOnnx
 
     path = tmp_path_factory.mktemp("onnx") / "sr.onnx"
 
     @fuzz_settings()
-    @given(mutated(seed("seed.onnx")))
+    @given(mutated((model_seeds / "seed.onnx").read_bytes()))
     def case(data):
         path.write_bytes(data)
         ends_cleanly("onnx file", lambda: _run_once(OrtRunner(SessionFromOnnx(path, threads=1, fixed_shape=False))))
@@ -267,16 +277,16 @@ def test_onnx_files_load_or_fail_in_one_line(tmp_path_factory):
     case()
 
 
-def test_openvino_ir_loads_or_fails_in_one_line(tmp_path_factory):
+def test_openvino_ir_loads_or_fails_in_one_line(model_seeds, tmp_path_factory):
     pytest.importorskip("openvino")
     from skinedge.runtime.backends.openvino import CompiledFromFile, OvRunner
 
     here = tmp_path_factory.mktemp("ir")
-    shutil.copy(CORPUS / "seed.bin", here / "sr.bin")
+    shutil.copy(model_seeds / "seed.bin", here / "sr.bin")
     path = here / "sr.xml"
 
     @fuzz_settings()
-    @given(mutated(seed("seed.xml")))
+    @given(mutated((model_seeds / "seed.xml").read_bytes()))
     def case(data):
         path.write_bytes(data)
         ends_cleanly("openvino ir", lambda: _run_once(OvRunner(CompiledFromFile(path, threads=1))))

@@ -144,7 +144,7 @@ def _png_record(path: Path) -> bytes:
         with Image.open(path) as im:
             im.load()
             text = getattr(im, "text", {}).get(PNG_KEY)
-    except OSError:
+    except OSError:  # unreadable: the caller says so
         raise
     except Exception as exc:  # noqa: BLE001 - Pillow raises SyntaxError, ValueError ... for damaged PNGs
         raise SkinedgeError(f"{path.name}: not a readable PNG ({_one_line(exc)})") from None
