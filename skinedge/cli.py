@@ -194,10 +194,10 @@ def train_sr_command(
 def train_all_command(
     data: list[str] = typer.Option(..., "--data", metavar="SPEC", help=SPEC_HELP + "; repeat to pool several sets"),
     out: Path = typer.Option(..., "--out", "-o", help="models directory to make (new or an earlier train-all run, which is continued)"),
-    minutes: float = typer.Option(60.0, "--minutes", help="wall-clock budget for reading the data and training both networks"),
+    minutes: float = typer.Option(60.0, "--minutes", help="wall-clock budget of the whole command: reading the data, training both networks, export, calibration and the report"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     seed: int = typer.Option(0, "--seed", help="seed of the split and the training"),
-    workers: int = typer.Option(1, "--workers", help="DataLoader worker processes that build batches during a step"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="DataLoader worker processes that build batches during a step (default: 1 on a CPU, up to 8 beside a GPU)"),
     gate_images: int = typer.Option(24, "--gate-images", help="held-out images each FP16/INT8 gate measures"),
     keep_cache: bool = typer.Option(False, "--keep-cache", help="keep the decoded-image cache (OUT/train/cache) at the end"),
 ) -> None:

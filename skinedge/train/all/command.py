@@ -32,7 +32,7 @@ class AllConfig:
     minutes: float = 60.0
     device: str = "auto"
     seed: int = 0
-    workers: int = 1
+    workers: int | None = None  # DataLoader workers; None: 1 on a CPU (its cores train), more beside a GPU
     gate_images: int = 24
     calibration_images: int = 32
     keep_cache: bool = False
@@ -103,5 +103,7 @@ def train_all(cfg: AllConfig, log: Callable[[str], None] = print) -> dict:
         state.finish(stage, time.monotonic() - started, **facts)
     if not cfg.keep_cache and (work / "cache").is_dir():
         shutil.rmtree(work / "cache", ignore_errors=True)
-    log(f"models directory ready: {cfg.out} (card: {cfg.out / 'MODEL_CARD.md'})")
+    took = sum(d["seconds"] for d in state.doc["done"].values()) / 60
+    log(f"models directory ready: {cfg.out} (card: {cfg.out / 'MODEL_CARD.md'}); the stages took {took:.1f} min "
+        f"of the {state.doc['minutes']} budgeted")
     return state.doc

@@ -93,7 +93,7 @@ def train_segmenter(run: StageRun) -> dict:
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-5)
     train = SegSource(run.cache, run.train_ids, run.seed, augment=True)
     train.min_items = plan.seg_batch * 150  # validate about every 150 steps
-    val = SegSource(run.cache, run.val_ids[:128], run.seed, augment=False)
+    val = SegSource(run.cache, run.val_ids[:128], run.seed, augment=False)  # stages.VAL_SEG
     what, autocast = fast_math(run.device)
 
     def validate() -> dict[str, float]:

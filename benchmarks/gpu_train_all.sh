@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Issue 20's GPU check, one call on a lent GPU machine (< 10 minutes): `skinedge train all --minutes 10 --device cuda`
+# on the three shared dev sets, then the run's card, report and state copied to $OUT.
+#
+#   bash benchmarks/gpu_train_all.sh DATA_DIR          (DATA_DIR holds isic2017-val96, isic2017-dev290, isic2018-crop512-dev1561)
+#
+# The device tool sends the checkout only (64 MiB): the sets travel as a packed copy in an ignored folder (whole
+# photos Lanczos-reduced to 512 px on the long side, the scale the SR truth is kept at; crops byte for byte).
+# Wheels in .gpu/whl (segmentation-models-pytorch, onnxslim: pure Python) are installed into /tmp/site first.
+set -u
+cd "$(dirname "$0")/.." || exit 2
+DATA=${1:?give the folder that holds the three sets}
+PY=${PYTHON:-$(command -v python3 || command -v python)}
+OUT=${OUT:-$(mktemp -d)}
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+if compgen -G ".gpu/whl/*.whl" >/dev/null; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/whl/*.whl \
+        && export PYTHONPATH="$PYTHONPATH:/tmp/site"
+fi
+nvidia-smi -L
+nproc
+MODELS=$(mktemp -d)/models
+set -o pipefail
+timeout 570 "$PY" -m skinedge train all --data "isic2018:$DATA/isic2017-val96" --data "isic2018:$DATA/isic2017-dev290" \
+    --data "isic2018:$DATA/isic2018-crop512-dev1561" --out "$MODELS" --minutes 10 --device cuda \
+    --workers "${WORKERS:-8}" 2>&1 | tee "$OUT/train_all.log"
+rc=$?
+echo "train all: exit $rc"
+cp "$MODELS/MODEL_CARD.md" "$MODELS/report/report.md" "$MODELS/train/state.json" "$MODELS/train/fingerprint.json" \
+    "$MODELS/models.json" "$OUT/" 2>/dev/null
+ls -la "$MODELS" "$MODELS/train" 2>/dev/null | head -40
+exit $rc
