@@ -5,9 +5,11 @@
 #
 #   bash benchmarks/gpu_train_all.sh DATA_DIR          (DATA_DIR holds isic2017-val96, isic2017-dev290, isic2018-crop512-dev1561)
 #
-# The device tool sends the checkout only (64 MiB): the sets travel as a packed copy in an ignored folder (whole
-# photos Lanczos-reduced to 512 px on the long side, the scale the SR truth is kept at; crops byte for byte).
-# Wheels in .gpu/whl (segmentation-models-pytorch, onnxslim: pure Python) are installed into /tmp/site first.
+# The device tool sends the checkout only (64 MiB): the sets travel as a packed copy (58 MB) in the ignored folder
+# .gpu/data, made by `python benchmarks/pack_shared_data.py`. Wheels in .gpu/whl (segmentation-models-pytorch,
+# onnxslim: pure Python, for the device's Python 3.12: `pip download --no-deps --only-binary=:all: --python-version
+# 3.12 -d .gpu/whl segmentation-models-pytorch onnxslim`) are installed into /tmp/site first. Not run yet: the
+# session that wrote it was told no machine was lent at present.
 set -u
 cd "$(dirname "$0")/.." || exit 2
 DATA=${1:?give the folder that holds the three sets}
