@@ -96,14 +96,15 @@ def main() -> int:
         mine = [r for r in rows if r["protocol"] == name]
         if not mine:
             continue
-        print(f"\nprotocol ({name}), {len(mine)} photos: G − bicubic {statistics.mean(r['g'] - r['bicubic'] for r in mine):+.3f} dB, "
-              f"ΔE00 G {statistics.mean(r['g_de'] for r in mine):.3f} / bicubic {statistics.mean(r['bicubic_de'] for r in mine):.3f}")
+        mean = lambda key: statistics.mean(r[key] for r in mine)  # noqa: E731
+        print(f"\nprotocol ({name}), {len(mine)} photos: G − bicubic {mean('g') - mean('bicubic'):+.3f} dB, "
+              f"ΔE00 G {mean('g_de'):.3f} / bicubic {mean('bicubic_de'):.3f}")
         print(f"  {'setting':<18} {'vs G mean':>9} {'median':>7} {'below G':>8} {'vs bicubic':>10} {'ΔE00':>6}")
         for setting in ("chroma only", *SETTINGS):
             d = [r[setting] - r["g"] for r in mine]
             s = {"vs_g_mean": statistics.mean(d), "vs_g_median": statistics.median(d),
-                 "below_g": sum(x < -0.005 for x in d), "vs_bicubic": statistics.mean(r[setting] - r["bicubic"] for r in mine),
-                 "delta_e": statistics.mean(r[setting + "_de"] for r in mine)}
+                 "below_g": sum(x < -0.005 for x in d), "vs_bicubic": mean(setting) - mean("bicubic"),
+                 "delta_e": mean(setting + "_de")}
             summary[f"{name}/{setting}"] = s
             print(f"  {setting:<18} {s['vs_g_mean']:+9.3f} {s['vs_g_median']:+7.3f} {s['below_g']:>4}/{len(mine):<3} "
                   f"{s['vs_bicubic']:+10.3f} {s['delta_e']:6.3f}")
