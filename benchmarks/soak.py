@@ -97,6 +97,22 @@ def slope_per_10min(t_s: list[float], values: list[float]) -> float:
     return float(np.polyfit(np.asarray(t_s) / 600.0, np.asarray(values, float), 1)[0])
 
 
+def slope_spread(t_s: list[float], values: list[float]) -> dict:
+    """How sure the slope is, per 10 minutes: the least-squares standard error (samples taken as independent, so
+    a lower bound) and Theil–Sen's median of pairwise slopes (RSS jumps by tens of MB as glibc's heaps grow and
+    shrink; a few jumps near either end move least squares, not the median)."""
+    t, v = np.asarray(t_s) / 600.0, np.asarray(values, float)
+    if len(t) < 4:
+        return {"slope_se_per_10min": float("nan"), "theil_sen_per_10min": float("nan")}
+    fit = np.polyfit(t, v, 1)
+    residual = v - np.polyval(fit, t)
+    se = np.sqrt((residual @ residual) / (len(t) - 2) / ((t - t.mean()) ** 2).sum())
+    i, j = np.triu_indices(len(t), 1)
+    keep = t[j] > t[i]
+    pairwise = (v[j] - v[i])[keep] / (t[j] - t[i])[keep]
+    return {"slope_se_per_10min": round(float(se), 3), "theil_sen_per_10min": round(float(np.median(pairwise)), 3)}
+
+
 def has_option(code: Path, option: str) -> bool:
     help_text = subprocess.run([sys.executable, "-m", "skinedge.cli", "run", "--help"], capture_output=True,
                                text=True, env=code_env(code), cwd=tempfile.gettempdir(), timeout=120).stdout
@@ -127,6 +143,7 @@ def summarize(samples: list[dict], warmup_s: float) -> dict:
         values = [s[key] for s in late]
         out[key] = {"slope_per_10min": round(slope_per_10min(t, values), 3),
                     "min": min(values, default=None), "max": max(values, default=None)}
+    out["rss_mb"].update(slope_spread(t, [s["rss_mb"] for s in late]))
     third = max(1, len(late) // 3)
     for key in ("fds", "threads"):  # flat: the last third never goes above what the first third reached
         out[key]["growth"] = (max(s[key] for s in late[-third:]) - max(s[key] for s in late[:third])) if late else 0
@@ -274,7 +291,9 @@ def main() -> int:
     if args.plot:
         plot(samples, restarts, args.warmup_minutes * 60, f"skinedge run soak: {commit}, {args.minutes:g} min, "
              f"camera restarted {len(restarts)}x", args.plot)
-    print(f"RSS slope {summary['rss_mb']['slope_per_10min']:+.3f} MB/10 min after {args.warmup_minutes:g} min "
+    rss = summary["rss_mb"]
+    print(f"RSS slope {rss['slope_per_10min']:+.3f} MB/10 min (± {rss['slope_se_per_10min']:.3f} s.e.; Theil–Sen "
+          f"{rss['theil_sen_per_10min']:+.3f}) after {args.warmup_minutes:g} min "
           f"({summary['rss_mb']['min']:.1f}-{summary['rss_mb']['max']:.1f} MB); fds {summary['fds']['min']}-"
           f"{summary['fds']['max']} (growth {summary['fds']['growth']}), threads {summary['threads']['min']}-"
           f"{summary['threads']['max']} (growth {summary['threads']['growth']}); disk "
