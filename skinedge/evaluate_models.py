@@ -104,11 +104,15 @@ class Scorer:
         return keep(plain > 0), keep((plain + mirrored) / 2 > 0)
 
     def generator(self, lr: np.ndarray) -> np.ndarray:
+        """The generator's output as it leaves the network: H×W×3 float32 in [0, 1]."""
         out = self.pipeline.sr.infer({self.sr_io["input"]["name"]: _planar(lr)})[self.sr_io["output"]["name"]]
-        return _to_uint8(out[0].transpose(1, 2, 0))
+        return np.clip(out[0].transpose(1, 2, 0), 0.0, 1.0)
 
     def project(self, sr: np.ndarray, lr: np.ndarray) -> np.ndarray:
-        return _to_uint8(project_image(sr / np.float32(255), lr / np.float32(255), self.fidelity))
+        """``sr`` (uint8, or float in [0, 1] as the generator gives it, so it is rounded once, as the pipeline's
+        shown output is) made consistent with ``lr``; uint8."""
+        unit = sr / np.float32(255) if sr.dtype == np.uint8 else sr.astype(np.float32)
+        return _to_uint8(project_image(unit, lr / np.float32(255), self.fidelity))
 
     def shown(self, lr: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(self.pipeline(np.ascontiguousarray(lr[:, :, ::-1])).image[:, :, ::-1])
@@ -119,9 +123,9 @@ def _sr_rows(scorer: Scorer, hr: np.ndarray, truth: np.ndarray, seed: int) -> di
     for name, (_, how) in PROTOCOLS.items():
         lr = degrade(hr, how, seed=seed)
         bic = bicubic_upscale(lr, 4)
-        gen = scorer.generator(lr)
-        outputs = {"bicubic": bic, "bicubic_projection": scorer.project(bic, lr), "generator": gen,
-                   "generator_projection": scorer.project(gen, lr), "shown": scorer.shown(lr)}
+        raw = scorer.generator(lr)  # projected from the float output: one rounding, as in the shown output
+        outputs = {"bicubic": bic, "bicubic_projection": scorer.project(bic, lr), "generator": _to_uint8(raw),
+                   "generator_projection": scorer.project(raw, lr), "shown": scorer.shown(lr)}
         for method, out in outputs.items():
             row = metrics.sr_scores(out, hr, 4, truth)
             row["checkerboard"] = quality.checkerboard_ratio(out, hr, truth)
