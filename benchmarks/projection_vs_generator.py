@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from skinedge import metrics
 from skinedge.data import open_dataset
@@ -29,7 +30,7 @@ from skinedge.data.splits import read_split
 from skinedge.models.load import load_generator
 from skinedge.runtime.pipeline import projection
 from skinedge.runtime.pipeline.projection import Fidelity, project_image
-from skinedge.train.sr import super_resolve
+from skinedge.train.samples import to_unit
 
 PROTOCOLS = {"a": Degradation.bicubic_only(4), "b": Degradation(scale=4)}
 SETTINGS = {  # name: (STOP, THRESHOLD); "none" is G with the camera's chroma only
@@ -80,14 +81,16 @@ def main() -> int:
     for k, (item_id, hr, mask) in enumerate(photos(args.models, args.part, args.limit)):
         for name, how in PROTOCOLS.items():
             lr = degrade(hr, how, seed=k)
-            g = super_resolve(generator, lr[None], "cpu")[0]
+            with torch.no_grad():  # the float output, projected as it leaves the network (one rounding)
+                raw = generator(to_unit(lr[None])).clamp(0, 1)[0].permute(1, 2, 0).numpy()
+            g = (raw * 255 + 0.5).astype(np.uint8)
             row = {"id": item_id, "protocol": name}
             row["g"], row["g_de"] = lesion(g, hr, mask)
             row["bicubic"], row["bicubic_de"] = lesion(bicubic_upscale(lr, 4), hr, mask)
             for setting, (stop, threshold) in {"chroma only": (0, 0), **SETTINGS}.items():
                 projection.STOP, projection.THRESHOLD = stop, threshold
                 fidelity = Fidelity(iterations=0 if setting == "chroma only" else 3)
-                out = (project_image(g / np.float32(255), lr / np.float32(255), fidelity) * 255 + 0.5)
+                out = (project_image(raw, lr / np.float32(255), fidelity) * 255 + 0.5)
                 row[setting], row[setting + "_de"] = lesion(out.clip(0, 255).astype(np.uint8), hr, mask)
             rows.append(row)
         print(f"{k + 1} photos", end="\r", file=sys.stderr)
