@@ -28,7 +28,7 @@ from PIL import Image
 
 from skinedge import metrics, quality
 from skinedge.data import open_dataset
-from skinedge.data.degrade import Degradation, bicubic_upscale, degrade, fit_long_side
+from skinedge.data.degrade import CAMERA_SIDE, Degradation, bicubic_upscale, degrade, fit_long_side
 from skinedge.data.pool import SEPARATOR
 from skinedge.data.splits import read_split, recorded_or_new_split
 from skinedge.errors import SkinedgeError
@@ -53,7 +53,7 @@ class ModelsEvalConfig:
     backend: str = "auto"
     precision: str = "auto"
     limit: int | None = None
-    side: int = 512
+    side: int = CAMERA_SIDE
     fidelity: Fidelity | None = None
     whole_sets: list[str] | None = None  # sets of whole photos (None: those not all square; every set if none is)
 

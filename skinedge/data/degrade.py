@@ -65,6 +65,9 @@ def resize_mask(mask: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.asarray(resized) > 127
 
 
+CAMERA_SIDE = 512  # a dermatoscope camera's frame (640×480 class): SR is trained, gated and judged at this scale
+
+
 def fit_long_side(image: np.ndarray, mask: np.ndarray, side: int, scale: int = 4
                   ) -> tuple[np.ndarray, np.ndarray]:
     """A photo at ≤ ``side`` px on the long side (Lanczos), mod-cropped to ``scale``, and its mask with it: the

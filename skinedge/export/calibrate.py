@@ -30,12 +30,14 @@ from skinedge.export.onnx_io import load_onnx, save_onnx, session
 from skinedge.export.onnx_rules import check_tensorrt_qdq, quantized_layers
 from skinedge.export.samples import (
     SR_TIMING_SIDES,
+    at_camera_scale,
     dataset_parts,
     image_stats,
     lesion_crop,
     mask_from_logits,
     seg_input,
     stratified_pick,
+    whole_photo,
 )
 from skinedge.runtime.manifest import MANIFEST, NETWORKS, load_models, network, variant_file, variant_name, variant_path
 
@@ -100,8 +102,11 @@ def held_out(dataset, parts: dict[str, list[str]], limit: int | None, manifest: 
     seg_held = G.HeldOut(np.stack([seg_input(i.image, size, seg_io["mean"], seg_io["std"]) for i, _ in items]),
                          [G.seg_truth_at(i.mask, size) for i, _ in items], [], scale, test_ids)
     camera = Degradation(scale=scale)  # both LR protocols: (a) bicubic, (b) the camera's blur, noise and JPEG
-    crops = [lesion_crop(i, m, scale) for i, m in items] + [lesion_crop(i, m, scale, degradation=camera, seed=k)
-                                                          for k, (i, m) in enumerate(items)]
+    items = [at_camera_scale(i, m, scale) for i, m in items]  # SR is gated where it runs: ≤ 512-px photos
+    crops = []
+    for cut in (lesion_crop, whole_photo):  # lesion-centred crops, and the whole photo (borders, surround)
+        crops += [cut(i, m, scale) for i, m in items]
+        crops += [cut(i, m, scale, degradation=camera, seed=k) for k, (i, m) in enumerate(items)]
     sr_held = G.HeldOut(seg_held.seg_inputs[:0], [], crops, scale, test_ids)
     return seg_held, sr_held
 
@@ -133,8 +138,8 @@ def prepare(cfg: CalibrateConfig, manifest: dict, seg_fp32: onnx.ModelProto) -> 
     }
     record["set_sha256"] = hashlib.sha256("".join(r["sha256"] for r in record["images"]).encode()).hexdigest()
     seg_cal = [seg_input(candidates[i][0].image, size, seg_io["mean"], seg_io["std"]) for i in chosen]
-    sr_cal = [(lesion_crop(*candidates[i], scale).lr.astype(np.float32) / 255.0).transpose(2, 0, 1)
-              for i in chosen]
+    sr_cal = [(lesion_crop(*at_camera_scale(*candidates[i], scale), scale).lr.astype(np.float32) / 255.0)
+              .transpose(2, 0, 1) for i in chosen]
     h, w = min(x.shape[1] for x in sr_cal), min(x.shape[2] for x in sr_cal)  # the calibrators stack their inputs:
     sr_cal = [np.ascontiguousarray(x[:, (x.shape[1] - h) // 2:][:, :h, (x.shape[2] - w) // 2:][:, :, :w])
               for x in sr_cal]  # small photos give smaller crops, so all are cut to the smallest (centred)

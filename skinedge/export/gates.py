@@ -3,7 +3,8 @@ with ONNX Runtime, and refused when it loses more than its gate allows.
 
 Segmenter: mean Dice against the ground truth at the network's resolution (the
 FP32 model's own masks where a dataset has no truth). SR generator: PSNR/SSIM on
-Y inside the lesion against the HR truth of lesion crops, and colour shift: the
+Y inside the lesion and in the band around its border against the HR truth of lesion crops and whole photos
+(at the camera's scale, ≤ 512 px, where SR runs), and colour shift: the
 mean per-channel difference to the FP32 output inside the lesion, the symptom
 users report as "FP16/INT8 turned it pink". Those compare a variant with its own
 FP32 model; one check compares with the truth: the lesion's CIEDE2000 ΔE of what
@@ -48,7 +49,8 @@ class Gates:
         kind = "fp16" if precision == "fp16" else "int8"
         if net == "seg":
             return {"dice_drop": getattr(self, f"{kind}_dice_drop")}
-        limits = {"psnr_drop_db": getattr(self, f"{kind}_psnr_drop_db"), "colour_shift": self.colour_shift_max,
+        limits = {"psnr_drop_db": getattr(self, f"{kind}_psnr_drop_db"),
+                  "border_psnr_drop_db": getattr(self, f"{kind}_psnr_drop_db"), "colour_shift": self.colour_shift_max,
                   "delta_e_over_bicubic": self.delta_e_over_bicubic_max, "checkerboard": self.checkerboard_max}
         if kind == "int8":
             limits["ssim_drop"] = self.int8_ssim_drop
@@ -117,6 +119,7 @@ def sr_metrics(outputs: list[np.ndarray], held: HeldOut, reference: list[np.ndar
     ΔE00 to the truth of the shown (projected) outputs and of bicubic."""
     rows = [metrics.sr_scores(_u8(o), c.hr, held.scale, c.mask) for o, c in zip(outputs, held.crops)]
     result = {k: float(np.nanmean([r[f"lesion_{k}"] for r in rows])) for k in ("psnr_y", "ssim_y")}
+    result["border_psnr_y"] = float(np.nanmean([r["border_psnr_y"] for r in rows]))
     result["delta_e_raw"] = float(np.nanmean([r["lesion_delta_e"] for r in rows]))
     result["delta_e"] = float(np.nanmean([metrics.mean_delta_e(shown(o, c), c.hr, c.mask, held.scale)
                                           for o, c in zip(outputs, held.crops)]))
@@ -140,6 +143,9 @@ def judge(net: str, precision: str, fp32: dict, variant: dict, gates: Gates) -> 
         measured["dice_drop"] = (fp32["dice"], variant["dice"], fp32["dice"] - variant["dice"])
     if "psnr_drop_db" in limits:
         measured["psnr_drop_db"] = (fp32["psnr_y"], variant["psnr_y"], fp32["psnr_y"] - variant["psnr_y"])
+    if "border_psnr_drop_db" in limits and "border_psnr_y" in fp32:  # the ±8 px band around the lesion's border
+        measured["border_psnr_drop_db"] = (fp32["border_psnr_y"], variant["border_psnr_y"],
+                                           fp32["border_psnr_y"] - variant["border_psnr_y"])
     if "ssim_drop" in limits:
         measured["ssim_drop"] = (fp32["ssim_y"], variant["ssim_y"], fp32["ssim_y"] - variant["ssim_y"])
     if "colour_shift" in limits:

@@ -13,11 +13,12 @@ import numpy as np
 from PIL import Image
 
 from skinedge.data.dataset import Dataset
+from skinedge.data.degrade import CAMERA_SIDE
 from skinedge.data.imageio import read_mask
 from skinedge.data.pool import set_of
 from skinedge.errors import DataError
 
-SR_SIDE_MAX = 512  # the scale of a dermatoscope camera's frame (640×480 class): HR is kept at most this long
+SR_SIDE_MAX = CAMERA_SIDE  # the scale of a dermatoscope camera's frame (640×480 class): HR is kept at most this long
 SCALE = 4
 
 
