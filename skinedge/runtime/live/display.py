@@ -38,10 +38,8 @@ class Pacer:
     own time jitters with what the SR loop and the decoder do on the shared cores, the shown frames do not.
 
     The delay is the 99th percentile of the last ``HOLD_WINDOW`` frames' ready-latency (capture → composite
-    done), at least ``HOLD_FLOOR_MS`` and at most ``ceiling_ms``. A frame later than the delay is shown at once.
-    The loop learns each frame's ready-latency where the step ends (:meth:`learn`) and the presenter thread waits
-    (:meth:`wait`), so holding one frame never holds up the next one's step; the ceiling may then exceed the
-    camera's frame interval (the loop sets 1.5 intervals: at most two frames wait to be shown).
+    done), at least ``HOLD_FLOOR_MS`` and at most ``ceiling_ms`` (below the camera's frame interval, so holding
+    never makes the loop miss the next frame). A frame later than the delay is shown at once.
     """
 
     def __init__(self, ceiling_ms: float, clock=time.perf_counter, sleep=time.sleep):
@@ -49,21 +47,13 @@ class Pacer:
         self.ready = Window(HOLD_WINDOW)
         self.delay_ms = HOLD_FLOOR_MS
 
-    def learn(self, captured: float) -> float:
-        """Record this frame's ready-latency (now − ``captured``, ``clock`` seconds); returns the new delay."""
+    def hold(self, captured: float) -> None:
+        """Wait until ``captured`` + the delay (``clock`` seconds), learning from this frame's ready-latency."""
         self.ready.add((self.clock() - captured) * 1000)
         self.delay_ms = min(self.ceiling_ms, max(HOLD_FLOOR_MS, self.ready.percentile(99)))
-        return self.delay_ms
-
-    def wait(self, captured: float, delay_ms: float | None = None) -> None:
-        """Sleep until ``captured`` + the delay (the one :meth:`learn` returned for this frame, if given)."""
-        wait = captured + (self.delay_ms if delay_ms is None else delay_ms) / 1000 - self.clock()
+        wait = captured + self.delay_ms / 1000 - self.clock()
         if wait > 0:
             self.sleep(wait)
-
-    def hold(self, captured: float) -> None:
-        """:meth:`learn`, then :meth:`wait`, on one thread."""
-        self.wait(captured, self.learn(captured))
 
 
 class TwoLoopDisplay:

@@ -29,7 +29,6 @@ from skinedge.runtime.live.capture import STALE_S, LatestFrame
 from skinedge.runtime.live.display import Pacer
 from skinedge.runtime.live.flicker import FlickerMeter
 from skinedge.runtime.live.heap import HeapTrim
-from skinedge.runtime.live.present import Presenter
 from skinedge.runtime.live.stats import Meter
 from skinedge.runtime.live.sources import Source
 from skinedge.runtime.pipeline.host import FrameResult
@@ -37,7 +36,6 @@ from skinedge.runtime.sinks import Sink
 from skinedge.runtime.sinks.recorder import Recorder
 
 IDLE_S = 0.5  # with no signal the sinks hear from the loop at ~2 Hz
-HOLD_CEILING = 1.5  # the paced delay's ceiling, in frame intervals (:class:`Pacer`; two frames wait at most)
 BLACK = np.zeros((480, 640, 3), np.uint8)  # the raw image shown with "no signal" before any frame came
 
 
@@ -81,7 +79,7 @@ def run_live(source: Source, pipeline: Callable[[np.ndarray], FrameResult], sink
         stack.enter_context(_warnings_to(log))
         stack.enter_context(_terminate_as_interrupt())
         loop.capture.start()
-        while max_frames is None or loop.submitted < max_frames:
+        while max_frames is None or loop.meter.frames < max_frames:
             if any(getattr(sink, "quit", False) for sink in sinks):
                 stopped = "viewer closed"
                 break
@@ -100,13 +98,10 @@ def run_live(source: Source, pipeline: Callable[[np.ndarray], FrameResult], sink
         log("interrupted (Ctrl-C): closing the recording and the viewers")
     finally:
         loop.capture.stop()
-        try:
-            loop.finish()
-        finally:
-            if watchdog is not None:
-                watchdog.stopping()
-            _close(sinks, recorder, log)
-            stack.close()
+        if watchdog is not None:
+            watchdog.stopping()
+        _close(sinks, recorder, log)
+        stack.close()
     return {**loop.meter.summary(), "dropped": loop.capture.dropped, **loop.signal_stats(),
             "seconds": round(time.perf_counter() - started, 2), "stopped": stopped,
             "source": loop.info["source"], "flicker": loop.flicker.summary(), **loop.work()}
@@ -162,11 +157,10 @@ class _Loop:
         self.sr_age: float | None = None  # of the last frame shown
         self.watchdog = None
         self.heap = HeapTrim()
-        self.submitted = 0  # frames the pipeline finished (shown, or waiting to be)
-        self.pacer = self.presenter = None
-        if getattr(pipeline, "paced", False):  # the two-loop display: a constant delay, shown by the presenter
+        self.pacer = None
+        if getattr(pipeline, "paced", False):  # the two-loop display: a constant delay, under the frame interval
             interval_ms = 1000.0 / (source.fps or 30.0)
-            self.pacer, self.presenter = Pacer(HOLD_CEILING * interval_ms), Presenter()
+            self.pacer = Pacer(0.95 * interval_ms)
 
     def signal_stats(self) -> dict:
         """The source's signal: state (live | stale | no signal), losses, comebacks and when the last was."""
@@ -185,63 +179,39 @@ class _Loop:
         return {"segmented": self.segmented, "computed": self.computed}
 
     def step(self, got: tuple[np.ndarray, int] | None) -> None:
-        """One frame through the pipeline, then to the sinks and the recorder (at once, or by the presenter at its
-        due time); with no frame, tell the sinks if the signal is gone."""
+        """One frame through pipeline → sinks → recorder; with no frame, tell the sinks if the signal is gone."""
         self.heap.tick()
         if got is None:
-            self._deliver(self._idle)
+            if not self.capture.signal:
+                if self.recorder is not None and not self.paused:  # the last frame was live until it went stale
+                    self.recorder.pause(min(time.perf_counter(), self.capture.stamp + STALE_S))
+                self.paused = True
+                _show(self.sinks, self.raw, None, self.stats({}, signal=False))
+            else:  # stale: the last view stays up; the stats (state, frame age) still move
+                stats = self.stats(self.latency, signal=True)
+                for sink in self.sinks:
+                    getattr(sink, "status", lambda stats: None)(stats)
             return
-        self.raw, index = got
-        if self.warmup and self.submitted == 0:
+        self.raw, self.index = got
+        self.paused = False
+        if self.warmup and self.meter.frames == 0:
             self.pipeline(self.raw)
             self.capture.stamp = max(self.capture.stamp, time.perf_counter())  # waiting for warm-up is not latency
-        raw, stamp = self.raw, self.capture.stamp
-        result = self.pipeline(raw)
-        self.submitted += 1
-        delay = None if self.pacer is None else self.pacer.learn(stamp)
-        self._deliver(lambda: self._present(raw, result, index, stamp, delay))
-
-    def _deliver(self, job: Callable[[], None]) -> None:
-        if self.presenter is None:
-            job()
-        else:
-            self.presenter.put(job)
-
-    def _idle(self) -> None:
-        """No frame came: the last view stays up while stale, "no signal" (and the recording paused) once gone."""
-        if not self.capture.signal:
-            if self.recorder is not None and not self.paused:  # the last frame was live until it went stale
-                self.recorder.pause(min(time.perf_counter(), self.capture.stamp + STALE_S))
-            self.paused = True
-            _show(self.sinks, self.raw, None, self.stats({}, signal=False))
-        else:  # stale: the last view stays up; the stats (state, frame age) still move
-            stats = self.stats(self.latency, signal=True)
-            for sink in self.sinks:
-                getattr(sink, "status", lambda stats: None)(stats)
-
-    def _present(self, raw: np.ndarray, result: FrameResult, index: int, stamp: float, delay: float | None) -> None:
-        """A finished frame, at capture + ``delay`` ms when paced: meter, sinks, recorder, watchdog."""
-        if delay is not None:
-            self.pacer.wait(stamp, delay)
-        self.index, self.paused = index, False
-        end_to_end = (time.perf_counter() - stamp) * 1000
+        result = self.pipeline(self.raw)
+        if self.pacer is not None:
+            self.pacer.hold(self.capture.stamp)
+        end_to_end = (time.perf_counter() - self.capture.stamp) * 1000
         self.meter.add(result.timings_ms, end_to_end, result.sr_age_ms)
         self.sr_age = result.sr_age_ms
         self.segmented += bool(result.segmented)
         self.computed += bool(result.found and result.computed)
-        self.flicker.add(raw, result)
+        self.flicker.add(self.raw, result)
         self.latency = {**result.timings_ms, "end_to_end": end_to_end}
-        _show(self.sinks, raw, result, self.stats(self.latency, signal=True))
+        _show(self.sinks, self.raw, result, self.stats(self.latency, signal=True))
         if self.recorder is not None:
-            self.recorder.write(raw, result, index, end_to_end, at=stamp)
+            self.recorder.write(self.raw, result, self.index, end_to_end, at=self.capture.stamp)
         if self.watchdog is not None:
             self.watchdog.frame()
-
-    def finish(self) -> None:
-        """Show the frames still waiting (the presenter's), then stop it; raises a sink's error if one came."""
-        if self.presenter is not None:
-            presenter, self.presenter = self.presenter, None
-            presenter.close()
 
     def stats(self, latency: dict, *, signal: bool) -> dict:
         """What every sink gets with each frame (the keys are the Sink contract)."""
