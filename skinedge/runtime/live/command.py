@@ -20,7 +20,6 @@ from skinedge.errors import SkinedgeError
 from skinedge.runtime.clinical import provenance
 from skinedge.runtime.backends.onnxruntime import physical_cores
 from skinedge.runtime.live.display import MAX_AGE_MS, TwoLoopDisplay
-from skinedge.runtime.live.heap import ARENAS, EVERY_S, limit_arenas
 from skinedge.runtime.live.loop import _close, check_max_frames, format_summary, run_live
 from skinedge.runtime.live.reuse import TemporalReuse
 from skinedge.runtime.live.sources import open_source
@@ -139,8 +138,6 @@ def run_command(camera: int | None, source: str | None, models: Path, backend: s
     uri = source_uri(camera, source)
     check_max_frames(max_frames)
     budget = parse_budget(sr_budget)
-    if limit_arenas():  # before any of the run's threads start (heap.py says why)
-        log(f"heap: {ARENAS} malloc arenas, freed pages handed back every {EVERY_S:.0f} s (glibc)")
     if target_fps <= 0 or seg_every < 1:
         raise SkinedgeError(f"--target-fps must be positive and --seg-every ≥ 1, got {target_fps} and {seg_every}")
     if not max_sr_age_ms > 0 or sr_threads < 0:

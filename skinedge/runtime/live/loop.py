@@ -28,7 +28,6 @@ from skinedge.errors import SkinedgeError
 from skinedge.runtime.live.capture import STALE_S, LatestFrame
 from skinedge.runtime.live.display import Pacer
 from skinedge.runtime.live.flicker import FlickerMeter
-from skinedge.runtime.live.heap import HeapTrim
 from skinedge.runtime.live.stats import Meter
 from skinedge.runtime.live.sources import Source
 from skinedge.runtime.pipeline.host import FrameResult
@@ -156,7 +155,6 @@ class _Loop:
         self.segmented = self.computed = 0
         self.sr_age: float | None = None  # of the last frame shown
         self.watchdog = None
-        self.heap = HeapTrim()
         self.pacer = None
         if getattr(pipeline, "paced", False):  # the two-loop display: a constant delay, under the frame interval
             interval_ms = 1000.0 / (source.fps or 30.0)
@@ -180,7 +178,6 @@ class _Loop:
 
     def step(self, got: tuple[np.ndarray, int] | None) -> None:
         """One frame through pipeline → sinks → recorder; with no frame, tell the sinks if the signal is gone."""
-        self.heap.tick()
         if got is None:
             if not self.capture.signal:
                 if self.recorder is not None and not self.paused:  # the last frame was live until it went stale
