@@ -35,3 +35,19 @@ def test_the_sr_gate_refuses_a_variant_that_loses_the_lesion_border():
     assert not verdict["passed"] and verdict["reason"].startswith("border_psnr_drop_db 2 > 0.5")
     verdict = judge("sr", "int8", fp32, {**variant, "border_psnr_y": 37.7}, Gates())
     assert verdict["passed"]
+
+
+def test_a_refused_variant_no_longer_serves_the_earlier_file_of_its_name(tmp_path):
+    from skinedge.export.calibrate import CalibrateConfig, _write_variant
+
+    earlier = {"file": "sr.int8-ov.xml", "status": "ok", "gate": {"passed": True}}
+    manifest = {"networks": {"sr": {"variants": {"int8-ov": dict(earlier)}}, "seg": {"variants": {}}}}
+    refused = {"gate": {"passed": False, "checks": [], "reason": "border_psnr_drop_db 2.4 > 0.5"}}
+    cfg = CalibrateConfig(tmp_path, "int8", "synthetic:none")
+    outcome = _write_variant(cfg, manifest, "sr", "int8-ov", refused, {})
+    entry = manifest["networks"]["sr"]["variants"]["int8-ov"]
+    assert outcome.startswith("refused") and "marked failing" in outcome
+    assert entry["status"] == "failing" and entry["file"] == earlier["file"]
+    assert entry["gate"]["reason"] == "border_psnr_drop_db 2.4 > 0.5"
+    assert _write_variant(cfg, manifest, "seg", "int8-ov", refused, {}) == "refused (not written)"
+    assert "int8-ov" not in manifest["networks"]["seg"]["variants"]

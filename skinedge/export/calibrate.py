@@ -218,7 +218,12 @@ def _write_variant(cfg: CalibrateConfig, manifest: dict, net: str, vname: str, r
     """Save a variant that passed (or any, with force) and record it; returns what happened."""
     entry_gate = {**result["gate"], "limits": cfg.gates.limits(net, cfg.precision)}
     if not result["gate"]["passed"] and not cfg.force:
-        return "refused (not written)"
+        earlier = network(manifest, net)["variants"].get(vname)
+        if earlier is None:
+            return "refused (not written)"
+        # an earlier calibration's file stays (nothing is deleted), but it is no longer served as passing
+        earlier.update({"status": "failing", "gate": entry_gate})
+        return "refused (not written); the earlier file is kept, marked failing"
     name = variant_file(net, vname)
     if name.endswith(".xml"):  # an OpenVINO IR: the .xml and its .bin
         sha, weights_sha = openvino_int8.save_ir(result["model"], cfg.models / name)
