@@ -34,6 +34,7 @@ from skinedge.train.samples import IMAGENET_MEAN, IMAGENET_STD
 from skinedge.train.sr import super_resolve
 
 LONG_RUN = 10**6  # epochs: the time budget ends a phase, not an epoch count
+VAL_SEG = 128  # validation images the segmenter is scored on (training's checks and the mask threshold)
 
 
 def fast_math(device: torch.device) -> tuple[str, object]:
@@ -93,7 +94,7 @@ def train_segmenter(run: StageRun) -> dict:
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-5)
     train = SegSource(run.cache, run.train_ids, run.seed, augment=True)
     train.min_items = plan.seg_batch * 150  # validate about every 150 steps
-    val = SegSource(run.cache, run.val_ids[:128], run.seed, augment=False)  # stages.VAL_SEG
+    val = SegSource(run.cache, run.val_ids[:VAL_SEG], run.seed, augment=False)
     what, autocast = fast_math(run.device)
 
     def validate() -> dict[str, float]:
@@ -113,16 +114,22 @@ def train_segmenter(run: StageRun) -> dict:
 
 
 @torch.no_grad()
-def validate_segmenter(model, val: SegSource, device, autocast=nullcontext) -> dict[str, float]:
+def validation_logits(model, val: SegSource, device, autocast=nullcontext) -> tuple[np.ndarray, np.ndarray]:
+    """(logits N×S×S, truths N×S×S bool) of a segmenter on un-augmented images, 16 at a time."""
     model.eval()
-    rows = []
+    logits, truths = [], []
     for start in range(0, len(val), 16):
         x, y = val.batch(list(range(start, min(start + 16, len(val)))))
         with autocast():
-            logits = model(x.to(device).contiguous(memory_format=torch.channels_last)).float()
-        pred = (logits > 0).cpu().numpy()[:, 0]
-        rows += [metrics.segmentation_scores(t > 0.5, p) for t, p in zip(y.numpy()[:, 0], pred)]
-    return metrics.mean_scores(rows)
+            out = model(x.to(device).contiguous(memory_format=torch.channels_last)).float()
+        logits.append(out.cpu().numpy()[:, 0])
+        truths.append(y.numpy()[:, 0] > 0.5)
+    return np.concatenate(logits), np.concatenate(truths)
+
+
+def validate_segmenter(model, val: SegSource, device, autocast=nullcontext) -> dict[str, float]:
+    logits, truths = validation_logits(model, val, device, autocast)
+    return metrics.mean_scores(metrics.segmentation_scores(t, p > 0) for t, p in zip(truths, logits))
 
 
 def sr_validation_ids(cache: Cache, ids: list[str], limit: int = 8) -> list[str]:

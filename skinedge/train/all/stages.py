@@ -17,7 +17,6 @@ from skinedge.train.all.command import SEG_SHARE, AllConfig, State
 from skinedge.train.all.fingerprint import Plan, make_plan, set_facts
 
 SEG_DEPLOY = "seg-deploy.pt"  # the best segmenter with its validation-chosen mask threshold folded in
-VAL_SEG = 128  # validation images the segmenter is scored on (as in training)
 
 ABOUT = {
     "fingerprint": "reading sizes and masks of every set; settings from the data",
@@ -193,9 +192,9 @@ def _fold_threshold(ctx: Context, run) -> float:
     import torch
 
     from skinedge.models.load import load_segmenter
-    from skinedge.train.all.nets import fast_math
+    from skinedge.train.all.nets import VAL_SEG, fast_math, validation_logits
     from skinedge.train.all.sources import SegSource
-    from skinedge.train.all.threshold import fold_threshold, pick_threshold, validation_logits
+    from skinedge.train.all.threshold import fold_threshold, pick_threshold
 
     model, _ = load_segmenter(ctx.work / "seg-best.pt", run.device)
     val = SegSource(run.cache, run.val_ids[:VAL_SEG], run.seed, augment=False)

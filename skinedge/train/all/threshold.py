@@ -9,7 +9,6 @@ kernel, ``eval``) keeps its ``logit > 0`` rule and no manifest field is needed.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -21,20 +20,6 @@ from skinedge.models.load import load_segmenter
 from skinedge.runtime.pipeline.mask import largest_component
 
 CANDIDATES = tuple(np.round(np.arange(-1.5, 1.51, 0.25), 2).tolist())
-
-
-@torch.no_grad()
-def validation_logits(model, val, device, autocast=nullcontext) -> tuple[np.ndarray, np.ndarray]:
-    """(logits N×S×S, truths N×S×S bool) of a :class:`~skinedge.train.all.sources.SegSource` without augmentation."""
-    model.eval()
-    logits, truths = [], []
-    for start in range(0, len(val), 16):
-        x, y = val.batch(list(range(start, min(start + 16, len(val)))))
-        with autocast():
-            out = model(x.to(device).contiguous(memory_format=torch.channels_last)).float()
-        logits.append(out.cpu().numpy()[:, 0])
-        truths.append(y.numpy()[:, 0] > 0.5)
-    return np.concatenate(logits), np.concatenate(truths)
 
 
 def pick_threshold(logits: np.ndarray, truths: np.ndarray, candidates=CANDIDATES) -> tuple[float, dict[float, float]]:
