@@ -22,9 +22,12 @@ if compgen -G ".gpu/whl/*.whl" >/dev/null; then
 fi
 nvidia-smi -L
 nproc
+"$PY" -c "import skinedge.cli, segmentation_models_pytorch, onnxslim, onnxruntime, torch; assert torch.cuda.is_available()" \
+    || exit 3  # fail in seconds, not minutes, on a missing package
 MODELS=$(mktemp -d)/models
 set -o pipefail
-timeout 585 "$PY" -m skinedge train all --data "isic2018:$DATA/isic2017-val96" --data "isic2018:$DATA/isic2017-dev290" \
+LIMIT=$(awk -v m="${MINUTES:-9.5}" 'BEGIN { printf "%d", m * 60 + 15 }')
+timeout "$LIMIT" "$PY" -m skinedge train all --data "isic2018:$DATA/isic2017-val96" --data "isic2018:$DATA/isic2017-dev290" \
     --data "isic2018:$DATA/isic2018-crop512-dev1561" --out "$MODELS" --minutes "${MINUTES:-9.5}" --device cuda \
     2>&1 | tee "$OUT/train_all.log"
 rc=$?

@@ -1,8 +1,10 @@
 """Three minutes of ``benchmarks/soak.py`` (the 30-minute soak's short form): ``skinedge run`` against an FFmpeg
 HTTP MJPEG camera killed and restarted every 30 s, recording with ``--record-keep``, an authenticated viewer
-and one that comes and goes. It fails on a clear leak: RSS growing faster than 20 MB per 10 minutes after the
-first minute (the 30-minute soak holds 0.5), file descriptors or threads growing, a restart not reconnected, or
-a closed segment that does not play its wall time ±1 %."""
+and one that comes and goes. It fails on a clear leak: RSS whose peak in the last third of the run after the
+first minute is more than 60 MB above its peak in the first third (a leaked 320x240 frame per frame would add
+~140 MB between them; glibc's heaps swing ~30 MB, which made the earlier 20 MB/10 min slope over two minutes of
+samples fail on a healthy run: +70 ± 23 in CI; the 30-minute soak holds the slope), file descriptors or threads
+growing, a restart not reconnected, or a closed segment that does not play its wall time ±1 %."""
 
 from __future__ import annotations
 
@@ -28,8 +30,8 @@ def test_three_minute_soak_shows_no_clear_leak(exported, tmp_path):
     run = subprocess.run([sys.executable, str(SOAK), "--models", str(models), "--minutes", "3",
                           "--warmup-minutes", "1", "--restart-every", "30", "--sample-every", "5",
                           "--segment-seconds", "5", "--record-keep", "20MB", "--size", "320x240", "--check",
-                          "--max-rss-slope", "20", "--json", str(out), "--", "--backend", "onnxruntime",
-                          "--precision", "fp32"],
+                          "--max-rss-slope", "inf", "--max-rss-growth", "60", "--json", str(out), "--",
+                          "--backend", "onnxruntime", "--precision", "fp32"],
                          capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     result = json.loads(out.read_text())

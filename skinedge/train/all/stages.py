@@ -129,15 +129,15 @@ def stage_cache(ctx: Context) -> dict:
     return {"items": len(index["items"]), "skipped": index["skipped"]}
 
 
-def after_training_minutes(heldout: int, gate_images: int, cores: int) -> float:
+def after_training_minutes(heldout: int, gate_images: int) -> float:
     """Minutes to keep for export, calibration and the report, so that ``--minutes`` is the whole command's.
 
     Measured on a 2-core EPYC (AVX-512, OpenVINO + NNCF present) with the three shared sets (291 held-out items,
-    24 gate images): export 6 s, calibration 248 s, report 182 s. The work is ONNX Runtime/OpenVINO inference,
-    which spreads over the cores, so the estimate shrinks with them (up to 8).
+    24 gate images): export 6 s, calibration 248 s, report 182 s. Not scaled by the cores: on a 16-core H200
+    machine (ONNX Runtime only, no OpenVINO) calibration had done only the FP32 and FP16 gates of both networks
+    after 100 s, where the estimate then divided by 4 had kept 110 s for everything, and the command ran over.
     """
-    two_core_s = 10 + 10.5 * min(gate_images, heldout) + 0.62 * heldout
-    return round(two_core_s * 2 / max(2, min(8, cores)) / 60, 2)
+    return round((10 + 10.5 * min(gate_images, heldout) + 0.62 * heldout) / 60, 2)
 
 
 def _budget(ctx: Context) -> dict:
@@ -147,7 +147,7 @@ def _budget(ctx: Context) -> dict:
     if "budget" not in doc:
         spent = sum(doc["done"][s]["seconds"] for s in ("fingerprint", "split", "cache")) / 60
         heldout = len(read_split(ctx.split_file).parts["test"])
-        after = after_training_minutes(heldout, ctx.cfg.gate_images, os.cpu_count() or 2)
+        after = after_training_minutes(heldout, ctx.cfg.gate_images)
         left = max(1.0, doc["minutes"] - spent - after)
         doc["budget"] = {"total": doc["minutes"], "before_training": round(spent, 2),
                          "seg": round(left * SEG_SHARE, 2), "sr": round(left * (1 - SEG_SHARE), 2),
@@ -156,8 +156,8 @@ def _budget(ctx: Context) -> dict:
         b = doc["budget"]
         ctx.log(f"  budget: {b['total']} min = {b['before_training']} fingerprint+split+cache, {b['seg']} "
                 f"segmenter ({SEG_SHARE:.0%} of the training minutes), {b['sr']} SR generator, {after} kept for "
-                f"export, calibration and the report (estimated for {heldout} held-out items on "
-                f"{os.cpu_count()} cores)")
+                f"export, calibration and the report (estimated for {heldout} held-out items, as measured on 2 "
+                f"CPU cores)")
     return doc["budget"]
 
 
