@@ -113,7 +113,8 @@ def score(clip: HRClip, camera: list[np.ndarray], kept: list) -> dict:
             "gain_psnr_y": round(mean["shown_psnr_y"] - mean["bicubic_psnr_y"], 3) if rows else None}
 
 
-def run_strategy(settings: LiveSettings, models: Path, manifest: dict, clip_path: Path) -> tuple:
+def run_strategy(settings: LiveSettings, models: Path, manifest: dict, clip_path: Path,
+                 hold_intervals: float | None = None) -> tuple:
     lines: list[str] = []
     keep = Keep()
     with ExitStack() as stack:
@@ -121,6 +122,8 @@ def run_strategy(settings: LiveSettings, models: Path, manifest: dict, clip_path
         session = open_session(models, "auto", "auto", None, "roi", log=lines.append, manifest=manifest)
         pipeline = stack.enter_context(session.pipeline)
         frame_fn = live_pipeline(pipeline, settings, lines.append, stack)
+        if hold_intervals is not None and getattr(frame_fn, "hold_intervals", None):
+            frame_fn.hold_intervals = hold_intervals
         summary = run_live(source, frame_fn, [keep], None, None, lines.append, realtime=True,
                            backend=session.opened.backend, variants=session.opened.variants)
     return summary, keep.shown, lines
@@ -133,6 +136,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", type=int, nargs=2, default=(640, 480), metavar=("W", "H"), help="camera frame size")
     parser.add_argument("--only", action="append", choices=list(STRATEGIES), help="run only these strategies")
+    parser.add_argument("--hold-intervals", type=float, action="append",
+                        help="two loops: the presentation delay's ceiling in frame intervals (repeat to compare; "
+                             "default: the code's)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--md", type=Path)
     args = parser.parse_args()
@@ -146,10 +152,13 @@ def main() -> None:
         camera = write_camera_clip(clip, path)
         print(f"clip: {len(camera)} frames {width}×{height} (truth ×4), made in {time.perf_counter() - started:.0f} s",
               flush=True)
-        for name in args.only or list(STRATEGIES):
-            summary, kept, lines = run_strategy(STRATEGIES[name], args.models, manifest, path)
+        runs = [(name, hold) for name in args.only or list(STRATEGIES)
+                for hold in (args.hold_intervals if STRATEGIES[name].sr_loop and args.hold_intervals else [None])]
+        for name, hold in runs:
+            summary, kept, lines = run_strategy(STRATEGIES[name], args.models, manifest, path, hold)
             scores = score(clip, camera, kept)
-            row = {"strategy": name, "settings": vars(STRATEGIES[name]) | {"budget": str(STRATEGIES[name].budget)},
+            label = name if hold is None else f"{name}, hold ≤ {hold:g} intervals"
+            row = {"strategy": label, "settings": vars(STRATEGIES[name]) | {"budget": str(STRATEGIES[name].budget)},
                    "display_fps": summary["fps"], "frames": summary["frames"], "dropped": summary["dropped"],
                    "latency_p50_ms": summary["latency_p50_ms"], "latency_p99_ms": summary["latency_p99_ms"],
                    "p99_over_p50": round(summary["latency_p99_ms"] / max(summary["latency_p50_ms"], 1e-9), 2),
@@ -158,7 +167,7 @@ def main() -> None:
                    "computed": summary["computed"], "flicker": summary["flicker"], **scores,
                    "log": [x for x in lines if x.startswith(("backend", "SR budget", "SR loop", "two loops"))]}
             rows.append(row)
-            print(f"{name}: {row['display_fps']:.1f} fps shown, latency p50 {row['latency_p50_ms']:.0f} / p99 "
+            print(f"{label}: {row['display_fps']:.1f} fps shown, latency p50 {row['latency_p50_ms']:.0f} / p99 "
                   f"{row['latency_p99_ms']:.0f} ms, SR age p50 {row['sr_age_p50_ms']} / p95 {row['sr_age_p95_ms']}"
                   f" ms; lesion PSNR-Y {scores.get('shown_psnr_y')} (bicubic {scores.get('bicubic_psnr_y')}), "
                   f"ΔE00 {scores.get('shown_delta_e')} (bicubic {scores.get('bicubic_delta_e')}) over "

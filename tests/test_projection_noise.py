@@ -254,3 +254,19 @@ def test_fidelity_noise_is_checked_and_described():
     assert Fidelity().noise == "auto" and "noise floor" in Fidelity().describe()  # camera frames are never clean
     assert "noise floor" not in Fidelity(noise="off").describe()
     assert Fidelity(3, "camera", "frame") == Fidelity()  # the CLI's positional construction is unchanged
+
+
+def test_an_sr_at_about_the_lrs_own_size_is_projected_fully():
+    """The live view that keeps the camera's pixels: the generator saw the ROI reduced ÷4 and gave back about the
+    camera's size. The camera's noisy frame is then the better estimate, and auto projects as fully as off."""
+    hr = skin_hr(240, 320, 6)
+    lr = to_uint8_levels(hr, 4.0, 6)  # the camera's frame, noisy
+    guess = up(down(lr, 60, 80), 240, 320)  # what a generator makes of it reduced ÷4: smooth, off by more than noise
+    assert estimate(lr).floor > 1.0
+    for shape in ((240, 320), (244, 324)):  # exactly the camera's size, and a few pixels over (ROI/4 rounded up)
+        sr = up(guess, *shape)
+        auto = project(sr, lr, Fidelity(3, "generator", noise="auto"))
+        off = project(sr, lr, Fidelity(3, "generator", noise="off"))
+        np.testing.assert_array_equal(auto, off)
+        err = lambda x: float(np.abs(down(x, 240, 320) - lr).mean())  # noqa: E731
+        assert err(auto) < 0.25 * err(sr)

@@ -30,6 +30,7 @@ from skinedge.runtime.pipeline.mask import LesionMask
 MAX_AGE_MS = 250.0  # an SR older than this is not shown: ~8 frames at 30 fps, where tracking still holds
 HOLD_WINDOW = 300  # frames whose processing latency sets the presentation delay (~10 s at 30 fps)
 HOLD_FLOOR_MS = 5.0
+HOLD_INTERVALS = 0.95  # the presentation delay's ceiling, in camera frame intervals
 NO_LESION = LesionMask(False, np.zeros((1, 1), np.uint8), np.zeros((1, 1), np.float32), None, 0.0)
 
 
@@ -75,7 +76,7 @@ class TwoLoopDisplay:
         self.grey: np.ndarray | None = None
         self.index = -1
         self.counts = {"frames": 0, "sr": 0, "bicubic": 0, "no_lesion": 0}
-        self.paced = True  # the display loop shows its results at a constant delay (:class:`Pacer`)
+        self.hold_intervals = HOLD_INTERVALS  # results shown at a constant delay up to this (:class:`Pacer`)
         self.control = None  # the SR budget's live control, when ``run`` set one (its summary line)
 
     def __call__(self, frame: np.ndarray) -> FrameResult:

@@ -156,9 +156,9 @@ class _Loop:
         self.sr_age: float | None = None  # of the last frame shown
         self.watchdog = None
         self.pacer = None
-        if getattr(pipeline, "paced", False):  # the two-loop display: a constant delay, under the frame interval
-            interval_ms = 1000.0 / (source.fps or 30.0)
-            self.pacer = Pacer(0.95 * interval_ms)
+        hold_intervals = getattr(pipeline, "hold_intervals", None)
+        if hold_intervals:  # the two-loop display: a constant delay, capped in camera frame intervals
+            self.pacer = Pacer(hold_intervals * 1000.0 / (source.fps or 30.0))
 
     def signal_stats(self) -> dict:
         """The source's signal: state (live | stale | no signal), losses, comebacks and when the last was."""

@@ -48,6 +48,12 @@ NOISE = ("off", "auto")
 # (floor 0) unchanged (+0.18 dB over the generator). benchmarks/projection_vs_generator.py; train all's 60-min run.
 STOP = 3.0
 THRESHOLD = 2.0
+# Below this magnification over its LR (the live view that keeps the camera's pixels: the generator saw the ROI
+# reduced ÷4 and gave back about the camera's own size) the SR only estimates pixels the camera already has, and
+# the camera's frame is the better estimate: projected fully. At (3, 2) such views kept 2-3 noise floors of the
+# generator's guesses: two loops lost 5-6 dB lesion PSNR-Y against the same views' camera pixels on the live clip
+# (benchmarks/live_display.py, the demo's models).
+NOISE_AWARE_FROM = 2.0
 
 
 @dataclass(frozen=True)
@@ -143,7 +149,7 @@ def project(sr: np.ndarray, lr: np.ndarray, fidelity: Fidelity = Fidelity(),
     _, _, height, width = sr.shape
     _, _, h, w = lr.shape
     floor = 0.0
-    if fidelity.noise == "auto" and fidelity.iterations:
+    if fidelity.noise == "auto" and fidelity.iterations and min(height / h, width / w) >= NOISE_AWARE_FROM:
         floor = (level or noise_level.estimate(lr)).floor / 255.0
     x = np.asarray(sr, np.float32)
     owned = x is not sr  # from here on, x's own buffer is updated in place (the same float32 operations)
