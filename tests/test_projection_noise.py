@@ -258,7 +258,8 @@ def test_fidelity_noise_is_checked_and_described():
 
 def test_an_sr_at_about_the_lrs_own_size_is_projected_fully():
     """The live view that keeps the camera's pixels: the generator saw the ROI reduced ÷4 and gave back about the
-    camera's size. The camera's noisy frame is then the better estimate, and auto projects as fully as off."""
+    camera's size. The camera's noisy frame is then the better estimate: auto projects as off does, one full step
+    (exact at ×1, most of the way a few pixels over)."""
     hr = skin_hr(240, 320, 6)
     lr = to_uint8_levels(hr, 4.0, 6)  # the camera's frame, noisy
     guess = up(down(lr, 60, 80), 240, 320)  # what a generator makes of it reduced ÷4: smooth, off by more than noise
@@ -269,4 +270,4 @@ def test_an_sr_at_about_the_lrs_own_size_is_projected_fully():
         off = project(sr, lr, Fidelity(3, "generator", noise="off"))
         np.testing.assert_array_equal(auto, off)
         err = lambda x: float(np.abs(down(x, 240, 320) - lr).mean())  # noqa: E731
-        assert err(auto) < 0.25 * err(sr)
+        assert err(auto) < (0.01 if shape == (240, 320) else 0.5) * err(sr)
