@@ -338,7 +338,7 @@ def run_cli(
     surround: str = typer.Option("frame", "--surround", help=SURROUND_HELP),
     sr_budget: str = typer.Option("auto", "--sr-budget", help=SR_BUDGET_HELP),
     target_fps: float = typer.Option(10.0, "--target-fps", help="frame rate the auto SR budget is sized for (with --sr-loop: the SR loop's; the view keeps the camera's)"),
-    sr_loop: bool = typer.Option(True, "--sr-loop/--no-sr-loop", help="two loops: show every camera frame, with segmenter and generator on their own thread and their newest result moved with the camera and projected onto each frame"),
+    sr_loop: bool = typer.Option(True, "--sr-loop/--no-sr-loop", " /--sync", help="two loops (--sync or --no-sr-loop: one loop, each frame waits for its SR): show every camera frame, with segmenter and generator on their own thread and their newest result moved with the camera and projected onto each frame"),
     max_sr_age: float = typer.Option(250.0, "--max-sr-age", help="with --sr-loop: the oldest SR shown, in ms (older: the bicubic up-scale)"),
     sr_threads: int = typer.Option(0, "--sr-threads", help="with --sr-loop: threads of each network in the SR loop (0: all cores but one)"),
     reuse: bool = typer.Option(True, "--reuse/--no-reuse", help="with --no-sr-loop: temporal reuse: track the mask between segmenter runs, show the last SR again while the lesion stays still"),

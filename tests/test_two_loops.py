@@ -260,3 +260,22 @@ def test_with_camera_resolution_the_generator_sees_at_least_a_quarter_of_the_roi
         assert (w, h) == (100, 75) and pipeline.sr_size(60, 40) == reduced_size(60, 40, 1024)
     finally:
         pipeline.sr_budget, pipeline.camera_resolution = None, False
+
+
+def test_sync_gives_the_one_loop_and_two_loops_are_the_default(exported, tmp_path, capsys):
+    from skinedge.cli import main
+
+    _, _, models = exported
+    clip = tmp_path / "clip.avi"
+    write_moving_lesion_clip(clip, seconds=0.5, fps=30.0, width=160, height=120, seed=4)
+    argv = ["run", "--source", str(clip), "--models", str(models), "--backend", "onnxruntime", "--precision",
+            "fp32", "--no-display", "--max-frames", "4"]
+    said = {}
+    for extra in ([], ["--sync"]):
+        with pytest.raises(SystemExit) as ended:
+            main(argv + extra)
+        assert (ended.value.code or 0) == 0
+        out = capsys.readouterr()
+        said[bool(extra)] = out.out + out.err
+    assert "two loops:" in said[False] and "SR loop:" in said[False]
+    assert "two loops:" not in said[True] and "SR loop:" not in said[True] and "4 frames in" in said[True]
