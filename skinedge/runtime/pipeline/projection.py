@@ -23,6 +23,9 @@ colour or brightness are still corrected (less t). A clean frame has a floor of 
 the full projection's. ``noise="auto"`` is the default (a camera frame is never clean); ``noise="off"`` is the full
 projection, what the CUDA twin computes: the GPU pipeline sets ``noise="off"`` and says so in its description.
 
+An SR at about its LR's own size (under ``NOISE_AWARE_FROM`` = ×2: the live view that keeps the camera's pixels)
+is projected fully, in one step, whatever ``noise`` says: there the camera's frame is the better estimate.
+
 The consistency *residual*, mean |down(SR) − LR| over the lesion's LR pixels in 0–255 units, measured before
 projection, is each frame's figure of how much the generator invents.
 
