@@ -8,8 +8,9 @@
 # The device tool sends the checkout only (64 MiB): the sets travel as a packed copy (58 MB) in the ignored folder
 # .gpu/data, made by `python benchmarks/pack_shared_data.py`. Wheels in .gpu/whl (segmentation-models-pytorch,
 # onnxslim: pure Python, for the device's Python 3.12: `pip download --no-deps --only-binary=:all: --python-version
-# 3.12 -d .gpu/whl segmentation-models-pytorch onnxslim`) are installed into /tmp/site first. Not run yet: the
-# session that wrote it was told no machine was lent at present.
+# 3.12 -d .gpu/whl segmentation-models-pytorch onnxslim`) are installed into /tmp/site first. Run once
+# (2026-12-04, H200, MINUTES=8): both networks trained and FP16 passed, then the command ran out inside INT8
+# calibration (docs/models.md says what it gave and why).
 set -u
 cd "$(dirname "$0")/.." || exit 2
 DATA=${1:?give the folder that holds the three sets}
