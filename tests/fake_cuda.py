@@ -8,7 +8,8 @@ Shared by ``test_kernels.py`` (the kernels one by one) and ``test_gpu_pipeline.p
 - :class:`FakeDriver` is just enough of the driver API on host memory: "device" pointers are host addresses,
   copies are ``memmove``, streams run everything at once (so synchronising is a no-op), events read the clock, and
   ``cuLaunchKernel`` reads the parameter block as the driver does (an array of pointers to the values, typed by
-  the kernel's signature) and runs the host-built kernel. It counts allocations.
+  the kernel's signature) and runs the host-built kernel. It counts allocations, and logs the calls that order
+  two streams (device-to-device copies, event records and waits) in ``ops``.
 """
 
 from __future__ import annotations
@@ -175,6 +176,7 @@ class FakeDriver:
         self.allocs = 0  # cuMemAlloc calls
         self.host_allocs, self.host_freed = 0, []  # cuMemAllocHost calls, cuMemFreeHost pointers
         self.streams, self.events, self.syncs = [], [], 0
+        self.ops: list[tuple] = []  # stream-ordering calls in call order: ("copy" | "record" | "wait" | ...)
         self.context = self.CUcontext(0)  # none current until cuCtxSetCurrent
         self.retained = 0
 
@@ -266,6 +268,12 @@ class FakeDriver:
         assert isinstance(stream, self.CUstream)
         return self.cuMemcpyDtoH(dst, src, nbytes)
 
+    def cuMemcpyDtoDAsync(self, dst, src, nbytes, stream):
+        assert isinstance(stream, self.CUstream)
+        self.ops.append(("copy", int(stream), int(dst), int(src)))
+        ctypes.memmove(int(dst), int(src), nbytes)
+        return (self.ok,)
+
     def cuMemsetD32Async(self, dst, value, count, stream):
         assert isinstance(stream, self.CUstream)
         np.ctypeslib.as_array((ctypes.c_uint32 * int(count)).from_address(int(dst)))[:] = value
@@ -287,16 +295,29 @@ class FakeDriver:
 
     def cuEventCreate(self, flags):
         event = self.CUevent()
+        event.flags = int(flags)
         self.events.append(event)
         return self.ok, event
 
     def cuEventRecord(self, event, stream):
-        assert isinstance(stream, self.CUstream)
+        assert isinstance(stream, self.CUstream) and event in self.events
         event.time = time.perf_counter()
+        self.ops.append(("record", int(stream), event))
+        return (self.ok,)
+
+    def cuEventSynchronize(self, event):
+        assert event in self.events
+        self.ops.append(("event sync", None, event))
+        return (self.ok,)
+
+    def cuStreamWaitEvent(self, stream, event, flags):
+        assert isinstance(stream, self.CUstream) and stream in self.streams and event in self.events
+        self.ops.append(("wait", int(stream), event))
         return (self.ok,)
 
     def cuEventElapsedTime(self, start, end):
         assert start.time is not None and end.time is not None, "elapsed time of an event never recorded"
+        assert not (start.flags | end.flags) & 2, "elapsed time of an event made with CU_EVENT_DISABLE_TIMING"
         return self.ok, (end.time - start.time) * 1000.0
 
     def cuEventDestroy(self, event):

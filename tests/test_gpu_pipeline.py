@@ -208,7 +208,7 @@ def test_no_device_allocation_after_the_first_frame_and_a_larger_frame_reallocat
         assert after_small - opened <= 4 and fake.host_allocs == pinned
         gpu(frame(40, 72))
         assert fake.allocs == after_small
-        old = dict(gpu._owned)
+        old = dict(gpu.memory.owned)
         big = gpu(frame(80, 120))  # larger than max_frame: the frame-sized buffers, once
         assert big.found and big.image.shape[0] > 0
         grown, grown_pinned = fake.allocs, fake.host_allocs
@@ -217,8 +217,8 @@ def test_no_device_allocation_after_the_first_frame_and_a_larger_frame_reallocat
         for shape in ((80, 120), (64, 96), (80, 120)):
             gpu(frame(*shape))
         assert (fake.allocs, fake.host_allocs) == (grown, grown_pinned)
-        owned = list(gpu._owned.values()) + list(gpu.kernels._allocations)
-        pinned_ptrs = [ptr for ptr, _ in gpu._pinned.values()]
+        owned = list(gpu.memory.owned.values()) + list(gpu.kernels._allocations)
+        pinned_ptrs = [ptr for ptr, _ in gpu.memory.pinned.values()]
     assert set(owned) <= set(fake.freed) and set(pinned_ptrs) <= set(fake.host_freed)
     assert fake.streams == [] and fake.events == [] and fake.retained == 0
     assert sorted(fake.unloaded) == sorted(
@@ -263,7 +263,7 @@ def test_tensorrt_adapter_runs_on_the_pipeline_stream_with_the_engine_buffers(fa
     manifest = make_manifest(S)
     with gp.GpuPipeline(seg, sr, manifest, max_frame=(64, 96), arch=87, **OPTIONS) as gpu:
         stream = int(gpu.stream)
-        assert not {"seg_in", "seg_out", "sr_in", "sr_out"} & set(gpu._owned)  # the engines' own buffers
+        assert not {"seg_in", "seg_out", "sr_in", "sr_out"} & set(gpu.memory.owned)  # the engines' own buffers
         got = gpu(frame(64, 96))
     with Pipeline(FnRunner(lesions, "image", "logits"), FnRunner(fake_sr, "lr", "sr"), manifest, **OPTIONS) as cpu:
         want = cpu(frame(64, 96))
@@ -282,7 +282,7 @@ def test_tile_blend_on_the_device_is_exactly_the_reference_blend(fake):
                         fidelity=OFF, **BARE) as gpu:  # no projection: the blend buffer is the SR itself
         result = gpu(image)
         _, _, rw, rh = result.roi
-        blended = _view(gpu._buf["acc"], (1, 3, rh * 4, rw * 4)).copy()
+        blended = _view(gpu.memory.buf["acc"], (1, 3, rh * 4, rw * 4)).copy()
     lr = reference.masked_roi(image, result.mask.mask, result.roi)
     expected = super_resolve_tiled(fake_sr, lr, 4, OPTIONS["tile"], OPTIONS["overlap"], OPTIONS["max_batch"])
     assert rw > TILE and np.array_equal(blended, expected)
@@ -391,7 +391,7 @@ def test_torch_adapter_logic_on_the_fake_driver(fake, monkeypatch):
     gpu_seg = TorchRunner((seg, "cuda", False), "image", "logits")  # labelled cuda, the tensors stay on the CPU
     gpu_sr = TorchRunner((sr, "cuda", False), "lr", "sr", clamp=True)
     with gp.GpuPipeline(gpu_seg, gpu_sr, manifest, max_frame=(64, 96), arch=87, graphs=False, **OPTIONS) as gpu:
-        assert not {"seg_in", "seg_out", "sr_in", "sr_out"} & set(gpu._owned)  # torch owns the network I/O
+        assert not {"seg_in", "seg_out", "sr_in", "sr_out"} & set(gpu.memory.owned)  # torch owns the network I/O
         assert streams == [int(gpu.stream)] * 2
         got = gpu(image)
     assert want.found and got.roi == want.roi and got.roi[2] > TILE
@@ -437,7 +437,7 @@ def test_cuda_graph_bookkeeping_on_the_fake_driver(fake, monkeypatch):
         assert len(replays) == 3 * len(captures)  # frame 2 after its capture, frames 3 and 4
         for r in results[1:]:
             assert np.array_equal(r.image, results[0].image) and r.roi == results[0].roi
-        net, io = gpu.seg, (gpu._buf["seg_in"], (1, 3, S, S), gpu._buf["seg_out"], (1, 1, S, S))
+        net, io = gpu.seg, (gpu.memory.buf["seg_in"], (1, 3, S, S), gpu.memory.buf["seg_out"], (1, 1, S, S))
         first = next(iter(net.graphs))
         for n in range(net.GRAPHS):
             net._capture(("another shape", n), *io)

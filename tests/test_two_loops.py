@@ -13,8 +13,8 @@ from skinedge.data.video import moving_lesion_frames, write_moving_lesion_clip
 from skinedge.runtime.live.command import run_command
 from skinedge.runtime.live.display import TwoLoopDisplay
 from skinedge.runtime.live.motion import Track, shift_mask
-from skinedge.runtime.live.sr_loop import SRLoop, set_threads
-from skinedge.runtime.pipeline.host import EarlierSR, reduced_size
+from skinedge.runtime.live.sr_loop import Published, SRLoop, set_threads
+from skinedge.runtime.pipeline.host import BICUBIC_NOTE, EarlierSR, reduced_size
 from skinedge.runtime.pipeline.mask import LesionMask
 from skinedge.runtime.pipeline.projection import down
 from skinedge.runtime.sinks.recorder import read_frames
@@ -98,6 +98,28 @@ def test_an_sr_older_than_the_limit_or_out_of_place_is_never_shown(exported, pip
         unsure = display(blank)
         assert unsure.sr_age_ms is None and "bicubic" in unsure.note
     assert display.counts["bicubic"] == 2 and display.counts["sr"] == 1
+
+
+def test_an_sr_the_pipeline_cannot_place_is_counted_as_the_bicubic_it_shows(exported, pipeline):
+    """When the pipeline falls back to bicubic for an SR it was handed (here one whose shape does not match its
+    ROI; on the GPU, one whose slot the SR loop rewrote), the display says so: no SR age, counted as bicubic."""
+    root, _, _ = exported
+    frame = lesion_frame(root)
+    lm = pipeline.segment(frame, {}, time.perf_counter())
+    made = pipeline.generate_frame(frame, lm)
+    other = EarlierSR(made.sr[:, :, :-4, :-4], None, made.size)
+
+    class Fixed:  # an SR loop whose newest result is that one, made from this very frame
+        def submit(self, frame, index, at):
+            self.at = at
+
+        def latest(self):
+            return Published(0, self.at, lm, other, 0.0, 0.0)
+
+    display = TwoLoopDisplay(pipeline, Fixed(), max_age_ms=60_000)
+    shown = display(frame)
+    assert shown.found and shown.sr_age_ms is None and shown.note == BICUBIC_NOTE
+    assert display.counts["bicubic"] == 1 and display.counts["sr"] == 0
 
 
 def test_the_bicubic_fallback_is_the_plain_up_scale_of_this_frame(exported, pipeline):

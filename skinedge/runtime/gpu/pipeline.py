@@ -24,15 +24,17 @@ pipeline's stream, the engine's own device buffers, no copies) or :class:`TorchC
 ``torch.cuda.ExternalStream(stream)``; its I/O buffers are torch CUDA tensors whose ``data_ptr()`` the kernels
 write and read — the robust route: torch owns memory it reads, no foreign-pointer views). torch is imported only
 inside :class:`TorchCudaNet`; ``cuda.bindings`` only when the pipeline opens. Stage times are CUDA events on the
-stream, read after the frame's final sync. Not thread-safe: one pipeline per thread.
+stream, read after the frame's final sync. Not thread-safe, with one exception: the live view's two loops
+(:mod:`skinedge.runtime.gpu.two_loops`) call :meth:`GpuPipeline.segment` and :meth:`GpuPipeline.generate_frame`
+from the SR loop's thread and :meth:`GpuPipeline.enhance` from the display loop's, each on its own stream, with
+buffers and kernels of its own (made on first use: ~3 frame-sized ×scale² float32 buffers more).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-import ctypes
 import os
+import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -40,9 +42,10 @@ from skinedge.errors import SkinedgeError
 from skinedge.runtime.gpu import kernels as ck
 from skinedge.runtime.gpu.device import check
 from skinedge.runtime.gpu.device_nets import device_net
+from skinedge.runtime.gpu.memory import Memory
 from skinedge.runtime.gpu.ptx import cached_source_ptx
-from skinedge.runtime.pipeline.host import MODES, FrameResult, check_frame
-from skinedge.runtime.pipeline.mask import MaskSettings, lesion_mask
+from skinedge.runtime.pipeline.host import MODES, EarlierSR, FrameResult, check_frame
+from skinedge.runtime.pipeline.mask import LesionMask, MaskSettings, lesion_mask
 from skinedge.runtime.pipeline.projection import Fidelity
 from skinedge.runtime.pipeline.tiling import tile_side, tile_starts
 
@@ -94,6 +97,57 @@ def blend_ptx(arch: str | int, cache_dir: str | os.PathLike | None = None) -> by
     return cached_source_ptx(BLEND_SOURCE, "tile_blend", arch, cache_dir)
 
 
+# ---------------------------------------------------------------- stages shared by both lanes
+
+def project_roi(lane, sr: int, h: int, w: int, roi) -> None:
+    """Enqueue, on ``lane``'s stream, the projection of the ROI's SR (in place) against the camera's ROI of the
+    frame in ``lane``'s buffers, and the lesion's residual into its ``sums``. ``lane``: a :class:`GpuPipeline`
+    or the two-loop display (:class:`~skinedge.runtime.gpu.two_loops.DisplayLane`)."""
+    from cuda.bindings import driver
+
+    buf, fid = lane.memory.buf, lane.fidelity
+    x0, y0, rw, rh = roi
+    lane.kernels.masked_roi(buf["frame"], h, w, buf["mask"], lane.size, roi, buf["lr"], surround="frame")
+    check(driver.cuMemsetD32Async(buf["sums"], 0, 2, lane.stream), "cuMemsetD32Async")
+    lane.kernels.project(sr, buf["lr"], rh, rw, lane.scale, fid.iterations if fid.active else 0,
+                         fid.chroma if fid.active else "generator", buf["tmp"], buf["d"],
+                         (buf["soft"], lane.size, h, w, x0, y0, buf["sums"]))
+
+
+def composite_view(lane, h: int, w: int, lm: LesionMask, sr: int | None) -> tuple[int, int, int, int]:
+    """Enqueue the composite (``sr`` None: the bicubic background alone) into ``lane``'s ``out`` and its
+    download; returns the output rectangle (X0, Y0, OW, OH) in up-scaled frame pixels."""
+    buf, scale = lane.memory.buf, lane.scale
+    full = (0, 0, w * scale, h * scale)
+    if not lm.found:
+        lane.kernels.composite(buf["frame"], h, w, None, None, lane.size, (0, 0, 0, 0), scale, full, buf["out"])
+        rect = full
+    else:
+        x0, y0, rw, rh = lm.roi
+        rect = full if lane.mode == "full" else (x0 * scale, y0 * scale, rw * scale, rh * scale)
+        lane.kernels.composite(buf["frame"], h, w, sr, buf["soft"], lane.size, lm.roi, scale, rect, buf["out"])
+    lane.memory.download("out", rect[2] * rect[3] * 3)
+    return rect
+
+
+def view_image(lane, rect) -> np.ndarray:
+    """The downloaded composite (after the stream's sync), copied out of the pinned buffer."""
+    nbytes = rect[2] * rect[3] * 3
+    return lane.memory.host("out", nbytes).reshape(rect[3], rect[2], 3).copy()
+
+
+def lesion_residual(lane) -> float | None:
+    """Mean |down(SR) − LR| in the lesion from the downloaded sums (after the stream's sync)."""
+    total, count = lane.memory.host("sums", 8).view(np.float32)
+    return float(total / count) if count else None
+
+
+def elapsed_ms(events, i: int, j: int) -> float:
+    from cuda.bindings import driver
+
+    return float(check(driver.cuEventElapsedTime(events[i], events[j]), "cuEventElapsedTime"))
+
+
 # ---------------------------------------------------------------- the pipeline
 
 class GpuPipeline:
@@ -103,6 +157,10 @@ class GpuPipeline:
     or :class:`DeviceNet` adapters), and ``max_frame`` (H, W) to size the frame buffers for, ``device`` (CUDA
     ordinal; a context already current on the thread is used instead), ``arch``/``cache_dir`` for the kernels,
     ``graphs`` to let torch networks replay CUDA graphs (:class:`TorchCudaNet`).
+
+    The live view's two loops use it by halves, as they use the CPU :class:`Pipeline`: the SR loop's thread
+    calls :meth:`segment` and :meth:`generate_frame` (this stream), the display loop's thread :meth:`enhance`
+    (a second stream with its own kernels and buffers, :mod:`skinedge.runtime.gpu.two_loops`).
     """
 
     def __init__(self, seg, sr, manifest: dict, mode: str = "roi", settings: MaskSettings = MaskSettings(),
@@ -121,35 +179,13 @@ class GpuPipeline:
         self.sr = device_net(sr, sr_net["input"]["name"], sr_net["output"]["name"], graphs)
         self.max_frame, self.device, self.arch, self.cache_dir = tuple(max_frame), device, arch, cache_dir
         self.stream = self.kernels = self.context = self._primary = self._module = None
-        self._owned: dict[str, int] = {}  # name → device pointer this pipeline allocated
-        self._pinned: dict[str, tuple[int, np.ndarray]] = {}  # name → (pinned pointer, uint8 view)
-        self._buf: dict[str, int] = {}  # name → device pointer in use (owned or a network's)
+        self.memory = Memory()
         self._events: list = []
         self._opened, self._nets_open, self._pixels = False, [], 0
+        self.slots = self.display = None  # the two loops' hand-over and display lane, made on first use
+        self._segmented = None  # the frame whose pixels are in the "frame" buffer (segment → generate_frame)
 
     # -------------------------------------------------------- setup and teardown
-
-    def _alloc(self, name: str, nbytes: int) -> int:
-        from cuda.bindings import driver
-
-        self._owned[name] = int(check(driver.cuMemAlloc(max(int(nbytes), 1)), f"cuMemAlloc ({name})"))
-        return self._owned[name]
-
-    def _alloc_pinned(self, name: str, nbytes: int) -> None:
-        from cuda.bindings import driver
-
-        ptr = int(check(driver.cuMemAllocHost(max(int(nbytes), 1)), f"cuMemAllocHost ({name})"))
-        self._pinned[name] = (ptr, np.ctypeslib.as_array((ctypes.c_uint8 * max(int(nbytes), 1)).from_address(ptr)))
-
-    def _free(self, names) -> None:
-        from cuda.bindings import driver
-
-        for name in names:
-            if name in self._owned:
-                driver.cuMemFree(self._owned.pop(name))
-            if name in self._pinned:
-                driver.cuMemFreeHost(self._pinned.pop(name)[0])
-            self._buf.pop(name, None)
 
     def open(self) -> "GpuPipeline":
         """Context, stream, kernels, networks and every buffer (done by ``with`` or the first frame)."""
@@ -165,23 +201,23 @@ class GpuPipeline:
             check(driver.cuCtxSetCurrent(self.context), "cuCtxSetCurrent")
         self._opened = True
         try:
-            self.stream = check(driver.cuStreamCreate(0), "cuStreamCreate")
+            self.stream = self.memory.stream = check(driver.cuStreamCreate(0), "cuStreamCreate")
             self.kernels = ck.Kernels(self.stream, self.arch, self.cache_dir)
             self._load_blend()
             self._events = [check(driver.cuEventCreate(0), "cuEventCreate") for _ in range(len(STAGES) + 1)]
             for net in (self.seg, self.sr):
                 net.open(int(self.stream))
                 self._nets_open.append(net)
-            s, b, t, k = self.size, self.max_batch, self.tile, self.scale
+            s, b, t, k, mem = self.size, self.max_batch, self.tile, self.scale, self.memory
             for name, net, role, shape in (("seg_in", self.seg, "input", (1, 3, s, s)),
                                            ("seg_out", self.seg, "output", (1, 1, s, s)),
                                            ("sr_in", self.sr, "input", (b, 3, t, t)),
                                            ("sr_out", self.sr, "output", (b, 3, t * k, t * k))):
-                self._buf[name] = net.buffer(role, shape, lambda n, name=name: self._alloc(name, n))
+                mem.buf[name] = net.buffer(role, shape, lambda n, name=name: mem.alloc(name, n))
             for name, nbytes in (("mask", s * s), ("soft", 4 * s * s), ("sums", 8)):
-                self._buf[name] = self._alloc(name, nbytes)
+                mem.alloc(name, nbytes)
             for name, nbytes in (("logits", 4 * s * s), ("mask", s * s), ("soft", 4 * s * s), ("sums", 8)):
-                self._alloc_pinned(name, nbytes)
+                mem.alloc_pinned(name, nbytes)
             self._reserve(*self.max_frame)
         except BaseException:
             self.close()
@@ -206,29 +242,37 @@ class GpuPipeline:
         if self._pixels:
             check(driver.cuStreamSynchronize(self.stream), "cuStreamSynchronize")
         names = ("frame", "out", "acc", "weight", "lr", "d", "tmp")
-        self._free(names)
+        self.memory.free(names)
         up = h * w * self.scale * self.scale
         for name, nbytes in zip(names, (h * w * 3, up * 3, up * 3 * 4, up * 4, h * w * 12, h * w * 12,
                                         h * w * 12 * self.scale)):
-            self._buf[name] = self._alloc(name, nbytes)
-        self._alloc_pinned("frame", h * w * 3)
-        self._alloc_pinned("out", up * 3)
+            self.memory.alloc(name, nbytes)
+        self.memory.alloc_pinned("frame", h * w * 3)
+        self.memory.alloc_pinned("out", up * 3)
         self._pixels = h * w
+        self._segmented = None
         self.kernels.prepare(h, w, self.size)
+        if self.slots is not None:
+            self.slots.reserve(up * 3 * 4)
 
     def close(self) -> None:
-        """Synchronise, then free every buffer, the networks' hold on the stream, the kernels and the stream."""
+        """Synchronise, then free every buffer, the networks' hold on the stream, the kernels and the stream
+        (the two-loop display lane and hand-over slots first)."""
         if not self._opened:
             return
         from cuda.bindings import driver
 
+        for part in (self.display, self.slots):
+            if part is not None:
+                part.close()
+        self.display = self.slots = None
         if self.stream is not None:
             driver.cuStreamSynchronize(self.stream)
         for net in self._nets_open:
             net.close()
         self._nets_open = []
-        self._free(list(self._owned) + list(self._pinned))
-        self._buf, self._pixels = {}, 0
+        self.memory.close()
+        self._pixels, self._segmented = 0, None
         if self.kernels is not None:
             self.kernels.close()
         if self._module is not None:
@@ -250,25 +294,26 @@ class GpuPipeline:
 
     # -------------------------------------------------------- one frame
 
-    def _copy(self, direction: str, name: str, nbytes: int) -> None:
+    def _begin(self, frame: np.ndarray) -> tuple[int, int]:
+        """Check the frame; open, make the context current on this thread, size the buffers."""
         from cuda.bindings import driver
 
-        host, dev = self._pinned[name][0], self._buf[name if name != "logits" else "seg_out"]
-        if direction == "up":
-            check(driver.cuMemcpyHtoDAsync(dev, host, nbytes, self.stream), "cuMemcpyHtoDAsync")
-        else:
-            check(driver.cuMemcpyDtoHAsync(host, dev, nbytes, self.stream), "cuMemcpyDtoHAsync")
+        h, w = check_frame(frame)
+        self.open()
+        check(driver.cuCtxSetCurrent(self.context), "cuCtxSetCurrent")
+        self._reserve(h, w)
+        return h, w
 
-    def _upload(self, name: str, array: np.ndarray) -> None:
-        flat = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
-        self._pinned[name][1][:flat.size] = flat
-        self._copy("up", name, flat.size)
+    def _mark(self, i: int) -> None:
+        from cuda.bindings import driver
+
+        check(driver.cuEventRecord(self._events[i], self.stream), "cuEventRecord")
 
     def _super_resolve(self, h: int, w: int, roi) -> int:
         """Enqueue SR of the masked ROI; returns the device pointer of its 1×3×(rh·s)×(rw·s) float32 result."""
         from cuda.bindings import driver
 
-        k, buf, s = self.kernels, self._buf, self.scale
+        k, buf, s = self.kernels, self.memory.buf, self.scale
         x0, y0, rw, rh = roi
         surround = self.fidelity.surround
         if rw <= self.tile and rh <= self.tile:  # one piece, as Pipeline does
@@ -295,72 +340,90 @@ class GpuPipeline:
         self._launch["tile_normalize"](self.stream, ck.grid(ow, oh), (buf["acc"], buf["weight"], ow, oh))
         return buf["acc"]
 
-    def _project(self, sr: int, h: int, w: int, roi) -> None:
-        """Enqueue the projection of the ROI's SR (in place) against the camera's ROI, and the lesion's residual."""
+    def _segment(self, frame: np.ndarray, h: int, w: int) -> LesionMask:
+        """Upload, preprocess, seg (events 0–2), the logits down (the one mid-frame sync), the mask in NumPy."""
         from cuda.bindings import driver
 
-        buf, fid = self._buf, self.fidelity
-        x0, y0, rw, rh = roi
-        self.kernels.masked_roi(buf["frame"], h, w, buf["mask"], self.size, roi, buf["lr"], surround="frame")
-        check(driver.cuMemsetD32Async(buf["sums"], 0, 2, self.stream), "cuMemsetD32Async")
-        self.kernels.project(sr, buf["lr"], rh, rw, self.scale, fid.iterations if fid.active else 0,
-                             fid.chroma if fid.active else "generator", buf["tmp"], buf["d"],
-                             (buf["soft"], self.size, h, w, x0, y0, buf["sums"]))
+        s, buf = self.size, self.memory.buf
+        self._mark(0)
+        self.memory.upload("frame", frame)
+        self._segmented = frame
+        self.kernels.preprocess(buf["frame"], h, w, buf["seg_in"], s, self.mean, self.std)
+        self._mark(1)
+        self.seg.run(buf["seg_in"], (1, 3, s, s), buf["seg_out"], (1, 1, s, s))
+        self._mark(2)
+        self.memory.download("logits", 4 * s * s, device="seg_out")
+        check(driver.cuStreamSynchronize(self.stream), "cuStreamSynchronize")
+        logits = self.memory.host("logits", 4 * s * s).view(np.float32).reshape(s, s)
+        return lesion_mask(logits, (h, w), self.settings)
 
     def __call__(self, frame: np.ndarray) -> FrameResult:
         """Enhance one uint8 BGR H×W×3 frame."""
         from cuda.bindings import driver
 
-        h, w = check_frame(frame)
-        self.open()
-        check(driver.cuCtxSetCurrent(self.context), "cuCtxSetCurrent")
-        self._reserve(h, w)
-        k, buf, s, scale = self.kernels, self._buf, self.size, self.scale
-
-        def mark(i: int) -> None:
-            check(driver.cuEventRecord(self._events[i], self.stream), "cuEventRecord")
-
-        mark(0)
-        self._upload("frame", frame)
-        k.preprocess(buf["frame"], h, w, buf["seg_in"], s, self.mean, self.std)
-        mark(1)
-        self.seg.run(buf["seg_in"], (1, 3, s, s), buf["seg_out"], (1, 1, s, s))
-        mark(2)
-        self._copy("down", "logits", 4 * s * s)
-        check(driver.cuStreamSynchronize(self.stream), "cuStreamSynchronize")
-        logits = self._pinned["logits"][1][:4 * s * s].view(np.float32).reshape(s, s)
-        lm = lesion_mask(logits, (h, w), self.settings)
-        full = (0, 0, w * scale, h * scale)
+        h, w = self._begin(frame)
+        lm = self._segment(frame, h, w)
         if lm.found:
-            self._upload("mask", lm.mask.astype(np.uint8))
-            self._upload("soft", lm.soft.astype(np.float32))
-        mark(3)
+            self.memory.upload("mask", lm.mask.astype(np.uint8))
+            self.memory.upload("soft", lm.soft.astype(np.float32))
+        self._mark(3)
+        sr = None
         if lm.found:
             sr = self._super_resolve(h, w, lm.roi)
-            x0, y0, rw, rh = lm.roi
-            rect = full if self.mode == "full" else (x0 * scale, y0 * scale, rw * scale, rh * scale)
-            mark(4)
-            self._project(sr, h, w, lm.roi)
-            mark(5)
-            k.composite(buf["frame"], h, w, sr, buf["soft"], s, lm.roi, scale, rect, buf["out"])
+            self._mark(4)
+            project_roi(self, sr, h, w, lm.roi)
         else:
-            rect = full
-            mark(4)
-            mark(5)
-            k.composite(buf["frame"], h, w, None, None, s, (0, 0, 0, 0), scale, rect, buf["out"])
-        nbytes = rect[2] * rect[3] * 3
-        self._copy("down", "out", nbytes)
+            self._mark(4)
+        self._mark(5)
+        rect = composite_view(self, h, w, lm, sr)
         if lm.found:
-            self._copy("down", "sums", 8)
-        mark(6)
+            self.memory.download("sums", 8)
+        self._mark(6)
         check(driver.cuStreamSynchronize(self.stream), "cuStreamSynchronize")
-        image = self._pinned["out"][1][:nbytes].reshape(rect[3], rect[2], 3).copy()
-        t = {stage: float(check(driver.cuEventElapsedTime(self._events[i], self._events[i + 1]),
-                                      "cuEventElapsedTime")) for i, stage in enumerate(STAGES)}
+        image = view_image(self, rect)
+        t = {stage: elapsed_ms(self._events, i, i + 1) for i, stage in enumerate(STAGES)}
         if not lm.found:
             t["sr"] = t["project"] = 0.0
             t["total"] = sum(t.values())
             return FrameResult(image, False, None, lm.area, lm, t, "no lesion found: smooth up-scale only")
         t["total"] = sum(t.values())
-        total, count = self._pinned["sums"][1][:8].view(np.float32)
-        return FrameResult(image, True, lm.roi, lm.area, lm, t, residual=float(total / count) if count else None)
+        return FrameResult(image, True, lm.roi, lm.area, lm, t, residual=lesion_residual(self))
+
+    # -------------------------------------------------------- the two loops' halves
+
+    def segment(self, frame: np.ndarray, t: dict[str, float], start: float) -> LesionMask:
+        """The SR loop's first half: preprocess, segmenter and mask of one frame (timings into ``t``)."""
+        h, w = self._begin(frame)
+        lm = self._segment(frame, h, w)
+        t["preprocess"], t["seg"] = elapsed_ms(self._events, 0, 1), elapsed_ms(self._events, 1, 2)
+        t["mask"] = max(0.0, (time.perf_counter() - start) * 1000 - t["preprocess"] - t["seg"])
+        return lm
+
+    def generate_frame(self, frame: np.ndarray, lm: LesionMask) -> EarlierSR:
+        """The SR loop's second half: the generator's output for the ROI of a frame with a lesion, unprojected,
+        published into a hand-over slot (:class:`~skinedge.runtime.gpu.two_loops.SrSlots`) for the display."""
+        from skinedge.runtime.gpu.two_loops import SrSlots
+
+        h, w = self._begin(frame)
+        if self.slots is None:
+            self.slots = SrSlots(self.scale)
+            self.slots.reserve(self._pixels * self.scale * self.scale * 3 * 4)
+        if frame is not self._segmented:
+            self.memory.upload("frame", frame)
+            self._segmented = frame
+        self.memory.upload("mask", lm.mask.astype(np.uint8))
+        sr = self._super_resolve(h, w, lm.roi)
+        return self.slots.publish(sr, lm.roi[2:], self.stream)
+
+    def enhance(self, frame: np.ndarray, lm: LesionMask, t: dict[str, float], start: float,
+                earlier: EarlierSR | None = None) -> FrameResult:
+        """The display loop's step on its own stream: an SR from :meth:`generate_frame` (``earlier``, already
+        moved to where the lesion is now) projected onto *this* frame's camera pixels and composited; without
+        one (or when its slot was reused meanwhile), the bicubic up-scale."""
+        from skinedge.runtime.gpu.two_loops import DisplayLane
+
+        check_frame(frame)
+        self.open()
+        if self.display is None:
+            self.display = DisplayLane(self).open()
+        return self.display.enhance(frame, lm, t, earlier)

@@ -206,10 +206,17 @@ def live_pipeline(pipeline, live: LiveSettings, log: Callable[[str], None],
                   stack: ExitStack) -> Callable[[np.ndarray], FrameResult]:
     """The frame function of a live run on an entered pipeline: the SR budget set (``auto``: measured here for
     ``target_fps``), then either two loops (the SR loop started in ``stack``, closed with it) or one loop with
-    or without temporal reuse. The GPU pipeline takes none of these yet, and says so."""
+    or without temporal reuse. The GPU pipeline runs two loops on two CUDA streams, or one loop; it takes no SR
+    budget or temporal reuse yet, and says so."""
     if not isinstance(pipeline, Pipeline):
-        if live.budget is not None or live.reuse or live.sr_loop:
-            log("SR budget, SR loop and temporal reuse: not on the GPU pipeline yet; every frame runs in full")
+        if live.sr_loop:
+            if live.budget is not None:
+                log("SR budget: not on the GPU pipeline yet; the generator sees the whole ROI (its time sets the "
+                    "SR's age, not the display's rate)")
+            return _two_loops(pipeline, live, log, stack, "the SR loop on its own CUDA stream, the display "
+                              "on another; ")
+        if live.budget is not None or live.reuse:
+            log("SR budget and temporal reuse: not on the GPU pipeline yet; every frame runs in full")
         return pipeline
     if live.sr_loop:
         threads = live.sr_threads or max(1, physical_cores() - 1)
@@ -219,15 +226,12 @@ def live_pipeline(pipeline, live: LiveSettings, log: Callable[[str], None],
     log(line)
     control = BudgetControl(pipeline, measured) if measured is not None else None
     if live.sr_loop:
-        log(f"two loops: every camera frame shown, the SR loop's newest result moved with the camera and "
-            f"projected onto it; older than {live.max_sr_age_ms:g} ms or out of place: bicubic")
         def on_result(got) -> None:  # the SR loop's generator time keeps the budget to its target rate
             if control is not None and got.earlier is not None:
                 control.observe(got.sr_ms, got.earlier.size[0] / got.lm.roi[2])
 
         pipeline.camera_resolution = True
-        loop = stack.enter_context(SRLoop(pipeline, log, on_result if control else None))
-        display = TwoLoopDisplay(pipeline, loop, live.max_sr_age_ms)
+        display = _two_loops(pipeline, live, log, stack, "", on_result if control else None)
         display.control = control
         return display
     frame_fn = pipeline
@@ -239,6 +243,15 @@ def live_pipeline(pipeline, live: LiveSettings, log: Callable[[str], None],
         return frame_fn
     log("SR budget: kept to the frame time while running (scaled by what each capped frame took)")
     return _Controlled(frame_fn, control)
+
+
+def _two_loops(pipeline, live: LiveSettings, log: Callable[[str], None], stack: ExitStack, where: str,
+               on_result=None) -> TwoLoopDisplay:
+    """The display step, with the SR loop started in ``stack`` (stopped before the pipeline closes)."""
+    log(f"two loops: every camera frame shown, the SR loop's newest result moved with the camera and projected "
+        f"onto it; {where}older than {live.max_sr_age_ms:g} ms or out of place: bicubic")
+    loop = stack.enter_context(SRLoop(pipeline, log, on_result))
+    return TwoLoopDisplay(pipeline, loop, live.max_sr_age_ms)
 
 
 class _Controlled:

@@ -24,7 +24,7 @@ import numpy as np
 from skinedge.runtime.live.motion import Track, grey_small, phase_shift, shift_mask
 from skinedge.runtime.live.sr_loop import Published, SRLoop
 from skinedge.runtime.live.stats import Window
-from skinedge.runtime.pipeline.host import EarlierSR, FrameResult, Pipeline, check_frame
+from skinedge.runtime.pipeline.host import BICUBIC_NOTE, EarlierSR, FrameResult, Pipeline, check_frame
 from skinedge.runtime.pipeline.mask import LesionMask
 
 MAX_AGE_MS = 250.0  # an SR older than this is not shown: ~8 frames at 30 fps, where tracking still holds
@@ -61,7 +61,8 @@ class TwoLoopDisplay:
     """``TwoLoopDisplay(pipeline, sr_loop)(frame) -> FrameResult``, in constant time per frame.
 
     Args:
-        pipeline: the entered :class:`Pipeline` the SR loop runs (its projection and composite are used here).
+        pipeline: the entered :class:`Pipeline` the SR loop runs (its projection and composite are used here;
+            a GpuPipeline does them on a second CUDA stream, :mod:`skinedge.runtime.gpu.two_loops`).
         sr_loop: the started SR loop.
         max_age_ms: the oldest SR shown (older: bicubic).
         clock: time source (seconds); the age is measured between two of its readings in this loop.
@@ -93,10 +94,11 @@ class TwoLoopDisplay:
         t["mask"] = (self.clock() - start) * 1000
         result = self.pipeline.enhance(frame, lm, t, start, earlier=earlier)
         result.segmented = result.computed = False
-        shown = result.found and earlier is not None and earlier.sr is not None
+        # the GPU display can still fall back to bicubic (the SR loop reused the result's slot meanwhile)
+        shown = result.found and earlier is not None and earlier.sr is not None and result.note != BICUBIC_NOTE
         result.sr_age_ms = age if shown else None
         if result.found and not shown:
-            result.note = result.note or "SR too old or out of place: bicubic up-scale"
+            result.note = result.note or BICUBIC_NOTE
         self.counts["frames"] += 1
         self.counts["sr" if shown else "bicubic" if result.found else "no_lesion"] += 1
         return result

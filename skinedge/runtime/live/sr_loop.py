@@ -40,7 +40,8 @@ class SRLoop:
     """``with SRLoop(pipeline) as loop: loop.submit(frame, index, at); loop.latest()``.
 
     Args:
-        pipeline: an entered :class:`Pipeline`; only this thread calls its runners while the loop runs.
+        pipeline: an entered :class:`Pipeline` (or :class:`~skinedge.runtime.gpu.pipeline.GpuPipeline`: its
+            ``segment`` and ``generate_frame`` on its own CUDA stream); only this thread calls its networks.
         log: where one line goes if the thread fails (the display loop then shows bicubic, and says so).
         on_result: called on this thread with each result (e.g. to keep the SR budget to the loop's target).
     """

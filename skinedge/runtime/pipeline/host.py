@@ -27,6 +27,7 @@ from skinedge.runtime.pipeline.reference import Roi
 from skinedge.runtime.pipeline.tiling import super_resolve_tiled
 
 MODES = ("roi", "full")
+BICUBIC_NOTE = "SR too old or out of place: bicubic up-scale"  # a live frame shown without the SR loop's result
 MIN_SIDE = 16  # smaller frames carry no lesion worth enhancing
 
 
@@ -149,7 +150,7 @@ class Pipeline:
         elif earlier is not None and earlier.sr is None:
             sr = up(guide, small[1] * self.scale, small[0] * self.scale)
             t["sr"] = t["project"] = 0.0
-            note = "SR too old or out of place: bicubic up-scale"
+            note = BICUBIC_NOTE
         else:
             if earlier is not None:
                 sr = earlier.sr
