@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 
 from skinedge.atomic import write_bytes_atomic
-from skinedge.evaluate_models import METHODS, PROTOCOLS
+from skinedge.evaluate_models import METHODS, PROTOCOLS, ROUNDING_DB
 from skinedge.runtime.manifest import MODEL_CARD as CARD
 from skinedge.runtime.manifest import card_summary as summary_of
 
@@ -78,7 +78,9 @@ def metrics_section(report: dict) -> list[str]:
                          f"{_f(g['shown_vs_bicubic_projection']['mean'])} dB; projection's effect on the generator "
                          f"{_f(g['generator_projection_vs_generator']['mean'])} dB ("
                          f"{g['generator_projection_vs_generator']['below_zero']} of "
-                         f"{g['generator_projection_vs_generator']['n']} photos below).")
+                         f"{g['generator_projection_vs_generator']['n']} photos below, "
+                         f"{g['generator_projection_vs_generator'].get('below_rounding', '?')} by more than "
+                         f"{ROUNDING_DB} dB, the scatter of uint8 rounding).")
         lines.append("")
         lines.append("Checkerboard: the lesion's 2-px-period energy of the output over the truth's (1 = as the "
                      "camera's scene; the gate is 1.5).")

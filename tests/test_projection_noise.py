@@ -100,6 +100,7 @@ def test_a_clean_frame_reads_no_noise_and_no_floor(skin, lesion):
     for seed in range(3):
         level = estimate(to_uint8_levels(lr_of(skin_hr(480, 640, seed, skin, lesion))))
         assert level.sigma < 0.5 and level.blockiness < 0.25 and level.floor == 0.0, (seed, level)
+        assert level.grid > noise.JPEG_GRID, (seed, level)
 
 
 def test_pure_noise_is_read_without_the_low_percentile_bias():
@@ -144,6 +145,22 @@ def test_blockiness_of_a_crop_reads_the_frames_grid():
         assert estimate(crop, origin=(dy, dx)).blockiness > 0.3, (dy, dx)
         assert estimate(crop).blockiness < 0.1, (dy, dx)  # the wrong grid
         assert estimate(clean[:, :, dy:dy + 80, dx:dx + 112], origin=(dy, dx)).blockiness < 0.1, (dy, dx)
+
+
+def test_the_dct_grid_catches_jpeg_whose_steps_read_as_clean(monkeypatch):
+    """JPEG 93 over noise on a textured frame: the steps read ~0.1 (floor ≈ 0.25, a clean frame's) but the DCT
+    shows JPEG's quantization on the frame's grid, so the floor is a JPEG'd frame's. The same noisy frame without
+    JPEG, and clean frames, read ≈1; an ROI reads the frame's grid given its origin."""
+    noisy = to_uint8_levels(lr_of(skin_hr(384, 512, 4, 4.8, 30.0)), 3.0, 4)
+    compressed = jpeg(noisy, 93)
+    level = estimate(compressed)
+    assert level.grid < noise.JPEG_GRID and level.floor == noise.JPEG_FLOOR, level
+    assert estimate(noisy).grid > 0.9 and estimate(to_uint8_levels(lr_of(skin_hr(384, 512, 4)))).grid > 0.9
+    dy, dx = 3, 5
+    crop = jpeg(noisy, 85)[:, :, dy:dy + 72, dx:dx + 96]
+    assert estimate(crop, origin=(dy, dx)).grid < noise.JPEG_GRID and estimate(crop).grid > noise.JPEG_GRID
+    monkeypatch.setattr(noise, "JPEG_GRID", 0.0)  # the steps alone: this frame passes for clean
+    assert estimate(compressed).floor <= 0.3
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (2, 5), (7, 7), (9, 9), (8, 20), (17, 3)])
