@@ -175,7 +175,7 @@ class FakeDriver:
         self.ok = self.CUresult.CUDA_SUCCESS
         self.allocs = 0  # cuMemAlloc calls
         self.host_allocs, self.host_freed = 0, []  # cuMemAllocHost calls, cuMemFreeHost pointers
-        self.streams, self.events, self.syncs = [], [], 0
+        self.streams, self.events, self.syncs, self.destroyed = [], [], 0, []
         self.ops: list[tuple] = []  # stream-ordering calls in call order: ("copy" | "record" | "wait" | ...)
         self.context = self.CUcontext(0)  # none current until cuCtxSetCurrent
         self.retained = 0
@@ -287,9 +287,11 @@ class FakeDriver:
 
     def cuStreamDestroy(self, stream):
         self.streams.remove(stream)
+        self.destroyed.append(stream)
         return (self.ok,)
 
     def cuStreamSynchronize(self, stream):
+        assert not any(stream is gone for gone in self.destroyed), "synchronising a stream that was destroyed"
         self.syncs += 1
         return (self.ok,)
 

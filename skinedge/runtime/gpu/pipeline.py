@@ -257,12 +257,12 @@ class GpuPipeline:
 
     def close(self) -> None:
         """Synchronise, then free every buffer, the networks' hold on the stream, the kernels and the stream
-        (the two-loop display lane and hand-over slots first)."""
+        (the two loops' hand-over slots and display lane first)."""
         if not self._opened:
             return
         from cuda.bindings import driver
 
-        for part in (self.display, self.slots):
+        for part in (self.slots, self.display):  # the slots wait for both streams, then the display's goes
             if part is not None:
                 part.close()
         self.display = self.slots = None
