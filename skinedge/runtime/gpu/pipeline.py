@@ -142,6 +142,22 @@ def lesion_residual(lane) -> float | None:
     return float(total / count) if count else None
 
 
+def frame_bytes(name: str, h: int, w: int, scale: int) -> int:
+    """Bytes of a frame-sized buffer of either lane for an h×w frame (``up``: the frame ×scale²)."""
+    hw, up = h * w, h * w * scale * scale
+    return {"frame": hw * 3, "out": up * 3, "acc": up * 12, "shown": up * 12, "weight": up * 4, "lr": hw * 12,
+            "d": hw * 12, "tmp": hw * 12 * scale}[name]
+
+
+def reserve_frame_buffers(memory: Memory, names: tuple[str, ...], h: int, w: int, scale: int) -> None:
+    """(Re)allocate a lane's frame-sized device buffers ``names`` and its pinned frame and result staging."""
+    memory.free(names)
+    for name in names:
+        memory.alloc(name, frame_bytes(name, h, w, scale))
+    memory.alloc_pinned("frame", frame_bytes("frame", h, w, scale))
+    memory.alloc_pinned("out", frame_bytes("out", h, w, scale))
+
+
 def elapsed_ms(events, i: int, j: int) -> float:
     from cuda.bindings import driver
 
@@ -241,19 +257,12 @@ class GpuPipeline:
             return
         if self._pixels:
             check(driver.cuStreamSynchronize(self.stream), "cuStreamSynchronize")
-        names = ("frame", "out", "acc", "weight", "lr", "d", "tmp")
-        self.memory.free(names)
-        up = h * w * self.scale * self.scale
-        for name, nbytes in zip(names, (h * w * 3, up * 3, up * 3 * 4, up * 4, h * w * 12, h * w * 12,
-                                        h * w * 12 * self.scale)):
-            self.memory.alloc(name, nbytes)
-        self.memory.alloc_pinned("frame", h * w * 3)
-        self.memory.alloc_pinned("out", up * 3)
+        reserve_frame_buffers(self.memory, ("frame", "out", "acc", "weight", "lr", "d", "tmp"), h, w, self.scale)
         self._pixels = h * w
         self._segmented = None
         self.kernels.prepare(h, w, self.size)
         if self.slots is not None:
-            self.slots.reserve(up * 3 * 4)
+            self.slots.reserve(frame_bytes("shown", h, w, self.scale))
 
     def close(self) -> None:
         """Synchronise, then free every buffer, the networks' hold on the stream, the kernels and the stream
@@ -407,7 +416,7 @@ class GpuPipeline:
         h, w = self._begin(frame)
         if self.slots is None:
             self.slots = SrSlots(self.scale)
-            self.slots.reserve(self._pixels * self.scale * self.scale * 3 * 4)
+            self.slots.reserve(frame_bytes("shown", self._pixels, 1, self.scale))  # the reserved frame size
         if frame is not self._segmented:
             self.memory.upload("frame", frame)
             self._segmented = frame

@@ -175,14 +175,9 @@ class DisplayLane:
             return
         if self._pixels:
             check(driver.cuStreamSynchronize(self.stream), "cuStreamSynchronize")
-        up = h * w * self.scale * self.scale
-        names = ("frame", "out", "shown", "lr", "d", "tmp")
-        self.memory.free(names)
-        for name, nbytes in zip(names, (h * w * 3, up * 3, up * 3 * 4, h * w * 12, h * w * 12,
-                                        h * w * 12 * self.scale)):
-            self.memory.alloc(name, nbytes)
-        self.memory.alloc_pinned("frame", h * w * 3)
-        self.memory.alloc_pinned("out", up * 3)
+        from skinedge.runtime.gpu.pipeline import reserve_frame_buffers
+
+        reserve_frame_buffers(self.memory, ("frame", "out", "shown", "lr", "d", "tmp"), h, w, self.scale)
         self._pixels = h * w
 
     def close(self) -> None:
