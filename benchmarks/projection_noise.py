@@ -12,8 +12,8 @@ plain bicubic of the same LR (``bicubic_upscale``), mean and median over images:
 
 - ``bicubic + chroma only``: ``Fidelity(0)``: no step, colour from the frame (what a projection that stops before
   its first step returns: the float round trip alone);
-- ``bicubic + projection (off)``: today's full projection, ``Fidelity()``;
-- ``bicubic + projection (auto)``: the discrepancy principle, ``Fidelity(noise="auto")``;
+- ``bicubic + projection (off)``: the full projection, ``Fidelity(noise="off")`` (what the CUDA kernel computes);
+- ``bicubic + projection (auto)``: the discrepancy principle, ``Fidelity(noise="auto")`` (the default);
 - camera only, a *denoised* input: the bicubic of the LR blurred by a 3×3 Gaussian (σ 0.8), alone and projected
   (off / auto); the gain of the projected over that input is reported as well (auto must not lower it).
 
@@ -50,7 +50,7 @@ from skinedge.runtime.pipeline.projection import Fidelity
 DEV_SET = Path(__file__).resolve().parents[2] / "shared" / "data" / "isic2017-dev290"
 IMAGES, MASKS = "ISIC2018_Task1-2_Training_Input", "ISIC2018_Task1_Training_GroundTruth"
 SCALE = 4
-OFF, AUTO, CHROMA_ONLY = Fidelity(), Fidelity(noise="auto"), Fidelity(0)
+OFF, AUTO, CHROMA_ONLY = Fidelity(noise="off"), Fidelity(noise="auto"), Fidelity(0)
 PROTOCOLS = {"bicubic": Degradation.bicubic_only(), "camera": Degradation()}
 
 

@@ -23,7 +23,7 @@ from skinedge.quality import checkerboard_energy
 from skinedge.train.all.cache import Cache, build_cache
 from skinedge.train.all.command import STAGES
 from skinedge.train.all.fingerprint import make_plan, set_facts
-from skinedge.train.all.sources import Prefetcher, SRSource
+from skinedge.train.all.sources import Prefetcher, SRSource, balanced_ids
 
 CLI = [sys.executable, "-m", "skinedge"]
 
@@ -56,6 +56,16 @@ def test_plan_follows_the_data(two_sets):
     plan = make_plan(facts, "cpu")
     assert plan.seg_size == 64 and plan.sr_crop == 64 and plan.seg_encoder == "resnet18"
     assert len(plan.reasons) >= 5 and all(isinstance(r, str) and r for r in plan.reasons)
+
+
+def test_a_small_set_is_drawn_more_often_than_its_size_and_every_item_at_least_once():
+    ids = [f"crops:{k}" for k in range(900)] + [f"whole:{k}" for k in range(100)]
+    drawn = balanced_ids(ids)
+    share = sum(i.startswith("whole:") for i in drawn) / len(drawn)
+    assert share == pytest.approx(10 / (10 + 30), abs=0.01)  # √100 : √900, where by size it would be 0.10
+    assert set(drawn) == set(ids) and drawn.count("crops:0") == 1  # the big set once, nothing dropped
+    assert balanced_ids(ids, power=1.0) == ids  # size-proportional: the list itself
+    assert balanced_ids(["a", "b", "c"]) == ["a", "b", "c"]  # not pooled: unchanged
 
 
 def test_cache_skips_a_corrupt_photo_with_one_line(tmp_path):

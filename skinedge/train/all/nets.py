@@ -26,7 +26,8 @@ from skinedge.models.srgan import Generator
 from skinedge.models.unet import build_segmenter
 from skinedge.train.all.cache import Cache
 from skinedge.train.all.fingerprint import Plan
-from skinedge.train.all.sources import CAMERA, CLEAN, Prefetcher, SegSource, SRSource
+from skinedge.train.all.sources import (CAMERA, CLEAN, SET_POWER, Prefetcher, SegSource, SRSource, balanced_ids,
+                                       set_shares)
 from skinedge.train.loop import Budget, Runtime, check_finite, seed_everything
 from skinedge.train.losses import seg_loss
 from skinedge.train.runner import Phase, restore, run_phase
@@ -92,7 +93,7 @@ def train_segmenter(run: StageRun) -> dict:
     plan = run.plan
     model = build_segmenter(plan.seg_encoder, "none").to(run.device).to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-5)
-    train = SegSource(run.cache, run.train_ids, run.seed, augment=True)
+    train = SegSource(run.cache, balanced_ids(run.train_ids), run.seed, augment=True)
     train.min_items = plan.seg_batch * 150  # validate about every 150 steps
     val = SegSource(run.cache, run.val_ids[:VAL_SEG], run.seed, augment=False)
     what, autocast = fast_math(run.device)
@@ -103,12 +104,14 @@ def train_segmenter(run: StageRun) -> dict:
     io = {"input": "RGB uint8 resized to size², /255, minus mean, over std", "size": plan.seg_size,
           "mean": IMAGENET_MEAN.tolist(), "std": IMAGENET_STD.tolist(), "output": "logits (N×1×H×W)"}
     config = {"command": "train all", "encoder": plan.seg_encoder, "size": plan.seg_size, "batch": plan.seg_batch,
-              "lr": 1e-3, "schedule": "cosine over the time budget", "math": what, "augment": "dermoscopy"}
+              "lr": 1e-3, "schedule": "cosine over the time budget", "math": what, "augment": "dermoscopy",
+              "sampling": f"pooled sets drawn ∝ size ** {SET_POWER}"}
     phase = Phase("seg", "seg", len(train), plan.seg_batch, LONG_RUN, lambda *a: {}, validate, "dice",
                   {"model": model}, {"model": opt}, {"encoder": plan.seg_encoder, "dropout": 0.2},
                   {"config": config, "data": run.data, "io": io}, run.seed)
     what_line = (f"seg: {plan.seg_encoder} U-Net {plan.seg_size}², batch {plan.seg_batch}, {what}, "
-                 f"{run.workers} loader worker(s), {len(train.ids)} train / {len(val)} val images")
+                 f"{run.workers} loader worker(s), {len(run.train_ids)} train / {len(val)} val images, "
+                 f"drawn by set ∝ √size ({set_shares(train.ids)})")
     return _train(run, phase, train, plan.seg_batch, 1e-3, lambda x, y: seg_loss(model(x).float(), y), "loss",
                   what_line)
 

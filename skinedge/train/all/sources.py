@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from skinedge.data.degrade import Degradation, degrade
+from skinedge.data.pool import SEPARATOR, set_of
 from skinedge.metrics import border_band
 from skinedge.train.all.cache import Cache
 from skinedge.train.augment import augment_dermoscopy
@@ -21,6 +22,41 @@ from skinedge.train.samples import _rng, normalise_imagenet, to_unit
 
 CLEAN = Degradation.bicubic_only(4)
 CAMERA = Degradation(scale=4)
+
+
+SET_POWER = 0.5  # a pooled set's share of the training draws ∝ its size ** SET_POWER
+
+
+def balanced_ids(ids: list[str], power: float = SET_POWER) -> list[str]:
+    """The training list of a pool with each set's share ∝ its size ** ``power``; every item is in it at least once.
+
+    Size-proportional draws (power 1) let a large set drown a small one: 1093 512-px crops of large lesions
+    against 271 whole photos, where small lesions are found or missed. Equal shares (power 0) would repeat a
+    68-photo set 16 times as often as the crops. The square root sits between them (temperature sampling). The
+    set drawn least (relative to its size) appears once, the others are repeated to their share, so the list is
+    longer than ``ids``. Ids of a single set (or not pooled) come back unchanged.
+    """
+    by_set: dict[str, list[str]] = {}
+    for item_id in ids:
+        by_set.setdefault(set_of(item_id) if SEPARATOR in item_id else "", []).append(item_id)
+    if len(by_set) < 2:
+        return list(ids)
+    per_item = {label: len(members) ** (power - 1) for label, members in by_set.items()}
+    least = min(per_item.values())
+    out = []
+    for label, members in by_set.items():
+        count = round(len(members) * per_item[label] / least)
+        out.extend(members[k % len(members)] for k in range(count))
+    return out
+
+
+def set_shares(ids: list[str]) -> str:
+    """"label share%, ..." of a training list, for the log."""
+    counts: dict[str, int] = {}
+    for item_id in ids:
+        label = set_of(item_id) if SEPARATOR in item_id else "all"
+        counts[label] = counts.get(label, 0) + 1
+    return ", ".join(f"{label} {n / len(ids):.0%}" for label, n in counts.items())
 
 
 class _Source:
