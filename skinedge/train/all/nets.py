@@ -94,7 +94,7 @@ def train_segmenter(run: StageRun) -> dict:
     model = build_segmenter(plan.seg_encoder, "none").to(run.device).to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-5)
     train = SegSource(run.cache, balanced_ids(run.train_ids), run.seed, augment=True)
-    train.min_items = plan.seg_batch * 150  # validate about every 150 steps
+    train.min_items = plan.seg_batch * 150  # validate every 150 steps, or once through a longer list (shared sets: 229)
     val = SegSource(run.cache, run.val_ids[:VAL_SEG], run.seed, augment=False)
     what, autocast = fast_math(run.device)
 
