@@ -3,6 +3,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -17,6 +18,12 @@ from skinedge.train.sr import SRConfig, train_sr
 # in a fresh folder, never in the user's home.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="skinedge-test-cache-")
 atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], ignore_errors=True)
+
+# A suite started as a background job (`nohup … &`) inherits Ctrl-C ignored, and so does every process it starts:
+# the tests that stop a run, a server or an OpenVINO session with SIGINT then wait until they time out (three did,
+# 2026-12-05). Ctrl-C is what they test, so the suite restores it; children get the default and Python's handler.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
