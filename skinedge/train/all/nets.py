@@ -111,7 +111,7 @@ def train_segmenter(run: StageRun) -> dict:
                   {"config": config, "data": run.data, "io": io}, run.seed)
     what_line = (f"seg: {plan.seg_encoder} U-Net {plan.seg_size}², batch {plan.seg_batch}, {what}, "
                  f"{run.workers} loader worker(s), {len(run.train_ids)} train / {len(val)} val images, "
-                 f"drawn by set ∝ √size ({set_shares(train.ids)})")
+                 f"pooled sets drawn ∝ size ** {SET_POWER} ({set_shares(train.ids)})")
     return _train(run, phase, train, plan.seg_batch, 1e-3, lambda x, y: seg_loss(model(x).float(), y), "loss",
                   what_line)
 

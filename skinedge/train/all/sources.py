@@ -7,6 +7,7 @@ one would. The sources open the cache lazily: each worker maps the files itself 
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,11 @@ CAMERA = Degradation(scale=4)
 SET_POWER = 0.5  # a pooled set's share of the training draws ∝ its size ** SET_POWER
 
 
+def _set_label(item_id: str) -> str:
+    """A pooled id's set label; "all" for an id that is not pooled."""
+    return set_of(item_id) if SEPARATOR in item_id else "all"
+
+
 def balanced_ids(ids: list[str], power: float = SET_POWER) -> list[str]:
     """The training list of a pool with each set's share ∝ its size ** ``power``; every item is in it at least once.
 
@@ -38,7 +44,7 @@ def balanced_ids(ids: list[str], power: float = SET_POWER) -> list[str]:
     """
     by_set: dict[str, list[str]] = {}
     for item_id in ids:
-        by_set.setdefault(set_of(item_id) if SEPARATOR in item_id else "", []).append(item_id)
+        by_set.setdefault(_set_label(item_id), []).append(item_id)
     if len(by_set) < 2:
         return list(ids)
     per_item = {label: len(members) ** (power - 1) for label, members in by_set.items()}
@@ -52,10 +58,7 @@ def balanced_ids(ids: list[str], power: float = SET_POWER) -> list[str]:
 
 def set_shares(ids: list[str]) -> str:
     """"label share%, ..." of a training list, for the log."""
-    counts: dict[str, int] = {}
-    for item_id in ids:
-        label = set_of(item_id) if SEPARATOR in item_id else "all"
-        counts[label] = counts.get(label, 0) + 1
+    counts = Counter(map(_set_label, ids))
     return ", ".join(f"{label} {n / len(ids):.0%}" for label, n in counts.items())
 
 
