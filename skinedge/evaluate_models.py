@@ -34,6 +34,7 @@ from skinedge.data.splits import read_split, recorded_or_new_split
 from skinedge.errors import SkinedgeError
 from skinedge.runtime.manifest import load_models, network
 from skinedge.runtime.pipeline import reference
+from skinedge.runtime.pipeline.camera_plane import sr_channels, sr_input
 from skinedge.runtime.pipeline.mask import largest_component
 from skinedge.runtime.pipeline.projection import Fidelity, project_image
 from skinedge.runtime.session import open_session
@@ -75,10 +76,6 @@ def _to_uint8(x: np.ndarray) -> np.ndarray:
     return np.clip(np.floor(x * 255.0 + 0.5), 0, 255).astype(np.uint8)
 
 
-def _planar(rgb: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], np.float32) / np.float32(255)
-
-
 class Scorer:
     """The runners of one opened session, used the ways the report needs."""
 
@@ -105,7 +102,8 @@ class Scorer:
 
     def generator(self, lr: np.ndarray) -> np.ndarray:
         """The generator's output as it leaves the network: H×W×3 float32 in [0, 1]."""
-        out = self.pipeline.sr.infer({self.sr_io["input"]["name"]: _planar(lr)})[self.sr_io["output"]["name"]]
+        x = sr_input(lr, sr_channels(self.sr_io))
+        out = self.pipeline.sr.infer({self.sr_io["input"]["name"]: x})[self.sr_io["output"]["name"]]
         return np.clip(out[0].transpose(1, 2, 0), 0.0, 1.0)
 
     def project(self, sr: np.ndarray, lr: np.ndarray) -> np.ndarray:

@@ -123,7 +123,9 @@ def card_text(report: dict, state: dict, work: Path) -> str:
               f"validation Dice {_f(seg_cfg.get('best', {}).get('dice'), 3)}.",
               f"- SR generator: 16 residual blocks, bicubic skip, ICNR, L1, HR crops {plan.get('sr_crop', '?')}², "
               f"{sr_cfg.get('steps', '?')} steps in {_f(sr_cfg.get('seconds', math.nan) / 60, 1)} min; LR "
-              f"{1 - plan.get('clean_share', 0):.0%} camera-like, {plan.get('clean_share', 0):.0%} bicubic.",
+              f"{1 - plan.get('clean_share', 0):.0%} camera-like, {plan.get('clean_share', 0):.0%} bicubic"
+              + ("; told which by its camera plane (a 4th input channel the runtime sets from the LR's noise "
+                 "floor)." if sr_cfg.get("camera_plane") else "."),
               f"- Device: {state.get('device', '?')}. Variants served: {report.get('variants', '?')} "
               f"({report.get('backend', '?')}).", "",
               *metrics_section(report)]

@@ -33,11 +33,12 @@ MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 KEYS = {"preprocess", "seg", "mask", "sr", "project", "composite", "total"}
 
 
-def make_manifest(size: int, scale: int = 4) -> dict:
+def make_manifest(size: int, scale: int = 4, sr_channels: int = 3) -> dict:
     return {"networks": {
         "seg": {"input": {"name": "image", "shape": ["batch", 3, size, size], "mean": list(MEAN), "std": list(STD)},
                 "output": {"name": "logits"}},
-        "sr": {"input": {"name": "lr"}, "output": {"name": "sr"}, "scale": scale}}}
+        "sr": {"input": {"name": "lr", "shape": ["batch", sr_channels, "height", "width"]}, "output": {"name": "sr"},
+               "scale": scale}}}
 
 
 def _view(ptr: int, shape) -> np.ndarray:
@@ -111,11 +112,12 @@ ONE_PIECE = dict(OPTIONS, tile=128)
 BARE = dict(tile=TILE, overlap=6, max_batch=2)  # for calls that pass their own fidelity
 
 
-def run_both(lesions: Lesions, frames, mode="roi", settings=MaskSettings(), max_frame=(64, 96)):
+def run_both(lesions: Lesions, frames, mode="roi", settings=MaskSettings(), max_frame=(64, 96), sr=fake_sr,
+             sr_channels=3):
     """Each frame through Pipeline (FnRunner) and GpuPipeline (HostNet) with the same fake networks."""
-    manifest = make_manifest(S)
-    seg_cpu, sr_cpu = FnRunner(lesions, "image", "logits"), FnRunner(fake_sr, "lr", "sr")
-    seg_gpu, sr_gpu = HostNet(lesions), HostNet(fake_sr)
+    manifest = make_manifest(S, sr_channels=sr_channels)
+    seg_cpu, sr_cpu = FnRunner(lesions, "image", "logits"), FnRunner(sr, "lr", "sr")
+    seg_gpu, sr_gpu = HostNet(lesions), HostNet(sr)
     results = []
     with Pipeline(seg_cpu, sr_cpu, manifest, mode, settings, **OPTIONS) as cpu, \
             gp.GpuPipeline(seg_gpu, sr_gpu, manifest, mode, settings, max_frame=max_frame, arch="sm_87",
@@ -180,6 +182,21 @@ def test_gpu_pipeline_on_the_fake_driver_equals_the_cpu_pipeline(fake, mode, sha
         assert y0 == 0 and x0 + rw == shape[1]  # the ROI is clipped at the frame border
     if disc[0] > 0.9:
         assert x0 == 0 and y0 + rh == shape[0]
+
+
+@pytest.mark.parametrize("disc", [(0.5, 0.5, 0.08), (0.45, 0.55, 0.3)], ids=["one-piece", "tiled"])
+def test_a_generator_with_a_camera_plane_gets_it_on_the_device_as_on_the_host(fake, disc):
+    """The 4th input plane: the host pipeline sets it from the frame's noise floor (these frames are noisy: a
+    camera's), the device path fills it with the camera value after the kernel's RGB planes, per tile."""
+    def plane_sr(x):
+        assert x.shape[1] == 4
+        return fake_sr(x[:, :3]) * np.repeat(np.repeat(0.5 + 0.5 * x[:, 3:], 4, axis=2), 4, axis=3)
+
+    lesions = Lesions(S)
+    [(want, got)] = run_both(lesions, [(frame(64, 96, seed=5), disc)], sr=plane_sr, sr_channels=4)
+    assert_same(want, got)  # run_both also checked that both fed the generator the same 4-plane inputs
+    [(three, _)] = run_both(lesions, [(frame(64, 96, seed=5), disc)])
+    assert np.array_equal(want.image, three.image)  # plane 1: the fake's output is fake_sr's
 
 
 def test_several_frames_in_a_row_and_one_sync_after_the_logits(fake):

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from skinedge.data import open_dataset
 from skinedge.data.generate import write_synthetic
@@ -97,6 +98,26 @@ def test_prefetched_batches_equal_the_ones_built_in_process(two_sets, tmp_path):
         lr2, hr2 = source.batch(indices, epoch)
         assert torch.equal(lr, lr2) and torch.equal(hr, hr2)
     ahead.close()
+
+
+def test_the_camera_plane_of_a_batch_says_which_protocol_made_each_lr(two_sets, tmp_path):
+    root, _ = two_sets
+    spec = f"pool:{root / 'pool.json'}"
+    ids = open_dataset(spec).ids
+    build_cache(spec, ids, tmp_path / "cache", 64, 64, workers=1)
+    plain = SRSource(tmp_path / "cache", ids, 32, seed=3, clean_share=0.5)
+    planes = SRSource(tmp_path / "cache", ids, 32, seed=3, clean_share=0.5, camera_plane=True)
+    indices = list(range(12))
+    flags = [plain.pair(i, 0)[2] for i in indices]
+    assert set(flags) == {0.0, 1.0}  # both protocols in one batch
+    (lr3, hr3), (lr4, hr4) = plain.batch(indices), planes.batch(indices)
+    assert lr3.shape[1] == 3 and lr4.shape[1] == 4
+    assert torch.equal(lr4[:, :3], lr3) and torch.equal(hr4, hr3)
+    assert lr4[:, 3].amin(dim=(1, 2)).tolist() == flags == lr4[:, 3].amax(dim=(1, 2)).tolist()
+    for i, flag in zip(indices, flags):  # a camera LR is not the clean down-scale of its HR
+        lr, hr, _ = plain.pair(i, 0)
+        clean = np.asarray(Image.fromarray(hr).resize((8, 8), Image.BICUBIC))
+        assert np.array_equal(lr, clean) == (flag == 0.0)
 
 
 def test_icnr_generator_paints_no_checkerboard_at_init():

@@ -30,6 +30,7 @@ from skinedge.export.onnx_io import load_onnx, save_onnx, session
 from skinedge.export.onnx_rules import check_tensorrt_qdq, quantized_layers
 from skinedge.export.samples import (
     SR_TIMING_SIDES,
+    LesionCrop,
     at_camera_scale,
     dataset_parts,
     image_stats,
@@ -39,6 +40,7 @@ from skinedge.export.samples import (
     stratified_pick,
     whole_photo,
 )
+from skinedge.runtime.pipeline.camera_plane import sr_channels, sr_input
 from skinedge.runtime.manifest import MANIFEST, NETWORKS, load_models, network, variant_file, variant_name, variant_path
 
 FLOAT_FRACTIONS = (0.05, 0.15)  # mixed-precision retries: leave these shares of conv layers in float
@@ -111,6 +113,13 @@ def held_out(dataset, parts: dict[str, list[str]], limit: int | None, manifest: 
     return seg_held, sr_held
 
 
+def _calibration_crop(item, mask: np.ndarray, scale: int, k: int, channels: int) -> LesionCrop:
+    """The k-th SR calibration crop: bicubic LR, or every other one the camera's when the generator has a camera
+    plane (its activations with the plane at 1 need ranges too)."""
+    camera = Degradation(scale=scale) if channels == 4 and k % 2 else None
+    return lesion_crop(*at_camera_scale(item, mask, scale), scale, degradation=camera, seed=k)
+
+
 def prepare(cfg: CalibrateConfig, manifest: dict, seg_fp32: onnx.ModelProto) -> tuple[dict[str, Prepared], dict]:
     """Choose calibration images (train/val) and load the held-out set (test), for both networks."""
     seg_io = network(manifest, "seg")["input"]
@@ -128,7 +137,7 @@ def prepare(cfg: CalibrateConfig, manifest: dict, seg_fp32: onnx.ModelProto) -> 
     stats = {i: image_stats(item, mask) for i, (item, mask) in candidates.items()}
     chosen = stratified_pick(stats, cfg.images, cfg.seed)
     seg_held, sr_held = held_out(dataset, parts, cfg.gate_limit, manifest, masks)
-    size = seg_io["shape"][2]
+    size, channels = seg_io["shape"][2], sr_channels(network(manifest, "sr"))
     record = {
         "dataset": cfg.data, "split": split_source, "pool": "train+val", "candidates_examined": len(candidates),
         "selection": f"stratified: 3 lesion-area × 3 contrast tertiles, round-robin, seed {cfg.seed}",
@@ -138,8 +147,8 @@ def prepare(cfg: CalibrateConfig, manifest: dict, seg_fp32: onnx.ModelProto) -> 
     }
     record["set_sha256"] = hashlib.sha256("".join(r["sha256"] for r in record["images"]).encode()).hexdigest()
     seg_cal = [seg_input(candidates[i][0].image, size, seg_io["mean"], seg_io["std"]) for i in chosen]
-    sr_cal = [(lesion_crop(*at_camera_scale(*candidates[i], scale), scale).lr.astype(np.float32) / 255.0)
-              .transpose(2, 0, 1) for i in chosen]
+    sr_cal = [sr_input(_calibration_crop(*candidates[i], scale, k, channels).lr, channels)[0]
+              for k, i in enumerate(chosen)]
     h, w = min(x.shape[1] for x in sr_cal), min(x.shape[2] for x in sr_cal)  # the calibrators stack their inputs:
     sr_cal = [np.ascontiguousarray(x[:, (x.shape[1] - h) // 2:][:, :h, (x.shape[2] - w) // 2:][:, :, :w])
               for x in sr_cal]  # small photos give smaller crops, so all are cut to the smallest (centred)
@@ -303,7 +312,7 @@ def calibrate(cfg: CalibrateConfig, log=print) -> dict[str, Any]:
             u8 = _attempts(net, lambda keep: quantizer.quantize(CPU_U8S8, keep), fp32[net], prep, reference, cfg,
                            log, "int8-cpu (u8s8)")
             first = prep.calibration[0]  # SR: at the runtime's tile sides, not at the calibration crop's
-            samples = [first] if net == "seg" else [np.resize(first, (3, s, s)) for s in SR_TIMING_SIDES]
+            samples = [first] if net == "seg" else [np.resize(first, (first.shape[0], s, s)) for s in SR_TIMING_SIDES]
             cpu, choice = _cpu_choice({"s8s8 (TensorRT form)": trt, "u8s8": u8}, fp32[net], samples)
             log(f"  {net} int8-cpu: {choice['form']} is the fastest passing form here (summed over inputs "
                 + ", ".join(choice["per_size_ms"]["fp32"]) + ": "

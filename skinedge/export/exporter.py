@@ -30,12 +30,15 @@ from skinedge.export.onnx_io import check_model, save_onnx, session, sha256_file
 from skinedge.export.onnx_rules import unsupported_ops
 from skinedge.export.samples import dataset_parts, lesion_crop, mask_from_logits, seg_input
 from skinedge.models.srgan import IMAGENET_MEAN, IMAGENET_STD
+from skinedge.runtime.pipeline.camera_plane import CAMERA, CAMERA_FLOOR, CLEAN, sr_input
 from skinedge.runtime.manifest import FORMAT, FORMAT_VERSION, MANIFEST, variant_file
 
 OPSET = 17
 SEG_INPUT, SEG_OUTPUT = "image", "logits"
 SR_INPUT, SR_OUTPUT = "lr", "sr"
 FOLDED_AWAY = ("BatchNormalization", "Dropout")
+CAMERA_PLANE = {"channel": 3, "camera": CAMERA, "clean": CLEAN,
+                "set_from": f"the LR's noise estimate: camera when its floor is >= {CAMERA_FLOOR} grey levels"}
 
 
 class ClampedGenerator(nn.Module):
@@ -79,8 +82,9 @@ def export_segmenter(model: nn.Module, size: int, what: str = "segmenter") -> on
 
 
 def export_generator(generator: nn.Module, what: str = "SR generator") -> onnx.ModelProto:
-    """The clamped generator with dynamic batch, height and width."""
-    return to_onnx(ClampedGenerator(generator), torch.zeros(1, 3, 16, 16), (SR_INPUT, SR_OUTPUT),
+    """The clamped generator with dynamic batch, height and width (3 input channels, 4 with a camera plane)."""
+    channels = getattr(generator, "in_channels", 3)
+    return to_onnx(ClampedGenerator(generator), torch.zeros(1, channels, 16, 16), (SR_INPUT, SR_OUTPUT),
                    {SR_INPUT: {0: "batch", 2: "height", 3: "width"},
                     SR_OUTPUT: {0: "batch", 2: "out_height", 3: "out_width"}}, what)
 
@@ -166,11 +170,12 @@ def export_models(cfg: ExportConfig, log=print) -> dict[str, Any]:
                   "mask_agreement": float(np.mean((torch_logits > 0) == (ort_logits > 0)))}
 
     sr_session = session(sr_onnx)
+    channels = getattr(generator, "in_channels", 3)
     sr_rows = []
     for item, logits in zip(items, torch_logits):
         mask = item.mask if item.mask is not None else mask_from_logits(logits[0], item.image.shape[:2])
         crop = lesion_crop(item, mask, scale)
-        lr = (crop.lr.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
+        lr = sr_input(crop.lr, channels)
         with torch.no_grad():
             reference = sr_module(torch.from_numpy(lr)).numpy()
         sr_rows.append(parity(reference, sr_session.run(None, {SR_INPUT: lr})[0]))
@@ -192,9 +197,10 @@ def export_models(cfg: ExportConfig, log=print) -> dict[str, Any]:
                 "variants": {"fp32": _variant(cfg.out, "seg", seg_onnx, parity=seg_parity)},
             },
             "sr": {
-                "input": {"name": SR_INPUT, "shape": ["batch", 3, "height", "width"], "dtype": "float32",
+                "input": {"name": SR_INPUT, "shape": ["batch", channels, "height", "width"], "dtype": "float32",
                           "layout": "NCHW", "colour": "RGB", "value_range": [0.0, 1.0],
-                          "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0], "masked_context_px": 4},
+                          "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0], "masked_context_px": 4,
+                          **({"camera_plane": CAMERA_PLANE} if channels == 4 else {})},
                 "output": {"name": SR_OUTPUT, "shape": ["batch", 3, f"{scale}*height", f"{scale}*width"],
                            "dtype": "float32", "value_range": [0.0, 1.0]},
                 "scale": scale,

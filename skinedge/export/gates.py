@@ -29,6 +29,7 @@ from skinedge import metrics, quality
 from skinedge.data.degrade import bicubic_upscale, resize_mask
 from skinedge.export.onnx_io import run_batched, session
 from skinedge.export.samples import LesionCrop
+from skinedge.runtime.pipeline.camera_plane import sr_input
 from skinedge.runtime.pipeline.projection import Fidelity, project_image
 
 
@@ -100,8 +101,8 @@ def seg_metrics(model: onnx.ModelProto, held: HeldOut, reference: np.ndarray | N
 def sr_outputs(model: onnx.ModelProto, crops: list[LesionCrop]) -> list[np.ndarray]:
     """H×W×3 float outputs in [0, 1], one crop at a time (crops may differ in size)."""
     sess = session(model)
-    name = sess.get_inputs()[0].name
-    feeds = [(c.lr.astype(np.float32) / 255.0).transpose(2, 0, 1)[None] for c in crops]
+    name, channels = sess.get_inputs()[0].name, int(sess.get_inputs()[0].shape[1])
+    feeds = [sr_input(c.lr, channels) for c in crops]
     return [sess.run(None, {name: x})[0][0].transpose(1, 2, 0) for x in feeds]
 
 

@@ -33,6 +33,7 @@ from skinedge.export.prune import prune_network
 from skinedge.models.shapes import pruned_shapes
 from skinedge.export.samples import dataset_parts
 from skinedge.progress import progress_bar
+from skinedge.runtime.pipeline.camera_plane import CAMERA, CLEAN, sr_channels, sr_input
 from skinedge.runtime.manifest import MANIFEST, NETWORKS, load_models, network, variant_file, variant_path
 
 
@@ -79,6 +80,7 @@ def _fine_tune(cfg: PruneConfig, model: torch.nn.Module, teacher: torch.nn.Modul
     from skinedge.train.batchnorm import recalibrate_batchnorm
     from skinedge.train.losses import seg_loss
     from skinedge.train.samples import SegSamples, SRSamples
+    from skinedge.models.srgan import with_camera_plane
     from skinedge.train.sr import degradation_of
 
     train = dataset.subset(train_ids)
@@ -87,8 +89,10 @@ def _fine_tune(cfg: PruneConfig, model: torch.nn.Module, teacher: torch.nn.Modul
     else:
         config = payload.get("config", {})
         scale = int(payload["arch"]["scale"])
-        samples = SRSamples(train, int(config.get("hr_size", 64)),
-                            degradation_of(config.get("degradation", "default"), scale), True, cfg.seed)
+        named = config.get("degradation", "default")  # `train all` records its protocol mix: camera LR then
+        degradation = degradation_of(named if named in ("default", "bicubic") else "default", scale)
+        samples = SRSamples(train, int(config.get("hr_size", 64)), degradation, True, cfg.seed)
+        camera = CAMERA if degradation.noise_sigma is not None else CLEAN
     if len(samples) == 0 or cfg.steps == 0:
         return {"steps": 0}
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -98,6 +102,8 @@ def _fine_tune(cfg: PruneConfig, model: torch.nn.Module, teacher: torch.nn.Modul
         for step in range(cfg.steps):
             model.train()
             x, y = samples.batch(rng.integers(0, len(samples), cfg.batch).tolist(), epoch=step)
+            if cfg.net == "sr" and getattr(model, "in_channels", 3) == 4:
+                x = with_camera_plane(x, camera)
             out = model(x)
             if cfg.net == "seg":
                 loss = seg_loss(out, y)
@@ -146,13 +152,13 @@ def prune_models(cfg: PruneConfig, log=print) -> dict[str, Any]:
     seg_held, sr_held = held_out(dataset, parts, cfg.gate_limit, manifest, Masks(seg_fp32, network(manifest, "seg")
                                                                                   ["input"]))
     held = seg_held if cfg.net == "seg" else sr_held
-    sample = seg_held.seg_inputs[0] if cfg.net == "seg" else (sr_held.crops[0].lr.astype(np.float32) / 255.0
-                                                                ).transpose(2, 0, 1).copy()
+    channels = sr_channels(network(manifest, "sr"))
+    sample = seg_held.seg_inputs[0] if cfg.net == "seg" else sr_input(sr_held.crops[0].lr, channels)[0]
     before = _numbers(cfg.net, fp32, held, sample)
 
     teacher = copy.deepcopy(model).eval()
     size = int(payload["io"]["size"]) if cfg.net == "seg" else 16
-    counts = prune_network(model, cfg.net, cfg.ratio, torch.zeros(1, 3, size, size))
+    counts = prune_network(model, cfg.net, cfg.ratio, torch.zeros(1, 3 if cfg.net == "seg" else channels, size, size))
     log(f"{cfg.net}: pruned {cfg.ratio:.0%} of channels per layer group: params {counts['params_before']:,} → "
         f"{counts['params_after']:,}, MACs {counts['macs_before']:,} → {counts['macs_after']:,}")
     tuning = _fine_tune(cfg, model, teacher, payload, dataset, parts["train"])

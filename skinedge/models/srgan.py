@@ -1,7 +1,7 @@
 """SRGAN for 4× lesion enhancement (paper §3.3.1, Ledig et al. 2017).
 
-Value ranges: the generator takes RGB in [0, 1] (N×3×h×w) and returns RGB in
-[0, 1] (N×3×4h×4w; no final tanh, values outside are clamped at inference).
+Value ranges: the generator takes RGB in [0, 1] (N×3×h×w; N×4×h×w with the camera plane, below) and returns RGB
+in [0, 1] (N×3×4h×4w; no final tanh, values outside are clamped at inference).
 The discriminator returns one *logit* per image; its sigmoid is in the loss
 (BCE-with-logits), the same math as the paper's sigmoid + log-loss.
 """
@@ -81,17 +81,22 @@ class Generator(nn.Module):
             of small crops differ from a whole photo's, which costs PSNR and paints artefacts (ESRGAN §3.1).
         zero_tail: start the reconstruction conv at zero, so with ``bicubic_skip`` the untrained network *is*
             bicubic and training only adds; a short CPU run does not first unlearn a random residual.
+        camera_plane: NOT in the paper; a 4th input channel, constant over the image: 1 where the LR came
+            through a camera (blur, noise, JPEG), 0 for a clean bicubic down-scale. A blind generator trained on
+            both averages them (it smooths clean LR and under-cleans camera LR); told which it sees, it does
+            not (the non-blind idea of SRMD, Zhang et al. 2018). The runtime sets it from its noise estimate.
     Fully convolutional: any input size works.
     """
 
     def __init__(self, blocks: int = 16, features: int = 64, scale: int = 4, bicubic_skip: bool = False,
-                 norm: bool = True, zero_tail: bool = False):
+                 norm: bool = True, zero_tail: bool = False, camera_plane: bool = False):
         super().__init__()
         if scale not in (2, 4):
             raise ValueError(f"scale must be 2 or 4, got {scale}")
         self.scale = scale
         self.bicubic_skip = bicubic_skip
-        self.head = nn.Sequential(nn.Conv2d(3, features, 9, padding=4), nn.PReLU(features))
+        self.in_channels = 4 if camera_plane else 3
+        self.head = nn.Sequential(nn.Conv2d(self.in_channels, features, 9, padding=4), nn.PReLU(features))
         self.trunk = nn.Sequential(*(ResidualBlock(features, norm) for _ in range(blocks)))
         self.trunk_tail = nn.Sequential(nn.Conv2d(features, features, 3, padding=1), _norm(features, norm))
         self.upsample = nn.Sequential(*(UpsampleBlock(features) for _ in range(scale // 2)))
@@ -104,8 +109,15 @@ class Generator(nn.Module):
         head = self.head(lr)
         out = self.tail(self.upsample(head + self.trunk_tail(self.trunk(head))))
         if self.bicubic_skip:
-            out = out + F.interpolate(lr, scale_factor=self.scale, mode="bicubic", align_corners=False)
+            out = out + F.interpolate(lr[:, :3], scale_factor=self.scale, mode="bicubic", align_corners=False)
         return out
+
+
+def with_camera_plane(lr: torch.Tensor, camera: torch.Tensor | float) -> torch.Tensor:
+    """N×3×h×w LR plus the :class:`Generator`'s camera plane: ``camera`` (one value, or one per image) everywhere."""
+    n, _, h, w = lr.shape
+    level = torch.as_tensor(camera, dtype=lr.dtype, device=lr.device).reshape(-1, 1, 1, 1).expand(n, 1, h, w)
+    return torch.cat([lr, level], dim=1)
 
 
 def _disc_block(cin: int, cout: int, stride: int, bn: bool = True) -> list[nn.Module]:

@@ -107,6 +107,9 @@ def _network_problems(entry, net: str) -> list[str]:
         if not isinstance(shape, list) or len(shape) != 4 or not all(_is(d, (int, str)) for d in shape):
             problems.append(f"{net}.{side}.shape: not 4 dimensions")
     inputs = entry.get("input") if isinstance(entry.get("input"), dict) else {}
+    shape = inputs.get("shape")
+    if net == "sr" and isinstance(shape, list) and len(shape) == 4 and not (_is(shape[1], int) and shape[1] in (3, 4)):
+        problems.append("sr.input.shape: channels not 3 (RGB) or 4 (RGB + camera plane)")
     for key, positive in (("mean", False), ("std", True)):
         values = inputs.get(key)
         if not isinstance(values, list) or len(values) != 3 or not all(

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from skinedge import metrics
 from skinedge.data.degrade import Degradation, bicubic_upscale
 from skinedge.errors import SkinedgeError
-from skinedge.models.srgan import Discriminator, Generator, VGGContent
+from skinedge.models.srgan import Discriminator, Generator, VGGContent, with_camera_plane
 from skinedge.models.checkpoint import load_checkpoint, load_state
 from skinedge.train.loop import (Budget, check_finite, seed_everything, start_runtime, stop_runtime,
                                  unwrap, wrap_ddp)
@@ -68,10 +68,15 @@ def degradation_of(name: str, scale: int) -> Degradation:
 
 
 @torch.no_grad()
-def super_resolve(generator: torch.nn.Module, lr_images: np.ndarray, device: torch.device) -> np.ndarray:
-    """N×h×w×3 uint8 LR → N×sh×sw×3 uint8 SR (eval mode, clamped to [0, 1])."""
+def super_resolve(generator: torch.nn.Module, lr_images: np.ndarray, device: torch.device,
+                  camera: float = 1.0) -> np.ndarray:
+    """N×h×w×3 uint8 LR → N×sh×sw×3 uint8 SR (eval mode, clamped to [0, 1]); ``camera`` fills the camera plane of
+    a generator that has one (1: the LR came through a camera, 0: a clean bicubic down-scale)."""
     generator.eval()
-    out = generator(to_unit(lr_images).to(device)).clamp(0, 1)
+    lr = to_unit(lr_images).to(device)
+    if getattr(generator, "in_channels", 3) == 4:
+        lr = with_camera_plane(lr, camera)
+    out = generator(lr).clamp(0, 1)
     return (out.permute(0, 2, 3, 1).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
 
 

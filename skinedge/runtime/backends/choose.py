@@ -91,7 +91,7 @@ def probe_input(manifest: dict, net: str) -> np.ndarray:
     """The input the runtime gives ``net``: the segmenter's fixed shape, the SR generator at the probe side."""
     shape = network(manifest, net)["input"]["shape"]
     side = (int(shape[2]), int(shape[3])) if net == "seg" else (SR_PROBE, SR_PROBE)
-    return np.random.default_rng(0).random((1, 3, *side), dtype=np.float32)
+    return np.random.default_rng(0).random((1, int(shape[1]), *side), dtype=np.float32)
 
 
 def time_runner(runner: Runner, name: str, x: np.ndarray) -> float:

@@ -142,6 +142,8 @@ class OvRunner(Runner):
             raise SkinedgeError(f"openvino: the model's inputs or outputs have no usable names ({one_line(exc)}); "
                                 "re-run `skinedge calibrate`") from None
         self.rank = {name: shape.rank.get_length() for name, shape in shapes.items()}
+        self.input_shapes = {name: [d.get_length() if d.is_static else None for d in shape]
+                             for name, shape in shapes.items()}
         self.pad = len(shapes) == 1 and all(shape.rank.get_length() == 4 and shape[2].is_dynamic
                                             and shape[3].is_dynamic for shape in shapes.values())
         return list(shapes)
@@ -179,8 +181,8 @@ class OvSession:
     export's accuracy gates measure an ``int8-ov`` variant with the same code as the ONNX ones."""
 
     class _Input:
-        def __init__(self, name: str):
-            self.name = name
+        def __init__(self, name: str, shape: list):
+            self.name, self.shape = name, shape
 
     def __init__(self, model, threads: int = 0):
         config = {"INFERENCE_NUM_THREADS": threads or physical_cores(), "INFERENCE_PRECISION_HINT": "f32"}
@@ -191,7 +193,7 @@ class OvSession:
             self.runner = OvRunner(lambda: compiled).activate()  # a CompiledModel is callable: not a loader
 
     def get_inputs(self) -> list:
-        return [self._Input(n) for n in self.runner.input_names]
+        return [self._Input(n, self.runner.input_shapes[n]) for n in self.runner.input_names]
 
     def run(self, _names, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         out = self.runner.infer(feed)

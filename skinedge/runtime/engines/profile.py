@@ -79,9 +79,10 @@ def read_profile(path: str | Path) -> BuildProfile:
 def default_profile(manifest: dict[str, Any]) -> BuildProfile:
     """FP16 for both: seg [1..4]×3×S×S (S from models.json), sr 1×3×16² / 1×3×64² / 4×3×128²."""
     size = int(network(manifest, "seg")["input"]["shape"][-1])
+    c = int(network(manifest, "sr")["input"]["shape"][1])  # 4 with the camera plane
     return BuildProfile("default-fp16", None, 1024, {
         "seg": NetShapes("fp16", 0.0, (1, 3, size, size), (1, 3, size, size), (4, 3, size, size)),
-        "sr": NetShapes("fp16", 0.0, (1, 3, 16, 16), (1, 3, 64, 64), (4, 3, 128, 128))})
+        "sr": NetShapes("fp16", 0.0, (1, c, 16, 16), (1, c, 64, 64), (4, c, 128, 128))})
 
 
 def select_variant(manifest: dict[str, Any], net: str, want: NetShapes, profile_name: str = "profile") -> str:
@@ -121,11 +122,16 @@ def resolve_shapes(manifest: dict[str, Any], net: str, want: NetShapes, profile_
     """The optimization profile of ``net``'s input: the profile's min/opt/max, checked against models.json.
 
     Every dimension models.json fixes (the channels; the segmenter's H×W) must be
-    what the profile says; a contradiction is an error, never silently changed.
+    what the profile says; a contradiction is an error, never silently changed. One reading is not a
+    contradiction: a profile's 3 SR channels are RGB, and a generator with a camera plane takes RGB + that plane
+    (models.json says 4), so its shapes get the 4.
     """
     spec = network(manifest, net)["input"]
     fixed = spec["shape"]
     shapes = {"min": list(want.min), "opt": list(want.opt), "max": list(want.max)}
+    if net == "sr" and fixed[1] == 4:
+        for shape in shapes.values():
+            shape[1] = 4 if len(shape) == 4 and shape[1] == 3 else shape[1]
     for which, shape in shapes.items():
         if len(shape) != len(fixed):
             raise SkinedgeError(f"{profile_name}: [{net}] {which} shape {shape} has {len(shape)} dimensions; "

@@ -44,12 +44,14 @@ from skinedge.runtime.gpu.device import check
 from skinedge.runtime.gpu.device_nets import device_net
 from skinedge.runtime.gpu.memory import Memory
 from skinedge.runtime.gpu.ptx import cached_source_ptx
+from skinedge.runtime.pipeline.camera_plane import CAMERA, sr_channels
 from skinedge.runtime.pipeline.host import MODES, EarlierSR, FrameResult, check_frame
 from skinedge.runtime.pipeline.mask import LesionMask, MaskSettings, lesion_mask
 from skinedge.runtime.pipeline.projection import Fidelity
 from skinedge.runtime.pipeline.tiling import tile_side, tile_starts
 
 STAGES = ("preprocess", "seg", "mask", "sr", "project", "composite")
+CAMERA_BITS = int(np.float32(CAMERA).view(np.uint32))  # the camera plane's 1.0 as cuMemsetD32 writes it
 BLEND_SOURCE = r"""
 // Feathered tile blend of skinedge/runtime/pipeline/tiling.py::super_resolve_tiled: out += tile·w, weight += w per tile
 // (w = wy·wx, linear ramps over the overlap toward a neighbour, 1 at the ROI border), then out /= weight.
@@ -190,7 +192,7 @@ class GpuPipeline:
         seg_net, sr_net = manifest["networks"]["seg"], manifest["networks"]["sr"]
         self.size = int(seg_net["input"]["shape"][2])
         self.mean, self.std = seg_net["input"]["mean"], seg_net["input"]["std"]
-        self.scale = int(sr_net["scale"])
+        self.scale, self.sr_channels = int(sr_net["scale"]), sr_channels(sr_net)
         self.seg = device_net(seg, seg_net["input"]["name"], seg_net["output"]["name"], graphs)
         self.sr = device_net(sr, sr_net["input"]["name"], sr_net["output"]["name"], graphs)
         self.max_frame, self.device, self.arch, self.cache_dir = tuple(max_frame), device, arch, cache_dir
@@ -227,7 +229,7 @@ class GpuPipeline:
             s, b, t, k, mem = self.size, self.max_batch, self.tile, self.scale, self.memory
             for name, net, role, shape in (("seg_in", self.seg, "input", (1, 3, s, s)),
                                            ("seg_out", self.seg, "output", (1, 1, s, s)),
-                                           ("sr_in", self.sr, "input", (b, 3, t, t)),
+                                           ("sr_in", self.sr, "input", (b, self.sr_channels, t, t)),
                                            ("sr_out", self.sr, "output", (b, 3, t * k, t * k))):
                 mem.buf[name] = net.buffer(role, shape, lambda n, name=name: mem.alloc(name, n))
             for name, nbytes in (("mask", s * s), ("soft", 4 * s * s), ("sums", 8)):
@@ -322,12 +324,13 @@ class GpuPipeline:
         """Enqueue SR of the masked ROI; returns the device pointer of its 1×3×(rh·s)×(rw·s) float32 result."""
         from cuda.bindings import driver
 
-        k, buf, s = self.kernels, self.memory.buf, self.scale
+        k, buf, s, c = self.kernels, self.memory.buf, self.scale, self.sr_channels
         x0, y0, rw, rh = roi
         surround = self.fidelity.surround
         if rw <= self.tile and rh <= self.tile:  # one piece, as Pipeline does
             k.masked_roi(buf["frame"], h, w, buf["mask"], self.size, roi, buf["sr_in"], surround=surround)
-            self.sr.run(buf["sr_in"], (1, 3, rh, rw), buf["sr_out"], (1, 3, rh * s, rw * s))
+            self._camera_plane(buf["sr_in"], rh, rw)
+            self.sr.run(buf["sr_in"], (1, c, rh, rw), buf["sr_out"], (1, 3, rh * s, rw * s))
             return buf["sr_out"]
         th, tw = tile_side(rh, self.tile, self.overlap), tile_side(rw, self.tile, self.overlap)
         overlap = min(self.overlap, th // 2, tw // 2)
@@ -335,19 +338,28 @@ class GpuPipeline:
         oh, ow = rh * s, rw * s
         check(driver.cuMemsetD32Async(buf["acc"], 0, 3 * oh * ow, self.stream), "cuMemsetD32Async")
         check(driver.cuMemsetD32Async(buf["weight"], 0, oh * ow, self.stream), "cuMemsetD32Async")
-        tile_in, tile_out = 4 * 3 * th * tw, 4 * 3 * th * s * tw * s
+        tile_in, tile_out = 4 * c * th * tw, 4 * 3 * th * s * tw * s
         for i in range(0, len(boxes), self.max_batch):
             chunk = boxes[i:i + self.max_batch]
             for j, (y, x) in enumerate(chunk):
                 k.masked_roi(buf["frame"], h, w, buf["mask"], self.size, (x0 + x, y0 + y, tw, th),
                              buf["sr_in"] + j * tile_in, surround=surround)
-            self.sr.run(buf["sr_in"], (len(chunk), 3, th, tw), buf["sr_out"], (len(chunk), 3, th * s, tw * s))
+                self._camera_plane(buf["sr_in"] + j * tile_in, th, tw)
+            self.sr.run(buf["sr_in"], (len(chunk), c, th, tw), buf["sr_out"], (len(chunk), 3, th * s, tw * s))
             for j, (y, x) in enumerate(chunk):
                 self._launch["tile_accumulate"](self.stream, ck.grid(tw * s, th * s), (
                     buf["sr_out"] + j * tile_out, th * s, tw * s, buf["acc"], buf["weight"], oh, ow, y * s, x * s,
                     overlap * s))
         self._launch["tile_normalize"](self.stream, ck.grid(ow, oh), (buf["acc"], buf["weight"], ow, oh))
         return buf["acc"]
+
+    def _camera_plane(self, ptr: int, h: int, w: int) -> None:
+        """Fill the 4th input plane of a generator that has one (after the 3 RGB planes the kernel wrote) with the
+        camera value: this path serves camera frames and projects fully, it measures no noise level."""
+        if self.sr_channels == 4:
+            from cuda.bindings import driver
+
+            check(driver.cuMemsetD32Async(ptr + 4 * 3 * h * w, CAMERA_BITS, h * w, self.stream), "cuMemsetD32Async")
 
     def _segment(self, frame: np.ndarray, h: int, w: int) -> LesionMask:
         """Upload, preprocess, seg (events 0–2), the logits down (the one mid-frame sync), the mask in NumPy."""

@@ -20,6 +20,7 @@ import numpy as np
 from skinedge.errors import SkinedgeError
 from skinedge.runtime.backends.base import Runner
 from skinedge.runtime.pipeline import noise as noise_level
+from skinedge.runtime.pipeline.camera_plane import plane_value, sr_channels, with_plane
 from skinedge.runtime.pipeline import reference
 from skinedge.runtime.pipeline.mask import LesionMask, MaskSettings, lesion_mask
 from skinedge.runtime.pipeline.projection import Fidelity, down, project, residual, up
@@ -83,7 +84,7 @@ class Pipeline:
         self.size = int(seg_net["input"]["shape"][2])
         self.mean, self.std = seg_net["input"]["mean"], seg_net["input"]["std"]
         self.sr_in, self.sr_out = sr_net["input"]["name"], sr_net["output"]["name"]
-        self.scale = int(sr_net["scale"])
+        self.scale, self.sr_channels = int(sr_net["scale"]), sr_channels(sr_net)
 
     def __enter__(self) -> "Pipeline":
         self.seg.activate()
@@ -152,15 +153,15 @@ class Pipeline:
             t["sr"] = t["project"] = 0.0
             note = BICUBIC_NOTE
         else:
+            level = earlier.level if earlier is not None else None
+            if self.fidelity.noise == "auto" and guide is camera and level is None:  # the frame's own JPEG grid
+                level = noise_level.estimate(camera, origin=(y0, x0))
             if earlier is not None:
                 sr = earlier.sr
                 t["sr"] = 0.0
             else:
-                sr = self.generate(_reduced(guide, small), lm, frame.shape[:2], small)
+                sr = self.generate(_reduced(guide, small), lm, frame.shape[:2], small, level)
                 t["sr"] = _lap(start, t)
-            level = earlier.level if earlier is not None else None
-            if self.fidelity.noise == "auto" and guide is camera and level is None:  # the frame's own JPEG grid
-                level = noise_level.estimate(camera, origin=(y0, x0))
             lesion = reference.roi_lesion(lm.soft, frame.shape[:2], lm.roi)
             if guide is not camera:
                 lesion = reference.resample_axis(reference.resample_axis(
@@ -185,11 +186,21 @@ class Pipeline:
                            sr=sr if earlier is None or earlier.sr is not None else None)
 
     def generate(self, camera: np.ndarray, lm: LesionMask, frame_shape: tuple[int, int],
-                 small: tuple[int, int]) -> np.ndarray:
-        """The generator on the (reduced) camera ROI, with the surround the fidelity settings ask for."""
+                 small: tuple[int, int], level: "noise_level.NoiseLevel | None" = None) -> np.ndarray:
+        """The generator on the (reduced) camera ROI, with the surround the fidelity settings ask for.
+
+        A generator with a camera plane is told whether this LR holds a camera's noise: ``level`` (measured on
+        the ROI at full size) when the generator sees those pixels, else measured on the reduced LR it sees."""
         lr = camera if self.fidelity.surround == "frame" else np.where(
             _keep(lm, frame_shape, small), camera, 0.0).astype(np.float32)
-        return super_resolve_tiled(self._sr, lr, self.scale, self.tile, self.overlap, self.max_batch)
+        run = self._sr
+        if self.sr_channels == 4:
+            unreduced = small == tuple(lm.roi[2:])
+            if level is None or not unreduced:  # a reduced LR has lost the frame's JPEG grid: no origin
+                level = noise_level.estimate(camera, origin=(lm.roi[1], lm.roi[0]) if unreduced else (0, 0))
+            value = plane_value(level)
+            run = lambda batch: self._sr(with_plane(batch, value))  # noqa: E731
+        return super_resolve_tiled(run, lr, self.scale, self.tile, self.overlap, self.max_batch)
 
     def sr_size(self, rw: int, rh: int) -> tuple[int, int]:
         """(w, h) the generator gets for a rw×rh ROI: reduced to the SR budget, but with ``camera_resolution``
@@ -210,10 +221,10 @@ class Pipeline:
         camera = reference.masked_roi(frame, lm.mask, lm.roi, "frame")
         rw, rh = lm.roi[2:]
         small = self.sr_size(rw, rh)  # the budget read once: the size travels with the SR
-        sr = self.generate(_reduced(camera, small), lm, frame.shape[:2], small)
         level = None
         if self.fidelity.noise == "auto" and self._view_holds(small, rw):
             level = noise_level.estimate(camera, origin=(lm.roi[1], lm.roi[0]))
+        sr = self.generate(_reduced(camera, small), lm, frame.shape[:2], small, level)
         return EarlierSR(sr, level, small)
 
 

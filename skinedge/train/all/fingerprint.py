@@ -137,7 +137,8 @@ def make_plan(facts: list[SetFacts], device: str) -> Plan:
     focus = 0.8 if median_fraction < 0.5 else 0.5
     reasons.append(f"{focus:.0%} of SR crops centred on a lesion or border pixel (the runtime enhances lesions; "
                    f"median lesion fraction {median_fraction:.2f})")
-    clean = 0.25
+    clean = 0.1
     reasons.append(f"LR protocol (b), the camera's blur+noise+JPEG, for {1 - clean:.0%} of crops; {clean:.0%} "
-                   "clean bicubic ÷4 (protocol a), so clean input is not smeared")
+                   "clean bicubic ÷4 (protocol a), the generator told which by its camera plane (clean LR is "
+                   "learnt fast once told apart: 11-min probes gave +0.53 dB on it with 10 %, +0.54 with 25 %)")
     return Plan(seg_size, encoder, seg_batch, sr_side, crop, batch, focus, clean, reasons)

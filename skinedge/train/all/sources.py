@@ -16,6 +16,7 @@ import torch
 from skinedge.data.degrade import Degradation, degrade
 from skinedge.data.pool import SEPARATOR, set_of
 from skinedge.metrics import border_band
+from skinedge.models.srgan import with_camera_plane
 from skinedge.train.all.cache import Cache
 from skinedge.train.augment import augment_dermoscopy
 from skinedge.train.loop import Runtime, epoch_batches, steps_per_epoch
@@ -104,12 +105,13 @@ class SegSource(_Source):
 
 class SRSource(_Source):
     """(LR, HR) crops from the cached HR images: ``focus`` of them centred on a lesion or border pixel, random
-    flips and quarter turns, LR by the camera's degradation or (``clean_share`` of them) plain bicubic ÷4."""
+    flips and quarter turns, LR by the camera's degradation or (``clean_share`` of them) plain bicubic ÷4.
+    ``camera_plane``: the LR batch carries the generator's 4th channel, 1 for camera LR, 0 for clean."""
 
     def __init__(self, folder: Path, ids: list[str], crop: int, seed: int = 0, focus: float = 0.8,
-                 clean_share: float = 0.25):
+                 clean_share: float = 0.25, camera_plane: bool = False):
         super().__init__(folder, ids, seed)
-        self.crop, self.focus, self.clean_share = crop, focus, clean_share
+        self.crop, self.focus, self.clean_share, self.camera_plane = crop, focus, clean_share, camera_plane
 
     def _corner(self, mask: np.ndarray, rng: np.random.Generator) -> tuple[int, int]:
         h, w = mask.shape
@@ -123,7 +125,8 @@ class SRSource(_Source):
                 return int(np.clip(y - s // 2, 0, h - s)), int(np.clip(x - s // 2, 0, w - s))
         return int(rng.integers(0, h - s + 1)), int(rng.integers(0, w - s + 1))
 
-    def pair(self, index: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+    def pair(self, index: int, epoch: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """(LR, HR, 1.0 if the LR came through the camera's degradation else 0.0)."""
         rng = _rng(self.seed, epoch, index)
         image, mask = self.cache.sr(self.ids[index % len(self.ids)])
         top, left = self._corner(mask, rng)
@@ -133,11 +136,14 @@ class SRSource(_Source):
             hr = hr[:, ::-1]
         hr = np.ascontiguousarray(hr)
         how = CLEAN if rng.random() < self.clean_share else CAMERA
-        return degrade(hr, how, seed=int(rng.integers(2**31))), hr
+        return degrade(hr, how, seed=int(rng.integers(2**31))), hr, float(how is CAMERA)
 
     def batch(self, indices: list[int], epoch: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         pairs = [self.pair(i, epoch) for i in indices]
-        return to_unit(np.stack([p[0] for p in pairs])), to_unit(np.stack([p[1] for p in pairs]))
+        lr = to_unit(np.stack([p[0] for p in pairs]))
+        if self.camera_plane:
+            lr = with_camera_plane(lr, torch.tensor([p[2] for p in pairs]))
+        return lr, to_unit(np.stack([p[1] for p in pairs]))
 
 
 class StepBatches(torch.utils.data.Dataset):

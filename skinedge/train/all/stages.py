@@ -209,7 +209,7 @@ def _fold_threshold(ctx: Context, run) -> float:
 def stage_sr(ctx: Context) -> dict:
     from skinedge.train.all.nets import train_generator
 
-    return _trained(ctx, "generator", train_generator(_stage_run(ctx, "sr")), "gain")
+    return {**_trained(ctx, "generator", train_generator(_stage_run(ctx, "sr")), "gain"), "camera_plane": True}
 
 
 def stage_export(ctx: Context) -> dict:
