@@ -46,6 +46,7 @@ def measure(models: Path, strategy: str, calls: int) -> dict:
     core = ov.Core()
     compiled = compile_bounded(core, core.read_model(str(models / "sr.int8-ov.xml")), {"INFERENCE_NUM_THREADS": 2})
     request = compiled.create_infer_request()
+    channels = compiled.inputs[0].get_partial_shape()[1].get_length()  # 4: RGB + the camera plane
     rng, times, shapes, pixels = random.Random(0), [], set(), 0
     before = rss_mb()
     for _ in range(calls):
@@ -53,7 +54,7 @@ def measure(models: Path, strategy: str, calls: int) -> dict:
         ph, pw = pad(h, h + rng.randint(-3, 3))
         shapes.add((ph, pw))
         pixels += ph * pw
-        x = np.random.rand(1, 3, ph, pw).astype(np.float32)
+        x = np.random.rand(1, channels, ph, pw).astype(np.float32)
         start = time.perf_counter()
         request.infer({0: x})
         times.append((time.perf_counter() - start) * 1000)

@@ -89,7 +89,7 @@ def _fine_tune(cfg: PruneConfig, model: torch.nn.Module, teacher: torch.nn.Modul
     else:
         config = payload.get("config", {})
         scale = int(payload["arch"]["scale"])
-        named = config.get("degradation", "default")  # `train all` records its protocol mix: camera LR then
+        named = config.get("degradation", "default")  # `train all` records a protocol mix: tune on camera LR
         degradation = degradation_of(named if named in ("default", "bicubic") else "default", scale)
         samples = SRSamples(train, int(config.get("hr_size", 64)), degradation, True, cfg.seed)
         camera = CAMERA if degradation.noise_sigma is not None else CLEAN

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from skinedge.errors import SkinedgeError
+from skinedge.runtime.pipeline.camera_plane import sr_channels
 from skinedge.runtime.manifest import NETWORKS, PRECISIONS, ModelsError, network
 
 TRT_PRECISIONS = ("fp32", "fp16", "int8")
@@ -77,9 +78,10 @@ def read_profile(path: str | Path) -> BuildProfile:
 
 
 def default_profile(manifest: dict[str, Any]) -> BuildProfile:
-    """FP16 for both: seg [1..4]×3×S×S (S from models.json), sr 1×3×16² / 1×3×64² / 4×3×128²."""
+    """FP16 for both: seg [1..4]×3×S×S (S from models.json), sr 1×C×16² / 1×C×64² / 4×C×128² (C: 3, or 4 with the
+    camera plane)."""
     size = int(network(manifest, "seg")["input"]["shape"][-1])
-    c = int(network(manifest, "sr")["input"]["shape"][1])  # 4 with the camera plane
+    c = sr_channels(network(manifest, "sr"))
     return BuildProfile("default-fp16", None, 1024, {
         "seg": NetShapes("fp16", 0.0, (1, 3, size, size), (1, 3, size, size), (4, 3, size, size)),
         "sr": NetShapes("fp16", 0.0, (1, c, 16, 16), (1, c, 64, 64), (4, c, 128, 128))})
