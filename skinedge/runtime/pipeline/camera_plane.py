@@ -1,8 +1,9 @@
 """The SR generator's camera plane (NumPy only): tell the network which kind of LR it is given.
 
-A generator trained on both LR protocols without being told which one it sees averages them: it smooths a clean
-bicubic LR and under-cleans a camera's (blur, noise, JPEG). ``train all`` trains it with a 4th input channel,
-constant over the image, 1 for camera LR and 0 for clean (SRMD's non-blind conditioning, Zhang et al. 2018).
+A generator trained on both LR protocols without being told which one it sees must first learn to tell them apart
+from the pixels; until then it smooths a clean bicubic LR and under-cleans a camera's (blur, noise, JPEG).
+``train all`` trains it with a 4th input channel, constant over the image, 1 for camera LR and 0 for clean (SRMD's
+non-blind conditioning, Zhang et al. 2018): it reaches the same quality in about half the steps (docs/models.md).
 The runtime fills that channel from what it already measures per frame: the noise floor of :mod:`.noise`.
 
 ``CAMERA_FLOOR``: the camera protocol always JPEGs, and a JPEG'd LR's floor is at least ``JPEG_FLOOR`` (1.1 grey
