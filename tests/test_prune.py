@@ -121,6 +121,20 @@ def test_prune_generator_widths_and_output_layers():
     assert g.tail.in_channels == 32
 
 
+def test_a_camera_plane_generator_keeps_its_four_input_channels_through_pruning():
+    torch.manual_seed(0)
+    arch = {"blocks": 2, "features": 64, "bicubic_skip": True, "norm": False, "camera_plane": True}
+    g = Generator(**arch).eval()
+    x = torch.cat([torch.rand(1, 3, 12, 12), torch.ones(1, 1, 12, 12)], dim=1)
+    stats = prune_network(g, "sr", RATIO, x)
+    assert stats["params_after"] < stats["params_before"]
+    assert g.head[0].in_channels == 4 and g.head[0].out_channels == 32 and g.in_channels == 4
+    fresh = apply_pruned_shapes(Generator(**arch), json.loads(json.dumps(pruned_shapes(g))))
+    fresh.load_state_dict(g.state_dict())  # strict: the record rebuilds the 4-channel head
+    with torch.no_grad():
+        assert g(x).shape == (1, 3, 48, 48) and torch.equal(g(x), fresh.eval()(x))
+
+
 def test_prune_segmenter_widths_and_output_layers():
     m = _segmenter()
     x = torch.randn(*SEG_INPUT)
