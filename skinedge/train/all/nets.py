@@ -35,6 +35,8 @@ from skinedge.train.samples import IMAGENET_MEAN, IMAGENET_STD
 from skinedge.train.sr import super_resolve
 
 LONG_RUN = 10**6  # epochs: the time budget ends a phase, not an epoch count
+SR_ARCH = {"blocks": 16, "features": 64, "scale": 4, "bicubic_skip": True, "norm": False, "zero_tail": True,
+           "camera_plane": True}  # the generator `train all` trains (see train_generator)
 VAL_SEG = 128  # validation images the segmenter is scored on (training's checks and the mask threshold)
 
 
@@ -175,13 +177,12 @@ def train_generator(run: StageRun) -> dict:
     23.6 min of a 60-min run both validate at ≈ +0.70 / +0.11 (the plane gets there in about half the steps)."""
     seed_everything(run.seed)
     plan = run.plan
-    arch = {"blocks": 16, "features": 64, "scale": 4, "bicubic_skip": True, "norm": False, "zero_tail": True,
-            "camera_plane": True}
+    arch = dict(SR_ARCH)
     generator = Generator(**arch).to(run.device).to(memory_format=torch.channels_last)
     base_lr = 3e-4
     opt = torch.optim.Adam(generator.parameters(), lr=base_lr, betas=(0.9, 0.99))
     train = SRSource(run.cache, run.train_ids, plan.sr_crop, run.seed, plan.lesion_focus, plan.clean_share,
-                     camera_plane=True)
+                     camera_plane=arch["camera_plane"])
     train.min_items = plan.sr_batch * 200  # validate about every 200 steps
     cache = Cache(run.cache)
     val_ids = sr_validation_ids(cache, run.val_ids)

@@ -207,9 +207,10 @@ def _fold_threshold(ctx: Context, run) -> float:
 
 
 def stage_sr(ctx: Context) -> dict:
-    from skinedge.train.all.nets import train_generator
+    from skinedge.train.all.nets import SR_ARCH, train_generator
 
-    return {**_trained(ctx, "generator", train_generator(_stage_run(ctx, "sr")), "gain"), "camera_plane": True}
+    facts = _trained(ctx, "generator", train_generator(_stage_run(ctx, "sr")), "gain")
+    return {**facts, "camera_plane": SR_ARCH["camera_plane"]}
 
 
 def stage_export(ctx: Context) -> dict:
