@@ -7,6 +7,7 @@ one would. The sources open the cache lazily: each worker maps the files itself 
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -166,6 +167,20 @@ class StepBatches(torch.utils.data.Dataset):
         return step, self.source.batch(indices, epoch)
 
 
+def _quiet_when_orphaned(worker_id: int) -> None:
+    """A worker hands each batch's shared memory to the training process over a socket (Python's resource
+    sharer). When that process is killed mid-hand-over (SIGKILL, a closed terminal) the sharer's thread reports
+    the reset connection with a traceback on the terminal the user shares; the worker then exits by itself, as
+    DataLoader workers do when their parent is gone. A lost connection is said nothing of; anything else is."""
+    default = sys.excepthook
+
+    def hook(kind, value, traceback) -> None:
+        if not issubclass(kind, ConnectionError):
+            default(kind, value, traceback)
+
+    sys.excepthook = hook
+
+
 class Prefetcher:
     """Batches in step order from ``workers`` processes (0: built in the training process, when asked)."""
 
@@ -176,7 +191,7 @@ class Prefetcher:
         if workers:
             loader = torch.utils.data.DataLoader(self.steps, batch_size=None, num_workers=workers,
                                                  sampler=range(start, 10**9), prefetch_factor=2,
-                                                 persistent_workers=False)
+                                                 persistent_workers=False, worker_init_fn=_quiet_when_orphaned)
             self._iter = iter(loader)
 
     def get(self, indices: list[int], epoch: int, step: int):
