@@ -24,6 +24,7 @@ from skinedge.quality import checkerboard_energy
 from skinedge.train.all.cache import Cache, build_cache
 from skinedge.train.all.command import STAGES
 from skinedge.train.all.fingerprint import make_plan, set_facts
+from skinedge.train.all import sources
 from skinedge.train.all.sources import Prefetcher, SRSource, balanced_ids
 
 CLI = [sys.executable, "-m", "skinedge"]
@@ -142,10 +143,41 @@ def test_the_camera_plane_of_a_batch_says_which_protocol_made_each_lr(two_sets, 
     assert lr3.shape[1] == 3 and lr4.shape[1] == 4
     assert torch.equal(lr4[:, :3], lr3) and torch.equal(hr4, hr3)
     assert lr4[:, 3].amin(dim=(1, 2)).tolist() == flags == lr4[:, 3].amax(dim=(1, 2)).tolist()
-    for i, flag in zip(indices, flags):  # a camera LR is not the clean down-scale of its HR
+    for i, flag in zip(indices, flags):  # a camera LR is not the clean down-scale of its HR (inside: see below)
         lr, hr, _ = plain.pair(i, 0)
         clean = np.asarray(Image.fromarray(hr).resize((8, 8), Image.BICUBIC))
-        assert np.array_equal(lr, clean) == (flag == 0.0)
+        assert np.array_equal(lr[2:-2, 2:-2], clean[2:-2, 2:-2]) == (flag == 0.0)
+
+
+def test_an_lr_crop_is_cut_from_a_region_degraded_whole_at_any_jpeg_grid_phase(two_sets, tmp_path, monkeypatch):
+    """As a camera frame is compressed whole and the runtime enhances a region anywhere in it, the 8×8 grid meets
+    the generator's input at every phase; the HR crop stays the LR crop's ×4 area."""
+    root, _ = two_sets
+    spec = f"pool:{root / 'pool.json'}"
+    ids = open_dataset(spec).ids
+    build_cache(spec, ids, tmp_path / "cache", 64, 64, workers=1)
+    regions = []
+
+    def where(region, how, seed):  # an LR whose pixels say where they are in the degraded region
+        regions.append(region.shape[:2])
+        h, w = region.shape[0] // 4, region.shape[1] // 4
+        return np.stack([*np.meshgrid(np.arange(h), np.arange(w), indexing="ij"), np.zeros((h, w), int)], -1)
+
+    monkeypatch.setattr(sources, "degrade", where)
+    source = SRSource(tmp_path / "cache", ids, 32, seed=3)
+    phases = set()
+    for i in range(80):
+        lr, hr, _ = source.pair(i, 0)
+        assert lr.shape == (8, 8, 3) and hr.shape == (32, 32, 3)
+        phases.add((int(lr[0, 0, 0]), int(lr[0, 0, 1])))
+    assert set(regions) == {(64, 64)}  # one JPEG block (8 LR px) wider than the crop
+    assert {y for y, _ in phases} == set(range(8)) == {x for _, x in phases}
+    monkeypatch.undo()
+    clean = SRSource(tmp_path / "cache", ids, 32, seed=3, clean_share=1.0)
+    for i in range(6):  # the HR is the LR's area: inside the crop, the LR is the HR's plain bicubic ÷4
+        lr, hr, _ = clean.pair(i, 0)
+        down = np.asarray(Image.fromarray(hr).resize((8, 8), Image.BICUBIC))
+        assert np.array_equal(lr[2:-2, 2:-2], down[2:-2, 2:-2])
 
 
 def test_icnr_generator_paints_no_checkerboard_at_init():

@@ -23,8 +23,10 @@ from skinedge.train.augment import augment_dermoscopy
 from skinedge.train.loop import Runtime, epoch_batches, steps_per_epoch
 from skinedge.train.samples import _rng, normalise_imagenet, to_unit
 
-CLEAN = Degradation.bicubic_only(4)
-CAMERA = Degradation(scale=4)
+SCALE = 4
+CLEAN = Degradation.bicubic_only(SCALE)
+CAMERA = Degradation(scale=SCALE)
+JPEG_BLOCK = 8  # LR px: the side of a JPEG block (luma)
 
 
 SET_POWER = 0.5  # a pooled set's share of the training draws ∝ its size ** SET_POWER
@@ -107,16 +109,23 @@ class SegSource(_Source):
 class SRSource(_Source):
     """(LR, HR) crops from the cached HR images: ``focus`` of them centred on a lesion or border pixel, random
     flips and quarter turns, LR by the camera's degradation or (``clean_share`` of them) plain bicubic ÷4.
-    ``camera_plane``: the LR batch carries the generator's 4th channel, 1 for camera LR, 0 for clean."""
+    ``camera_plane``: the LR batch carries the generator's 4th channel, 1 for camera LR, 0 for clean.
+
+    The LR is cut from a region one JPEG block (``grid_margin`` HR px) larger than the crop, degraded whole, at a
+    random offset: a camera's frame is compressed whole and the runtime enhances a region anywhere in it, so the
+    8×8 grid meets the generator's input at any phase, and the crop's edge is not a block edge, a blur edge or a
+    chroma-subsampling edge. A crop compressed by itself (24² LR: 3×3 blocks, chroma padded to 32²) has none of that.
+    """
+
+    grid_margin = JPEG_BLOCK * SCALE  # HR px: one 8-px LR block at ×4
 
     def __init__(self, folder: Path, ids: list[str], crop: int, seed: int = 0, focus: float = 0.8,
                  clean_share: float = 0.25, camera_plane: bool = False):
         super().__init__(folder, ids, seed)
         self.crop, self.focus, self.clean_share, self.camera_plane = crop, focus, clean_share, camera_plane
 
-    def _corner(self, mask: np.ndarray, rng: np.random.Generator) -> tuple[int, int]:
+    def _corner(self, mask: np.ndarray, rng: np.random.Generator, s: int) -> tuple[int, int]:
         h, w = mask.shape
-        s = self.crop
         if mask.any() and rng.random() < self.focus:
             where = border_band(mask[::4, ::4], 2) if rng.random() < 0.5 else mask[::4, ::4]
             ys, xs = np.nonzero(where)
@@ -130,14 +139,19 @@ class SRSource(_Source):
         """(LR, HR, 1.0 if the LR came through the camera's degradation else 0.0)."""
         rng = _rng(self.seed, epoch, index)
         image, mask = self.cache.sr(self.ids[index % len(self.ids)])
-        top, left = self._corner(mask, rng)
-        hr = image[top:top + self.crop, left:left + self.crop]
-        hr = np.rot90(hr, int(rng.integers(4)))
+        margin = self.grid_margin if min(mask.shape) >= self.crop + self.grid_margin else 0
+        top, left = self._corner(mask, rng, self.crop + margin)
+        region = image[top:top + self.crop + margin, left:left + self.crop + margin]
+        region = np.rot90(region, int(rng.integers(4)))
         if rng.random() < 0.5:
-            hr = hr[:, ::-1]
-        hr = np.ascontiguousarray(hr)
+            region = region[:, ::-1]
+        region = np.ascontiguousarray(region)
         how = CLEAN if rng.random() < self.clean_share else CAMERA
-        return degrade(hr, how, seed=int(rng.integers(2**31))), hr, float(how is CAMERA)
+        lr = degrade(region, how, seed=int(rng.integers(2**31)))
+        y, x = (int(v) for v in rng.integers(0, max(1, margin // SCALE), size=2))  # phase 0..7
+        side = self.crop // SCALE
+        hr = np.ascontiguousarray(region[y * SCALE:(y + side) * SCALE, x * SCALE:(x + side) * SCALE])
+        return np.ascontiguousarray(lr[y:y + side, x:x + side]), hr, float(how is CAMERA)
 
     def batch(self, indices: list[int], epoch: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         pairs = [self.pair(i, epoch) for i in indices]
