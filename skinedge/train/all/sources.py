@@ -184,12 +184,13 @@ class StepBatches(torch.utils.data.Dataset):
 def _quiet_when_orphaned(worker_id: int) -> None:
     """A worker hands each batch's shared memory to the training process over a socket (Python's resource
     sharer). When that process is killed mid-hand-over (SIGKILL, a closed terminal) the sharer's thread reports
-    the reset connection with a traceback on the terminal the user shares; the worker then exits by itself, as
-    DataLoader workers do when their parent is gone. A lost connection is said nothing of; anything else is."""
+    the reset connection (or the end of the stream, if it had read all it was sent) with a traceback on the
+    terminal the user shares; the worker then exits by itself, as DataLoader workers do when their parent is gone.
+    A lost connection is said nothing of; anything else is."""
     default = sys.excepthook
 
     def hook(kind, value, traceback) -> None:
-        if not issubclass(kind, ConnectionError):
+        if not issubclass(kind, (ConnectionError, EOFError)):
             default(kind, value, traceback)
 
     sys.excepthook = hook
