@@ -18,15 +18,15 @@ from skinedge.data.degrade import Degradation, degrade
 from skinedge.data.pool import SEPARATOR, set_of
 from skinedge.metrics import border_band
 from skinedge.models.srgan import with_camera_plane
+from skinedge.runtime.pipeline.noise import BLOCK as JPEG_BLOCK
 from skinedge.train.all.cache import Cache
+from skinedge.train.all.fingerprint import SCALE
 from skinedge.train.augment import augment_dermoscopy
 from skinedge.train.loop import Runtime, epoch_batches, steps_per_epoch
 from skinedge.train.samples import _rng, normalise_imagenet, to_unit
 
-SCALE = 4
 CLEAN = Degradation.bicubic_only(SCALE)
 CAMERA = Degradation(scale=SCALE)
-JPEG_BLOCK = 8  # LR px: the side of a JPEG block (luma)
 
 
 SET_POWER = 0.5  # a pooled set's share of the training draws ∝ its size ** SET_POWER
