@@ -19,6 +19,7 @@ from PIL import Image
 from skinedge.data import open_dataset
 from skinedge.data.generate import write_synthetic
 from skinedge.data.pool import pool_document, stratified_split
+from skinedge.models.checkpoint import load_checkpoint
 from skinedge.models.srgan import Generator
 from skinedge.quality import checkerboard_energy
 from skinedge.train.all.cache import Cache, build_cache
@@ -277,6 +278,10 @@ def test_train_all_resumes_after_kills_and_makes_a_models_directory(two_sets, tm
     assert hashlib.sha256((out / "train" / "split.json").read_bytes()).hexdigest() == split_sha
     seg_log = [json.loads(line) for line in (out / "train" / "seg-log.jsonl").read_text().splitlines()]
     assert seg_log[-1]["elapsed_s"] >= seg_log[0]["elapsed_s"]
+    for name, kind in (("seg", "seg"), ("sr-pretrain", "sr")):  # checkpoints of the weight average, live beside it
+        held = load_checkpoint(out / "train" / f"{name}-last.pt", kind)
+        assert "exponential moving average" in held["config"]["weights"]
+        assert any(not torch.equal(held["state"]["model"][k], v) for k, v in held["state"]["live"].items())
     manifest = json.loads((out / "models.json").read_text())
     assert {"fp32", "fp16"} <= set(manifest["networks"]["sr"]["variants"])
     card = (out / "MODEL_CARD.md").read_text()

@@ -26,6 +26,7 @@ from skinedge.models.srgan import Generator
 from skinedge.models.unet import build_segmenter
 from skinedge.train.all.cache import Cache
 from skinedge.train.all.fingerprint import Plan
+from skinedge.train.average import WeightAverage
 from skinedge.train.all.sources import (CAMERA, CLEAN, SET_POWER, Prefetcher, SegSource, SRSource, balanced_ids,
                                        set_shares)
 from skinedge.train.loop import Budget, Runtime, check_finite, seed_everything
@@ -38,6 +39,8 @@ LONG_RUN = 10**6  # epochs: the time budget ends a phase, not an epoch count
 SR_ARCH = {"blocks": 16, "features": 64, "scale": 4, "bicubic_skip": True, "norm": False, "zero_tail": True,
            "camera_plane": True}  # the generator `train all` trains (see train_generator)
 VAL_SEG = 128  # validation images the segmenter is scored on (training's checks and the mask threshold)
+AVERAGE = {"seg": 0.998, "sr-pretrain": 0.999}  # weight-average decay: a window of ~500 of the segmenter's ~4000
+# steps and ~1000 of the generator's ~3000 (SR trainings keep 0.999); the average is what is validated and shipped
 
 
 def fast_math(device: torch.device) -> tuple[str, object]:
@@ -95,27 +98,29 @@ def train_segmenter(run: StageRun) -> dict:
     plan = run.plan
     model = build_segmenter(plan.seg_encoder, "none").to(run.device).to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-5)
+    average = WeightAverage(model, AVERAGE["seg"])
     train = SegSource(run.cache, balanced_ids(run.train_ids), run.seed, augment=True)
     train.min_items = plan.seg_batch * 150  # validate every 150 steps, or once through a longer list (shared sets: 229)
     val = SegSource(run.cache, run.val_ids[:VAL_SEG], run.seed, augment=False)
     what, autocast = fast_math(run.device)
 
     def validate() -> dict[str, float]:
-        return validate_segmenter(model, val, run.device, autocast)
+        return validate_segmenter(average.model, val, run.device, autocast)
 
     io = {"input": "RGB uint8 resized to size², /255, minus mean, over std", "size": plan.seg_size,
           "mean": IMAGENET_MEAN.tolist(), "std": IMAGENET_STD.tolist(), "output": "logits (N×1×H×W)"}
     config = {"command": "train all", "encoder": plan.seg_encoder, "size": plan.seg_size, "batch": plan.seg_batch,
               "lr": 1e-3, "schedule": "cosine over the time budget", "math": what, "augment": "dermoscopy",
-              "sampling": f"pooled sets drawn ∝ size ** {SET_POWER}"}
+              "sampling": f"pooled sets drawn ∝ size ** {SET_POWER}", "weights": _averaged("seg")}
     phase = Phase("seg", "seg", len(train), plan.seg_batch, LONG_RUN, lambda *a: {}, validate, "dice",
-                  {"model": model}, {"model": opt}, {"encoder": plan.seg_encoder, "dropout": 0.2},
+                  {"model": average.model, "live": model}, {"model": opt},
+                  {"encoder": plan.seg_encoder, "dropout": 0.2},
                   {"config": config, "data": run.data, "io": io}, run.seed)
     what_line = (f"seg: {plan.seg_encoder} U-Net {plan.seg_size}², batch {plan.seg_batch}, {what}, "
                  f"{run.workers} loader worker(s), {len(run.train_ids)} train / {len(val)} val images, "
                  f"pooled sets drawn ∝ size ** {SET_POWER} ({set_shares(train.ids)})")
     return _train(run, phase, train, plan.seg_batch, 1e-3, lambda x, y: seg_loss(model(x).float(), y), "loss",
-                  what_line)
+                  what_line, average)
 
 
 @torch.no_grad()
@@ -182,6 +187,7 @@ def train_generator(run: StageRun) -> dict:
     base_lr = 5e-4  # 11-min probes (camera/clean gain): 1.5e-4 +0.10/+0.34 dB, 3e-4 +0.15/+0.56, 6e-4 +0.15/+0.65,
     # 9e-4 diverged by step 200: 5e-4 keeps most of the gain at a distance from the edge
     opt = torch.optim.Adam(generator.parameters(), lr=base_lr, betas=(0.9, 0.99))
+    average = WeightAverage(generator, AVERAGE["sr-pretrain"])
     train = SRSource(run.cache, run.train_ids, plan.sr_crop, run.seed, plan.lesion_focus, plan.clean_share,
                      camera_plane=arch["camera_plane"])
     train.min_items = plan.sr_batch * 200  # validate about every 200 steps
@@ -193,23 +199,30 @@ def train_generator(run: StageRun) -> dict:
     config = {"command": "train all", "phase": "pretrain", "hr_size": plan.sr_crop, "batch": plan.sr_batch,
               "lr": base_lr, "schedule": "cosine over the time budget", "math": what, "pixel_loss": "l1",
               "degradation": f"camera (b) {1 - plan.clean_share:.0%}, bicubic (a) {plan.clean_share:.0%}",
-              "lesion_focus": plan.lesion_focus, "init": "ICNR pixel-shuffle convolutions, tail at zero", **arch}
+              "lesion_focus": plan.lesion_focus, "init": "ICNR pixel-shuffle convolutions, tail at zero",
+              "weights": _averaged("sr-pretrain"), **arch}
     phase = Phase("sr-pretrain", "sr", len(train), plan.sr_batch, LONG_RUN, lambda *a: {},
-                  lambda: validate_generator(generator, cache, val_ids, run.device), "gain",
-                  {"model": generator}, {"model": opt}, arch,
+                  lambda: validate_generator(average.model, cache, val_ids, run.device), "gain",
+                  {"model": average.model, "live": generator}, {"model": opt}, arch,
                   {"config": config, "data": run.data, "io": io}, run.seed)
     what_line = (f"sr: 16-block generator (bicubic skip, ICNR, no BN, camera plane), HR crops {plan.sr_crop}², "
                  f"batch {plan.sr_batch}, {what}, {run.workers} loader worker(s), {len(train.ids)} train images, "
                  f"validation on {len(val_ids)} whole photos")
     return _train(run, phase, train, plan.sr_batch, base_lr, lambda lr, hr: F.l1_loss(generator(lr).float(), hr),
-                  "l1", what_line)
+                  "l1", what_line, average)
+
+
+def _averaged(name: str) -> str:
+    return f"exponential moving average of the trained weights, decay {AVERAGE[name]} (validated and checkpointed)"
 
 
 def _train(run: StageRun, phase: Phase, source, batch: int, base_lr: float, loss_of, loss_name: str,
-           what: str) -> dict:
+           what: str, average: WeightAverage) -> dict:
     """Resume if a ``-last.pt`` is there, then run the phase: prefetched batches, time-cosine learning rate,
-    autocast, channels_last, one optimizer step per batch; the budget left is the stage's minus time spent."""
-    model, opt = phase.modules["model"], phase.optimizers["model"]
+    autocast, channels_last, one optimizer step per batch, then the weight average's update; the budget left is
+    the stage's minus time spent. ``phase.modules``: ``model`` the average (what the checkpoints are of),
+    ``live`` the network the optimizer trains."""
+    model, opt = phase.modules["live"], phase.optimizers["model"]
     last = run.out / f"{phase.name}-last.pt"
     progress = _resume(phase, last)
     spent = _spent(progress)
@@ -227,6 +240,7 @@ def _train(run: StageRun, phase: Phase, source, batch: int, base_lr: float, loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        average.update(model, global_step)
         return {loss_name: loss.item()}
 
     phase.step = step
