@@ -51,3 +51,26 @@ def test_late_updates_keep_the_decay_and_the_average_needs_no_gradients():
 def test_a_decay_of_one_or_more_is_refused():
     with pytest.raises(ValueError, match="decay"):
         WeightAverage(_net(), 1.0)
+
+
+def test_a_checkpoint_from_before_the_average_resumes_with_the_average_starting_from_its_network(tmp_path):
+    from skinedge.models.checkpoint import save_checkpoint
+    from skinedge.models.srgan import Generator
+    from skinedge.train.all.nets import _resume
+    from skinedge.train.runner import Phase
+
+    arch = {"blocks": 1, "features": 8, "scale": 4}
+    torch.manual_seed(1)
+    trained = Generator(**arch)
+    last = tmp_path / "sr-pretrain-last.pt"
+    save_checkpoint(last, "sr", arch, {"model": trained.state_dict(),
+                                       "opt_model": torch.optim.Adam(trained.parameters()).state_dict()},
+                    progress={"epoch": 0, "step": 5, "elapsed_s": 3.0})
+    torch.manual_seed(2)
+    live = Generator(**arch)
+    average = WeightAverage(live, 0.999)
+    phase = Phase("sr-pretrain", "sr", 1, 1, 1, lambda *a: {}, dict, "gain", {"model": average.model, "live": live},
+                  {"model": torch.optim.Adam(live.parameters())}, arch)
+    assert _resume(phase, last)["step"] == 5
+    for net in (live, average.model):
+        assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), trained.state_dict().values()))

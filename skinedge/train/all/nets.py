@@ -26,9 +26,9 @@ from skinedge.models.srgan import Generator
 from skinedge.models.unet import build_segmenter
 from skinedge.train.all.cache import Cache
 from skinedge.train.all.fingerprint import Plan
-from skinedge.train.average import WeightAverage
 from skinedge.train.all.sources import (CAMERA, CLEAN, SET_POWER, Prefetcher, SegSource, SRSource, balanced_ids,
                                        set_shares)
+from skinedge.train.average import WeightAverage
 from skinedge.train.loop import Budget, Runtime, check_finite, seed_everything
 from skinedge.train.losses import seg_loss
 from skinedge.train.runner import Phase, restore, run_phase
@@ -85,7 +85,13 @@ class StageRun:
 
 
 def _resume(phase: Phase, last: Path) -> dict | None:
-    return restore(phase, load_checkpoint(last, phase.kind), last) if last.is_file() else None
+    """The progress of ``last`` with its networks and optimizer restored, or None when there is none. A checkpoint
+    written before the weight average (no ``live``) resumes with the average starting from its network."""
+    if not last.is_file():
+        return None
+    payload = load_checkpoint(last, phase.kind)
+    payload["state"].setdefault("live", payload["state"]["model"])
+    return restore(phase, payload, last)
 
 
 def _spent(progress: dict | None) -> float:
