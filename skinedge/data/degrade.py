@@ -41,6 +41,12 @@ class Degradation:
     def bicubic_only(cls, scale: int = 4) -> "Degradation":
         return cls(scale=scale, blur_sigma=None, noise_sigma=None, jpeg_quality=None)
 
+    @property
+    def protocol(self) -> str:
+        """``bicubic`` (the paper's LR, protocol a) or ``camera`` (blur, noise or JPEG: protocol b)."""
+        plain = self.blur_sigma is None and self.noise_sigma is None and self.jpeg_quality is None
+        return "bicubic" if plain else "camera"
+
 
 def mod_crop(image: np.ndarray, scale: int) -> np.ndarray:
     """Crop H and W down to multiples of ``scale`` (top-left kept), as SR protocols do."""

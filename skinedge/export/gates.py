@@ -33,6 +33,10 @@ from skinedge.runtime.pipeline.camera_plane import sr_input
 from skinedge.runtime.pipeline.projection import Fidelity, project_image
 
 
+PROTOCOLS = ("bicubic", "camera")  # the SR crops' LR protocols (LesionCrop.protocol)
+GAIN_FLOOR_DB = 0.1  # gains under this count as this much: a generator that adds ~nothing may lose a little
+
+
 @dataclass(frozen=True)
 class Gates:
     """Largest accepted losses against FP32 (defaults from the issue; profiles may change them)."""
@@ -45,6 +49,7 @@ class Gates:
     colour_shift_max: float = 2 / 255
     delta_e_over_bicubic_max: float = 0.3
     checkerboard_max: float = 1.5  # the shown lesion's 2-px-period energy over the truth's (skinedge.quality)
+    gain_lost_max: float = 0.25  # share of FP32's lesion PSNR-Y gain over bicubic a variant may lose, per LR protocol
 
     def limits(self, net: str, precision: str) -> dict[str, float]:
         kind = "fp16" if precision == "fp16" else "int8"
@@ -55,6 +60,7 @@ class Gates:
                   "delta_e_over_bicubic": self.delta_e_over_bicubic_max, "checkerboard": self.checkerboard_max}
         if kind == "int8":
             limits["ssim_drop"] = self.int8_ssim_drop
+        limits.update({f"gain_lost_{p}": self.gain_lost_max for p in PROTOCOLS})
         return limits
 
     def to_json(self) -> dict:
@@ -77,6 +83,12 @@ class HeldOut:
         (every variant and every retry compares with it)."""
         return float(np.nanmean([metrics.mean_delta_e(bicubic_upscale(c.lr, self.scale), c.hr, c.mask, self.scale)
                                  for c in self.crops]))
+
+    @cached_property
+    def bicubic_psnr_y(self) -> list[float]:
+        """Plain bicubic's lesion PSNR-Y per crop: what the generator's gain is measured over."""
+        return [metrics.psnr(bicubic_upscale(c.lr, self.scale), c.hr, border=self.scale, y_channel=True,
+                             mask=c.mask) for c in self.crops]
 
 
 def dice(truth: np.ndarray, pred: np.ndarray) -> float:
@@ -127,6 +139,11 @@ def sr_metrics(outputs: list[np.ndarray], held: HeldOut, reference: list[np.ndar
     result["bicubic_delta_e"] = held.bicubic_delta_e
     result["checkerboard"] = float(np.nanmean([quality.checkerboard_ratio(shown(o, c), c.hr, c.mask)
                                                for o, c in zip(outputs, held.crops)] or [np.nan]))
+    for protocol in PROTOCOLS:  # the generator's own share, which a faster variant must not eat
+        gains = [r["lesion_psnr_y"] - b for r, b, c in zip(rows, held.bicubic_psnr_y, held.crops)
+                 if c.protocol == protocol and math.isfinite(r["lesion_psnr_y"] - b)]
+        if gains:
+            result[f"gain_db_{protocol}"] = float(np.mean(gains))
     if reference is not None:
         diffs = [(o - r)[c.mask] for o, r, c in zip(outputs, reference, held.crops) if c.mask.any()]
         pooled = np.concatenate(diffs) if diffs else np.zeros((1, 3))
@@ -153,6 +170,11 @@ def judge(net: str, precision: str, fp32: dict, variant: dict, gates: Gates) -> 
         measured["colour_shift"] = (0.0, variant["colour_shift"], variant["colour_shift"])
     if "checkerboard" in limits and "checkerboard" in variant:  # against the truth: its own energy is 1
         measured["checkerboard"] = (1.0, variant["checkerboard"], variant["checkerboard"])
+    for protocol in PROTOCOLS:  # the share of FP32's gain over bicubic lost, FP32's gain floored at GAIN_FLOOR_DB
+        key = f"gain_db_{protocol}"
+        if f"gain_lost_{protocol}" in limits and key in fp32 and key in variant:
+            lost = (fp32[key] - variant[key]) / max(fp32[key], GAIN_FLOOR_DB)
+            measured[f"gain_lost_{protocol}"] = (fp32[key], variant[key], lost)
     if "delta_e_over_bicubic" in limits:  # against the truth: bicubic's ΔE in the "fp32" column
         measured["delta_e_over_bicubic"] = (variant["bicubic_delta_e"], variant["delta_e"],
                                             variant["delta_e"] - variant["bicubic_delta_e"])

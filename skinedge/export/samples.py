@@ -51,6 +51,7 @@ class LesionCrop:
     lr: np.ndarray  # h×w×3 uint8, the real surround kept (the runtime never feeds a black one)
     hr: np.ndarray  # (h·scale)×(w·scale)×3 uint8
     mask: np.ndarray  # (h·scale)×(w·scale) bool lesion mask (where quality is scored)
+    protocol: str = "bicubic"  # how ``lr`` was made: ``bicubic`` ÷scale or the ``camera``'s (Degradation.protocol)
 
 
 def at_camera_scale(item: Item, mask: np.ndarray, scale: int) -> tuple[Item, np.ndarray]:
@@ -67,8 +68,8 @@ def whole_photo(item: Item, mask: np.ndarray, scale: int, degradation: Degradati
     """The whole photo as one SR sample (``item`` already at the camera's scale): borders and surround as the
     runtime's full mode sees them."""
     hr = mod_crop(item.image, scale)
-    return LesionCrop(item.id, degrade(hr, degradation or Degradation.bicubic_only(scale), seed=seed), hr,
-                      mask[: hr.shape[0], : hr.shape[1]])
+    how = degradation or Degradation.bicubic_only(scale)
+    return LesionCrop(item.id, degrade(hr, how, seed=seed), hr, mask[: hr.shape[0], : hr.shape[1]], how.protocol)
 
 
 def _window(mask: np.ndarray | None, shape: tuple[int, int], side: int) -> tuple[int, int]:
@@ -95,7 +96,7 @@ def lesion_crop(item: Item, mask: np.ndarray, scale: int, lr_side: int = SR_LR_S
     hr = np.ascontiguousarray(image[top:top + side, left:left + side])
     hr_mask = mask[top:top + side, left:left + side]
     how = degradation or Degradation.bicubic_only(scale)
-    return LesionCrop(item.id, degrade(hr, how, seed=seed), hr, hr_mask)
+    return LesionCrop(item.id, degrade(hr, how, seed=seed), hr, hr_mask, how.protocol)
 
 
 def image_stats(item: Item, mask: np.ndarray) -> tuple[float, float]:
