@@ -359,9 +359,9 @@ def gate_table(report: dict) -> str:
                              f"{c['loss']:.4f} | {c['limit']:.4f} | {'PASS' if c['passed'] else 'FAIL'} |")
     lines += ["", "delta_e_over_bicubic is measured against the truth, not FP32: its FP32 column is plain bicubic's "
               "lesion ΔE00 to the HR image, its variant column the variant's as shown (after the runtime's "
-              "projection). gain_lost_P is the share of FP32's lesion PSNR-Y gain over plain bicubic (its FP32 and "
-              "variant columns, dB) that the variant loses on LR protocol P, bicubic ÷scale or the camera's "
-              "(gains under 0.1 dB count as 0.1).", ""]
+              "projection). share_lost_P is the part of the generator's own share that the variant loses on LR "
+              "protocol P (bicubic ÷scale or the camera's): its FP32 and variant columns are the shown lesion's "
+              "PSNR-Y over bicubic + projection, in dB (shares under 0.1 dB count as 0.1).", ""]
     for net, rows in report["networks"].items():
         for vname, row in rows.items():
             if vname == "fp32":
