@@ -81,18 +81,23 @@ class HeldOut:
     ids: list[str]
 
     @cached_property
+    def bicubic(self) -> list[np.ndarray]:
+        """Each crop's plain bicubic up-scale (uint8): the baselines below start from it."""
+        return [bicubic_upscale(c.lr, self.scale) for c in self.crops]
+
+    @cached_property
     def bicubic_delta_e(self) -> float:
         """Plain bicubic's mean lesion ΔE00 to the truth over the crops: the truth gate's baseline, computed once
         (every variant and every retry compares with it)."""
-        return float(np.nanmean([metrics.mean_delta_e(bicubic_upscale(c.lr, self.scale), c.hr, c.mask, self.scale)
-                                 for c in self.crops]))
+        return float(np.nanmean([metrics.mean_delta_e(b, c.hr, c.mask, self.scale)
+                                 for b, c in zip(self.bicubic, self.crops)]))
 
     @cached_property
     def projected_bicubic_psnr_y(self) -> list[float]:
         """Lesion PSNR-Y per crop of bicubic + the runtime's projection: what the product shows without a
         generator, so the generator's own share is measured over it."""
-        return [lesion_psnr_y(shown(bicubic_upscale(c.lr, self.scale).astype(np.float32) / 255.0, c), c, self.scale)
-                for c in self.crops]
+        return [lesion_psnr_y(shown(b.astype(np.float32) / 255.0, c), c, self.scale)
+                for b, c in zip(self.bicubic, self.crops)]
 
 
 def dice(truth: np.ndarray, pred: np.ndarray) -> float:
