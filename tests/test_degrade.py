@@ -45,3 +45,18 @@ def test_scale_two_and_mod_crop(hr):
     cropped = mod_crop(odd, 4)
     assert cropped.shape == (124, 124, 3)
     assert degrade(cropped, Degradation(scale=2), seed=0).shape == (62, 62, 3)
+
+
+def test_drawn_records_what_the_seed_drew_without_changing_the_lr(hr):
+    """The record is the truth behind the LR: re-made from it step by step, the LR is the same bytes."""
+    drawn = {}
+    lr = degrade(hr, Degradation(), seed=7, drawn=drawn)
+    assert np.array_equal(lr, degrade(hr, Degradation(), seed=7))
+    assert set(drawn) == {"blur_sigma", "noise_sigma", "jpeg_quality"}
+    assert 70 <= drawn["jpeg_quality"] <= 95 and 0.0 <= drawn["noise_sigma"] <= 4.0
+    fixed = Degradation(blur_sigma=(drawn["blur_sigma"],) * 2, noise_sigma=(drawn["noise_sigma"],) * 2,
+                        jpeg_quality=(drawn["jpeg_quality"],) * 2)
+    assert np.array_equal(degrade(hr, fixed, seed=7), lr)
+    only_jpeg = {}
+    degrade(hr, Degradation(blur_sigma=None, noise_sigma=None), seed=7, drawn=only_jpeg)
+    assert set(only_jpeg) == {"jpeg_quality"}

@@ -101,13 +101,16 @@ def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
     return np.asarray(Image.open(buf).convert("RGB"))
 
 
-def degrade(hr: np.ndarray, how: Degradation = Degradation(), seed: int = 0) -> np.ndarray:
+def degrade(hr: np.ndarray, how: Degradation = Degradation(), seed: int = 0,
+            drawn: dict | None = None) -> np.ndarray:
     """Make the LR image of a HR uint8 RGB image.
 
     Args:
         hr: H×W×3 uint8 with H and W multiples of ``how.scale`` (see :func:`mod_crop`).
         how: the degradation.
         seed: all random draws (sigma, noise, quality) come from it.
+        drawn: if given, receives what was drawn (``blur_sigma``, ``noise_sigma``, ``jpeg_quality``; absent steps
+            are left out): analyses that need the truth a camera does not tell, e.g. the JPEG quality.
     Returns:
         (H/scale)×(W/scale)×3 uint8 RGB.
     """
@@ -117,16 +120,17 @@ def degrade(hr: np.ndarray, how: Degradation = Degradation(), seed: int = 0) -> 
     if h % how.scale or w % how.scale or h < how.scale or w < how.scale:
         raise DataError(f"HR size {w}×{h} is not a multiple of the scale {how.scale}; mod_crop it first")
     rng = np.random.default_rng(seed)
-    image = hr
+    image, record = hr, {} if drawn is None else drawn
     if how.blur_sigma is not None:
-        sigma = rng.uniform(*how.blur_sigma)
+        sigma = record["blur_sigma"] = rng.uniform(*how.blur_sigma)
         taps = gaussian_kernel1d(sigma, max(1, int(np.ceil(3 * sigma))))
         image = np.clip(np.rint(filter_separable(image, taps, mode="reflect")), 0, 255).astype(np.uint8)
     image = bicubic_resize(image, w // how.scale, h // how.scale)
     if how.noise_sigma is not None:
-        sigma = rng.uniform(*how.noise_sigma)
+        sigma = record["noise_sigma"] = rng.uniform(*how.noise_sigma)
         noisy = image.astype(np.float64) + rng.normal(0.0, sigma, image.shape)
         image = np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
     if how.jpeg_quality is not None:
-        image = _jpeg(image, int(rng.integers(how.jpeg_quality[0], how.jpeg_quality[1] + 1)))
+        quality = record["jpeg_quality"] = int(rng.integers(how.jpeg_quality[0], how.jpeg_quality[1] + 1))
+        image = _jpeg(image, quality)
     return image

@@ -179,19 +179,23 @@ def validate_generator(generator, cache: Cache, ids: list[str], device) -> dict[
     return scores
 
 
-def train_generator(run: StageRun) -> dict:
+def train_generator(run: StageRun, blocks: int = SR_ARCH["blocks"], features: int = SR_ARCH["features"],
+                    base_lr: float = 5e-4) -> dict:
     """The 16-block generator (bicubic skip, ICNR, no BatchNorm, zero-started tail, camera plane) from the cache;
     returns the runner's result. Without BN and with the tail at zero (the untrained network is bicubic), a
     7-minute probe on the real split gained +0.04 dB on camera LR where the paper's BN trunk gained 0.00. Told
     which LR it sees (the camera plane, :mod:`skinedge.runtime.pipeline.camera_plane`), an 11-minute one-thread
     probe gained +0.54 / +0.04 dB (clean / camera LR) where the blind network gained +0.15 / +0.01; after the
-    23.6 min of a 60-min run both validate at ≈ +0.70 / +0.11 (the plane gets there in about half the steps)."""
+    23.6 min of a 60-min run both validate at ≈ +0.70 / +0.11 (the plane gets there in about half the steps).
+
+    ``blocks``, ``features``, ``base_lr``: other sizes for capacity probes (``benchmarks/sr_capacity.py``); the
+    defaults are what ``train all`` ships. base_lr, 11-min probes (camera/clean gain): 1.5e-4 +0.10/+0.34 dB, 3e-4
+    +0.15/+0.56, 6e-4 +0.15/+0.65, 9e-4 diverged by step 200: 5e-4 keeps most of the gain at a distance from the
+    edge (a 32-block, 96-feature trunk diverged at 5e-4 by step 400 and trains at 2e-4)."""
     seed_everything(run.seed)
     plan = run.plan
-    arch = dict(SR_ARCH)
+    arch = dict(SR_ARCH, blocks=blocks, features=features)
     generator = Generator(**arch).to(run.device).to(memory_format=torch.channels_last)
-    base_lr = 5e-4  # 11-min probes (camera/clean gain): 1.5e-4 +0.10/+0.34 dB, 3e-4 +0.15/+0.56, 6e-4 +0.15/+0.65,
-    # 9e-4 diverged by step 200: 5e-4 keeps most of the gain at a distance from the edge
     opt = torch.optim.Adam(generator.parameters(), lr=base_lr, betas=(0.9, 0.99))
     average = WeightAverage(generator, AVERAGE["sr-pretrain"])
     train = SRSource(run.cache, run.train_ids, plan.sr_crop, run.seed, plan.lesion_focus, plan.clean_share,
@@ -211,7 +215,8 @@ def train_generator(run: StageRun) -> dict:
                   lambda: validate_generator(average.model, cache, val_ids, run.device), "gain",
                   {"model": average.model, "live": generator}, {"model": opt}, arch,
                   {"config": config, "data": run.data, "io": io}, run.seed)
-    what_line = (f"sr: 16-block generator (bicubic skip, ICNR, no BN, camera plane), HR crops {plan.sr_crop}², "
+    what_line = (f"sr: {blocks}-block, {features}-feature generator (bicubic skip, ICNR, no BN, camera plane), "
+                 f"HR crops {plan.sr_crop}², "
                  f"batch {plan.sr_batch}, {what}, {run.workers} loader worker(s), {len(train.ids)} train images, "
                  f"validation on {len(val_ids)} whole photos")
     return _train(run, phase, train, plan.sr_batch, base_lr, lambda lr, hr: F.l1_loss(generator(lr).float(), hr),
