@@ -2,8 +2,9 @@
 
 Issue 20's camera target asks the shown lesion PSNR-Y to beat bicubic of the camera LR (``Degradation()``: blur,
 noise, JPEG 70–95) by 0.3 dB. For the validation whole photos of a ``train all`` run (``MODELS/train/split.json``;
-never the held-out part), HR at the camera's scale, LR = ``degrade(HR, seed=k)`` as ``eval --models`` makes it, this
-prints the mean (median) lesion PSNR-Y gain over bicubic of that LR for:
+never the held-out part; those whose lesion covers at least 1 % of the photo), HR at the camera's scale, LR =
+``degrade(HR, seed=k)`` with k the photo's place among them (``eval --models`` degrades the same way, its seeds
+numbered over the held-out part), this prints the mean (median) lesion PSNR-Y gain over bicubic of that LR for:
 
 - **headroom**: bicubic of an LR made without one of the camera's steps (or without all three), same seed: what a
   perfect undoing of that step would give before any SR;
@@ -101,14 +102,30 @@ def into_cells(sr: np.ndarray, lr: np.ndarray, table: np.ndarray, steps: int) ->
     return np.clip(out, 0.0, 1.0)
 
 
-def _u8(x: np.ndarray) -> np.ndarray:
+def u8(x: np.ndarray) -> np.ndarray:
+    """1×3×H×W float in [0, 1] → H×W×3 uint8, rounded once as the runtime's shown output is."""
     return np.clip(np.floor(x[0].transpose(1, 2, 0) * 255 + 0.5), 0, 255).astype(np.uint8)
+
+
+def validation_photos(models: Path, min_lesion: float = 0.01):
+    """(seed, HR, mask) of each validation whole photo of the ``train all`` run in ``models`` whose lesion covers
+    at least ``min_lesion`` of it, HR at the camera's scale; the seed counts the photos read (skipped ones too)."""
+    train = models / "train"
+    ids = [i for i in read_split(train / "split.json").parts["val"] if "crop512" not in i]  # whole photos
+    for seed, item in enumerate(open_dataset(f"pool:{train / 'pool.json'}").subset(ids)):
+        hr, mask = fit_long_side(item.image, item.mask, CAMERA_SIDE, 4)
+        if mask.mean() >= min_lesion:
+            yield seed, hr, mask
+
+
+def lesion_psnr_y(image: np.ndarray, hr: np.ndarray, mask: np.ndarray) -> float:
+    return metrics.psnr(image, hr, border=4, y_channel=True, mask=mask)
 
 
 def score_photo(hr, mask, seed: int, generators: list[Generator], cell_steps: int) -> dict[str, float]:
     """Every row's lesion PSNR-Y gain over bicubic of this photo's camera LR."""
     def psnr(image):
-        return metrics.psnr(image, hr, border=4, y_channel=True, mask=mask)
+        return lesion_psnr_y(image, hr, mask)
 
     drawn: dict = {}
     lr = degrade(hr, CAMERA, seed=seed, drawn=drawn)
@@ -119,13 +136,13 @@ def score_photo(hr, mask, seed: int, generators: list[Generator], cell_steps: in
     planes = PLANES if main.planes else (1.0,)
     outputs = {p: main(lr, p) for p in planes}
     for p, out in outputs.items():
-        row[f"generator, plane {p:g}" if main.planes else "generator"] = psnr(_u8(out)) - base
+        row[f"generator, plane {p:g}" if main.planes else "generator"] = psnr(u8(out)) - base
     row["generator, best plane per photo (oracle)"] = max(row[k] for k in row if k.startswith("generator"))
     row["generator into JPEG cells (true quality, oracle)"] = psnr(
-        _u8(into_cells(outputs[1.0], lr, luma_table(drawn["jpeg_quality"]), cell_steps))) - base
+        u8(into_cells(outputs[1.0], lr, luma_table(drawn["jpeg_quality"]), cell_steps))) - base
     if len(generators) > 1:
         mean = sum(g(lr, 1.0) for g in generators) / len(generators)
-        row[f"mean of {len(generators)} generators"] = psnr(_u8(mean)) - base
+        row[f"mean of {len(generators)} generators"] = psnr(u8(mean)) - base
     return row
 
 
@@ -138,17 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cell-steps", type=int, default=3)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
-    train = args.models / "train"
-    split = read_split(train / "split.json")
-    dataset = open_dataset(f"pool:{train / 'pool.json'}")
-    ids = [i for i in split.parts["val"] if "crop512" not in i]  # whole photos, as the issue's held-out figures
     generators = [Generator(m) for m in [args.models, *args.others]]
-    rows, seed = [], 0
-    for item in dataset.subset(ids):
-        hr, mask = fit_long_side(item.image, item.mask, CAMERA_SIDE, 4)
-        if mask.mean() >= 0.01:  # eval --models' rule: a lesion to score
-            rows.append(score_photo(hr, mask, seed, generators, args.cell_steps))
-        seed += 1
+    rows = []
+    for seed, hr, mask in validation_photos(args.models):
+        rows.append(score_photo(hr, mask, seed, generators, args.cell_steps))
         if args.limit and len(rows) >= args.limit:
             break
     if not rows:

@@ -4,8 +4,9 @@ The camera validation gain of the shipped 16-block, 64-feature generator plateau
 budget (docs/models.md). This trains the same stage (same cache, crops, camera/clean mix, plane, weight average,
 time-cosine schedule) with ``--blocks`` / ``--features`` / ``--lr`` for ``--minutes`` on the split of the ``train
 all`` run in MODELS, then scores the best checkpoint and MODELS' own generator checkpoint alone on the same
-validation whole photos (never the held-out part), both LR protocols: lesion PSNR-Y gain over bicubic, mean
-(median). The decoded cache is built in ``--cache`` unless it is there already. Time it with nothing else running.
+validation whole photos as ``camera_headroom.py`` (never the held-out part), both LR protocols: lesion PSNR-Y gain
+over bicubic, mean (median). The decoded cache is built in ``--cache`` unless it is there already. Time it with
+nothing else running.
 
     python benchmarks/sr_capacity.py MODELS --out DIR [--blocks 32] [--features 96] [--lr 2e-4] [--minutes 80]
 """
@@ -22,9 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from skinedge import metrics
-from skinedge.data import open_dataset
-from skinedge.data.degrade import CAMERA_SIDE, Degradation, bicubic_upscale, degrade, fit_long_side
+from camera_headroom import lesion_psnr_y, u8, validation_photos  # beside this file
+from skinedge.data.degrade import Degradation, bicubic_upscale, degrade
 from skinedge.data.splits import read_split
 from skinedge.models.load import load_generator
 from skinedge.runtime.pipeline.camera_plane import with_plane
@@ -35,23 +35,19 @@ from skinedge.train.all.nets import StageRun, train_generator
 PROTOCOLS = {"clean": (Degradation.bicubic_only(4), 0.0), "camera": (Degradation(), 1.0)}
 
 
-def score(checkpoint: Path, items) -> dict[str, dict[str, float]]:
+def score(checkpoint: Path, photos) -> dict[str, dict[str, float]]:
     """The generator alone (plane set to the true protocol) on each photo: gain over bicubic, mean and median."""
     generator, _ = load_generator(checkpoint, "cpu")
     gains: dict[str, list[float]] = {name: [] for name in PROTOCOLS}
     with torch.inference_mode():
-        for seed, (hr, mask) in enumerate(items):
-            if mask.mean() < 0.01:  # eval --models' rule: a lesion to score
-                continue
+        for seed, hr, mask in photos:
             for name, (how, plane) in PROTOCOLS.items():
                 lr = degrade(hr, how, seed=seed)
                 x = np.ascontiguousarray(lr.transpose(2, 0, 1)[None], np.float32) / np.float32(255)
                 if generator.in_channels == 4:
                     x = with_plane(x, plane)
-                y = generator(torch.from_numpy(x)).numpy()[0].transpose(1, 2, 0)
-                out = np.clip(np.floor(y * 255 + 0.5), 0, 255).astype(np.uint8)
-                psnr = lambda image: metrics.psnr(image, hr, border=4, y_channel=True, mask=mask)  # noqa: E731
-                gains[name].append(psnr(out) - psnr(bicubic_upscale(lr, 4)))
+                out = u8(generator(torch.from_numpy(x)).numpy())
+                gains[name].append(lesion_psnr_y(out, hr, mask) - lesion_psnr_y(bicubic_upscale(lr, 4), hr, mask))
     return {name: {"mean": statistics.fmean(g), "median": statistics.median(g), "photos": len(g)}
             for name, g in gains.items()}
 
@@ -86,11 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
     result = train_generator(run, args.blocks, args.features, args.lr)
     minutes = (time.monotonic() - start) / 60
-    dataset = open_dataset(spec).subset([i for i in split.parts["val"] if "crop512" not in i])
-    items = [fit_long_side(item.image, item.mask, CAMERA_SIDE, 4) for item in dataset]
+    photos = list(validation_photos(args.models))
     rows = {f"{args.blocks} blocks × {args.features}, {result['steps']} steps, {minutes:.1f} min":
-            score(args.out / "sr-pretrain-best.pt", items),
-            f"MODELS' generator ({args.models.name})": score(train / "sr-pretrain-best.pt", items)}
+            score(args.out / "sr-pretrain-best.pt", photos),
+            f"MODELS' generator ({args.models.name})": score(train / "sr-pretrain-best.pt", photos)}
     print("validation whole photos, the generator alone; lesion PSNR-Y gain over bicubic:")
     for name, row in rows.items():
         print(f"  {name:44s} " + "  ".join(f"{p} {r['mean']:+.3f} (median {r['median']:+.3f}, n={r['photos']})"
